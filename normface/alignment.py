@@ -100,3 +100,32 @@ def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Applies a ``[2, 3]`` affine map to ``[..., 2]`` (x, y) points."""
     points = np.asarray(points, dtype=np.float64)
     return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def align_image(
+    image: np.ndarray, landmarks: np.ndarray, template: AlignmentTemplate
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aligns a photo to the template.
+
+    Args:
+      image: ``[h, w, 3]`` uint8 RGB photo.
+      landmarks: ``[68, 2]`` (x, y) landmarks in the photo.
+      template: the target frame.
+
+    Returns:
+      ``(aligned [size, size, 3] uint8, aligned_landmarks [68, 2], matrix [2, 3])`` where
+      ``matrix`` maps photo (x, y) to aligned (x, y). Pixels outside the photo repeat its border.
+    """
+    import cv2
+
+    matrix = similarity_to_template(landmarks, template)
+    # Shrinking by more than 2x would alias with bilinear sampling: pre-blur to the target scale.
+    scale = float(np.hypot(*matrix[:, 0]))
+    src = np.asarray(image)
+    if scale < 0.5:
+        sigma = 0.5 / scale - 0.5
+        src = cv2.GaussianBlur(src, (0, 0), sigma)
+    aligned = cv2.warpAffine(
+        src, matrix, (template.size, template.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return aligned, apply_affine(landmarks, matrix), matrix
