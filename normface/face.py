@@ -193,14 +193,26 @@ def centered_box(width: int, height: int, fraction: float = CENTER_BOX_FRACTION,
             int(round(cy + half)))
 
 
-def detect_largest_face(image: np.ndarray, upsample: int = DETECTOR_UPSAMPLE,
-                        fallback_to_center: bool = True) -> FaceDetection | None:
-    """The largest detected face; on a miss, landmarks inside :func:`centered_box` (num_faces=0)
-    when ``fallback_to_center``, else None."""
+FACE_CHOICES = ("largest", "center")
+
+
+def detect_face(image: np.ndarray, choose: str = "largest", upsample: int = DETECTOR_UPSAMPLE,
+                fallback_to_center: bool = True) -> FaceDetection | None:
+    """One face of ``image``: the largest box (``choose="largest"``) or the box whose centre is
+    nearest the image centre (``"center"``; right for face-centred crops such as LFW, where the
+    largest face is sometimes a bystander). On a miss: landmarks inside :func:`centered_box`
+    (``num_faces=0``) when ``fallback_to_center``, else None.
+    """
+    if choose not in FACE_CHOICES:
+        raise ValueError(f"choose: expected one of {FACE_CHOICES}; got {choose!r}")
     rgb = as_rgb_uint8(image)
     faces = detect_faces(rgb, upsample)
     if faces:
-        return faces[0]
+        if choose == "largest":
+            return faces[0]
+        mid = np.array([rgb.shape[1] - 1, rgb.shape[0] - 1]) / 2.0
+        offsets = [np.hypot(*(np.add(f.box[:2], f.box[2:]) / 2.0 - mid)) for f in faces]
+        return faces[int(np.argmin(offsets))]
     if not fallback_to_center:
         return None
     box = centered_box(rgb.shape[1], rgb.shape[0])

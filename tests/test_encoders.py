@@ -42,7 +42,7 @@ def lfw_faces(data_root):
     images, landmarks, chips = [], [], []
     for person in people[:: max(1, len(people) // (2 * NUM_FACES))]:
         image = read_rgb(sorted(person.glob("*.jpg"))[0])
-        found = face.detect_largest_face(image, fallback_to_center=False)
+        found = face.detect_face(image, fallback_to_center=False)
         if found is None:
             continue
         images.append(image)

@@ -69,8 +69,8 @@ def test_detect_faces_finds_the_lfw_face(lfw_image):
 
 def test_detector_miss_falls_back_to_a_centered_box():
     blank = np.full([200, 300, 3], 128, np.uint8)
-    assert face.detect_largest_face(blank, fallback_to_center=False) is None
-    fallback = face.detect_largest_face(blank)
+    assert face.detect_face(blank, fallback_to_center=False) is None
+    fallback = face.detect_face(blank)
     assert fallback.num_faces == 0 and not fallback.detected
     left, top, right, bottom = fallback.box
     assert abs((left + right) / 2 - 149.5) <= 1 and right - left == pytest.approx(84, abs=1)
@@ -112,7 +112,7 @@ def test_chip_affine_equals_dlib_chip_details(num_points, size, padding):
 
 
 def test_extract_chips_is_differentiable_in_landmarks(lfw_image):
-    landmarks = tf.constant(face.detect_largest_face(lfw_image).landmarks[None], tf.float32)
+    landmarks = tf.constant(face.detect_face(lfw_image).landmarks[None], tf.float32)
     image = tf.constant(lfw_image[None].astype(np.float32))
     with tf.GradientTape() as tape:
         tape.watch(landmarks)
@@ -147,5 +147,18 @@ def test_extract_chips_rejects_bad_shapes(images, landmarks, message):
 def test_dlib_face_chip_rejects_bad_landmarks(lfw_image):
     with pytest.raises(ValueError, match="landmarks"):
         face.dlib_face_chip(lfw_image, np.zeros([4, 2]))
-    chip = face.dlib_face_chip(lfw_image, face.detect_largest_face(lfw_image).landmarks)
+    chip = face.dlib_face_chip(lfw_image, face.detect_face(lfw_image).landmarks)
     assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8 and chip.std() > 10
+
+
+def test_choose_center_skips_a_larger_bystander(data_root):
+    # In this LFW crop a bystander's face (top right, partly cut off) is the largest detection.
+    image = read_rgb(data_root / "lfw" / "Condoleezza_Rice" / "Condoleezza_Rice_0005.jpg")
+    largest = face.detect_face(image, choose="largest")
+    central = face.detect_face(image, choose="center")
+    assert largest.num_faces == central.num_faces >= 2
+    cx, cy = (central.box[0] + central.box[2]) / 2, (central.box[1] + central.box[3]) / 2
+    assert abs(cx - 124.5) < 40 and abs(cy - 124.5) < 40
+    assert central.box != largest.box
+    with pytest.raises(ValueError, match="choose"):
+        face.detect_face(image, choose="smallest")
