@@ -127,7 +127,8 @@ def make_dataset(
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
         ds = ds.interleave(
             tf.data.TFRecordDataset,
-            cycle_length=min(len(files), MAX_CYCLE_LENGTH),
+            # Without shuffling, read shards one after another: records come in file order.
+            cycle_length=min(len(files), MAX_CYCLE_LENGTH) if shuffle else 1,
             num_parallel_calls=AUTOTUNE,
             deterministic=deterministic,
         )

@@ -432,7 +432,7 @@ def _write_split(output_dir, split, faces: SplitFaces, plan: morph.MorphPlan, mo
         part = plan.slice(slice(index * config.shard_size, (index + 1) * config.shard_size))
         path = _join(output_dir, shard_name(split, index, count))
         if not tf.io.gfile.exists(path):
-            _write_shard_atomic(path, _examples(faces, part, morpher, encode_fn))
+            _write_shard_atomic(path, iter_examples(faces, part, morpher, encode_fn))
             written += len(part)
             rate = written / max(time.time() - start_time, 1e-9)
             log(f"{split}: wrote {path} ({len(part)} examples, {rate:.1f}/s)")
@@ -444,7 +444,7 @@ def _write_split(output_dir, split, faces: SplitFaces, plan: morph.MorphPlan, mo
     return {"count": len(plan), "morphed": morphed, "originals": len(plan) - morphed, "shards": shards}
 
 
-def _examples(faces: SplitFaces, plan: morph.MorphPlan, morpher: morph.Morpher, encode_fn: EncodeFn):
+def iter_examples(faces: SplitFaces, plan: morph.MorphPlan, morpher: morph.Morpher, encode_fn: EncodeFn):
     """Yields the tf.train.Examples of ``plan``, rendered and encoded RENDER_BATCH at a time."""
     for start in range(0, len(plan), RENDER_BATCH):
         batch = plan.slice(slice(start, start + RENDER_BATCH))
