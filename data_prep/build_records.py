@@ -1,0 +1,84 @@
+"""Builds the training/validation/test TFRecords from an aligned, averaged face set (issue 5).
+
+Face set (written by the issue-4 binaries) in -> ``--output``: train records augmented with
+random morphs (paper Sec. 5), validation and test records un-augmented, ``meta.json``, and a
+contact sheet like the paper's Fig. 6. Resumable: re-run the same command after an interruption.
+
+    python data_prep/build_records.py --faces=workspace/faces128/averaged \\
+        --output=workspace/records128 --num_examples=100000 --encoder=none
+
+All the work is in :func:`normface.data.records.build_records`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from normface import paths  # noqa: E402
+from normface.data import composite, morph, records  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("faces", None, "Face-set root (template.json, <split>/...), from data_prep.")
+flags.DEFINE_string("output", None, "Records folder (local or tf.io.gfile URL). Default: <workspace>/records.")
+flags.DEFINE_integer("morphs_per_face", 100, "Random morphs per training face; 0 = un-augmented records.")
+flags.DEFINE_integer("num_examples", 0, "If > 0: exact number of training examples (originals + morphs).")
+flags.DEFINE_integer("shard_size", records.DEFAULT_SHARD_SIZE, "Examples per TFRecord shard.")
+flags.DEFINE_integer("seed", 0, "Seed of neighbour picks, weights and shard order.")
+flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; unset = balanced on the data.")
+flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.")
+flags.DEFINE_string("encoder", "none", "Frozen encoder whose features are stored; 'none' stores none.")
+flags.DEFINE_list("splits", list(records.SPLITS), "Splits to write.")
+flags.DEFINE_float("attachment_fraction", composite.DEFAULT_ATTACHMENT_FRACTION,
+                   "Compositing colour attachment length / size (lambda = 1/(this*size)^2).")
+flags.DEFINE_float("blur_sigma_fraction", composite.DEFAULT_BLUR_SIGMA_FRACTION,
+                   "Gaussian blur sigma of the compositing mask / size.")
+flags.DEFINE_string("contact_sheet", "", "PNG path of the Fig. 6 contact sheet; default <output>/contact_sheet.png.")
+flags.DEFINE_integer("contact_seeds", 8, "Seed faces on the contact sheet.")
+
+
+def resolve_encoder(name: str) -> records.EncodeFn:
+    """The EncodeFn for ``--encoder``.
+
+    'none' writes zero-length features and descriptors: only for the augmentation ablation and
+    debugging (training without the identity loss needs stored features).
+    """
+    if name == "none":
+        return records.no_encoder
+    # TODO(lead, issue 3): wire normface.encoders here, e.g. for "dlib_resnet": a function that
+    # makes the 150x150 face chips from (images, landmarks) and returns (features [b, 256],
+    # descriptors [b, 128]) as float32 numpy arrays. Then make it the --encoder default.
+    raise ValueError(f"encoder '{name}' is not available yet (use --encoder=none)")
+
+
+def main(argv):
+    del argv
+    if not FLAGS.faces:
+        raise app.UsageError("--faces is required (the face-set root written by data_prep)")
+    output = FLAGS.output or str(paths.workspace_dir() / "records")
+    encode_fn = resolve_encoder(FLAGS.encoder)  # fail before any long work
+    config = records.BuildConfig(
+        morphs_per_face=FLAGS.morphs_per_face,
+        num_examples=FLAGS.num_examples,
+        shard_size=FLAGS.shard_size,
+        seed=FLAGS.seed,
+        theta=FLAGS.theta,
+        k=FLAGS.k,
+        encoder=FLAGS.encoder,
+        composite=composite.CompositeConfig(FLAGS.attachment_fraction, FLAGS.blur_sigma_fraction),
+    )
+    meta = records.build_records(
+        FLAGS.faces, output, config, encode_fn, splits=FLAGS.splits, log=logging.info,
+        contact_sheet=FLAGS.contact_sheet or os.path.join(output, "contact_sheet.png"),
+        contact_seeds=FLAGS.contact_seeds,
+    )
+    for split, info in meta.splits.items():
+        print(f"{split}: {info['count']} examples ({info['morphed']} morphs) in {len(info['shards'])} shards")
+    print(f"wrote {output}/{records.META_FILE}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,222 @@
+"""Tests of the TFRecord writer, the tf.data pipeline and the build binary (issue 5)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from normface import paths
+from normface.alignment import eye_centers
+from normface.data import decompose, faceset, pipeline, records
+
+SIZE = 32
+COUNTS = {"train": 6, "validation": 2, "test": 2}
+FEATURE_DIM = 8
+
+
+def fake_encoder(images: np.ndarray, landmarks: np.ndarray):
+    """Deterministic stand-in for the frozen encoder: colour and landmark statistics."""
+    images = images.astype(np.float32) / 255.0
+    feats = np.concatenate([images.mean((1, 2)), images.std((1, 2)), landmarks.mean(1)], -1)
+    desc = np.tile(feats, (1, 16))
+    return feats.astype(np.float32), desc.astype(np.float32)
+
+
+CONFIG = records.BuildConfig(morphs_per_face=2, shard_size=5, seed=3, k=2, encoder="fake")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    records.write_synthetic_faceset(root, SIZE, COUNTS, seed=1)
+    out = tmp_path_factory.mktemp("records")
+    meta = records.build_records(root, str(out), CONFIG, fake_encoder, log=lambda _: None,
+                                 contact_sheet=str(out / "sheet.png"), contact_seeds=2)
+    return root, out, meta
+
+
+def _raw_examples(out: Path, split: str) -> list[tf.train.Example]:
+    meta = records.read_meta(out)
+    return [tf.train.Example.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(records.shard_files(out, meta, split))]
+
+
+def _field(example: tf.train.Example, name: str):
+    f = example.features.feature[name]
+    return {"bytes": f.bytes_list.value, "float": f.float_list.value, "int64": f.int64_list.value}[records.SCHEMA[name][0]]
+
+
+def test_meta_and_counts(built):
+    root, out, meta = built
+    assert meta.template == faceset.read_template(root)
+    assert meta.feature_dim == FEATURE_DIM and meta.descriptor_dim == 128
+    assert meta.splits["train"]["count"] == 6 * 3 and meta.splits["train"]["morphed"] == 12
+    assert [s["count"] for s in meta.splits["train"]["shards"]] == [5, 5, 5, 3]
+    assert meta.splits["validation"]["count"] == 2 and meta.splits["test"]["morphed"] == 0
+    train_marks = np.stack([e.landmarks_array for e in faceset.iter_faces(root, "train")])
+    np.testing.assert_allclose(meta.mean_landmarks, decompose.mean_landmarks(train_marks, SIZE))
+    raw = json.loads((out / records.META_FILE).read_text())
+    assert raw["config"]["morphs_per_face"] == 2 and raw["theta"] > 0 and raw["composite"]["lambda"] > 0
+    assert set(raw["schema"]) == set(records.SCHEMA)
+    assert (out / "sheet.png").is_file()
+
+
+def test_records_hold_the_schema_and_morph_provenance(built):
+    root, out, _ = built
+    people = {s: {e.person for e in faceset.iter_faces(root, s)} for s in COUNTS}
+    train = _raw_examples(out, "train")
+    for ex in train:
+        assert set(ex.features.feature) == set(records.SCHEMA)
+        assert len(_field(ex, "landmarks")) == 136 and list(_field(ex, "size")) == [SIZE]
+        person = _field(ex, "person")[0].decode()
+        sources = _field(ex, "sources")[0].decode().split(",")
+        weights = list(_field(ex, "weights"))
+        assert person in people["train"] and sources[0] == person
+        if len(sources) == 1:
+            assert weights == [0.0, 0.0]
+        else:
+            assert sources[1] in people["train"] and sources[1] != person and 0 <= min(weights)
+    for split in ("validation", "test"):
+        exs = _raw_examples(out, split)
+        assert {_field(e, "person")[0].decode() for e in exs} == people[split]
+        assert all(list(_field(e, "weights")) == [0.0, 0.0] for e in exs)
+
+
+def test_pipeline_round_trip_is_bit_exact(built):
+    root, out, _ = built
+    raw = _raw_examples(out, "train")
+    faces = {e.person: e for e in faceset.iter_faces(root, "train")}
+    ds = pipeline.make_dataset(out, "train", batch_size=4, shuffle=False)
+    batches = list(ds)
+    got = {k: np.concatenate([b[k].numpy() for b in batches]) for k in batches[0]}
+    assert got["image"].shape == (18, SIZE, SIZE, 3) and got["image"].dtype == np.float32
+    assert got["features"].shape == (18, FEATURE_DIM) and got["descriptor"].shape == (18, 128)
+    for i, ex in enumerate(raw):
+        np.testing.assert_array_equal(got["landmarks"][i].ravel(), np.float32(_field(ex, "landmarks")))
+        np.testing.assert_array_equal(got["features"][i], np.float32(_field(ex, "features")))
+        np.testing.assert_array_equal(got["descriptor"][i], np.float32(_field(ex, "descriptor")))
+        assert got["person"][i] == _field(ex, "person")[0]
+        png = tf.io.decode_png(_field(ex, "image")[0]).numpy()
+        np.testing.assert_array_equal(np.rint(got["image"][i] * 255).astype(np.uint8), png)
+        if len(_field(ex, "sources")[0].split(b",")) == 1:  # originals: exactly the face set's face
+            entry = faces[got["person"][i].decode()]
+            np.testing.assert_array_equal(png, faceset.load_face_image(root, entry))
+            np.testing.assert_array_equal(got["landmarks"][i], entry.landmarks_array)
+            feats, _ = fake_encoder(png[None], entry.landmarks_array[None])
+            np.testing.assert_array_equal(got["features"][i], feats[0])
+
+
+def test_flips_mirror_images_and_landmarks_with_left_right_semantics(built):
+    _, out, meta = built
+    plain = next(iter(pipeline.make_dataset(out, "train", 18, shuffle=False)))
+    flipped = next(iter(pipeline.make_dataset(out, "train", 18, shuffle=False, flip=True, seed=0)))
+    again = next(iter(pipeline.make_dataset(out, "train", 18, shuffle=False, flip=True, seed=0)))
+    np.testing.assert_array_equal(flipped["landmarks"], again["landmarks"])  # reproducible
+    was_flipped = ~np.all(plain["image"].numpy() == flipped["image"].numpy(), axis=(1, 2, 3))
+    assert 0 < was_flipped.sum() < 18
+    for i in np.flatnonzero(was_flipped):
+        np.testing.assert_array_equal(flipped["image"][i], plain["image"][i][:, ::-1])
+        np.testing.assert_array_equal(flipped["texture"][i], plain["texture"][i][:, ::-1])
+        np.testing.assert_allclose(flipped["landmarks"][i],
+                                   decompose.mirror_landmarks(plain["landmarks"][i].numpy(), SIZE), atol=1e-5)
+    for marks in flipped["landmarks"].numpy():
+        left, right = eye_centers(marks)
+        assert left[0] < right[0] and marks[36, 0] < marks[39, 0] < marks[42, 0] < marks[45, 0]
+        assert marks[0, 0] < marks[16, 0] and marks[48, 0] < marks[54, 0]
+    # The texture stays registered: flipping the (symmetric) mean landmarks changes nothing.
+    np.testing.assert_allclose(decompose.mirror_landmarks(meta.mean_landmarks, SIZE), meta.mean_landmarks, atol=1e-9)
+
+
+def test_per_replica_batches_and_disjoint_input_pipelines(built):
+    _, out, _ = built
+    seen = []
+    for pid in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid, num_replicas_in_sync=2)
+        ds = pipeline.make_dataset(out, "train", batch_size=4, shuffle=False, input_context=ctx)
+        batches = list(ds)
+        assert max(len(b["person"]) for b in batches) == 2  # global 4 over 2 replicas
+        seen.append([tuple(m.ravel()) for b in batches for m in b["landmarks"].numpy()])
+    assert not set(seen[0]) & set(seen[1]) and len(seen[0]) + len(seen[1]) == 18
+
+
+def _copy_records(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_corrupt_and_truncated_shards_are_named(built, tmp_path):
+    _, out, _ = built
+    bad = _copy_records(out, tmp_path / "bad")
+    shard = bad / "train-00001-of-00004.tfrecord"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, flipped bits: caught by the record CRCs
+    shard.write_bytes(bytes(data))
+    pipeline.make_dataset(bad, "train", 4)  # the cheap size check passes ...
+    with pytest.raises(ValueError, match=f"{shard}: corrupt or truncated"):
+        pipeline.make_dataset(bad, "train", 4, verify="full")
+    with pytest.raises(tf.errors.DataLossError):  # ... and reading never skips it silently
+        list(pipeline.make_dataset(bad, "train", 4, verify="none"))
+    shard.write_bytes(bytes(data[:-7]))
+    with pytest.raises(ValueError, match=f"{shard}: .*truncated"):
+        pipeline.make_dataset(bad, "train", 4)
+    shard.unlink()
+    with pytest.raises(ValueError, match=f"{shard}: shard listed"):
+        pipeline.make_dataset(bad, "train", 4)
+    (bad / records.META_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        pipeline.make_dataset(bad, "train", 4)
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_interrupted_build_resumes_without_duplicates_or_loss(built, tmp_path):
+    root, out, _ = built
+    calls = {"n": 0}
+
+    def crashing_encoder(images, landmarks):
+        calls["n"] += 1
+        if calls["n"] == 3:  # probe, shard 0, then die inside shard 1
+            raise _Crash("killed")
+        return fake_encoder(images, landmarks)
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(_Crash):
+        records.build_records(root, str(resumed), CONFIG, crashing_encoder, log=lambda _: None)
+    assert sorted(p.name for p in resumed.glob("*.tfrecord")) == ["train-00000-of-00004.tfrecord"]
+    assert not (resumed / records.META_FILE).exists() and not list(resumed.glob(".*"))
+    with pytest.raises(FileNotFoundError, match="interrupted"):
+        records.read_meta(resumed)
+    logs = []
+    records.build_records(root, str(resumed), CONFIG, fake_encoder, log=logs.append)
+    assert any("1 already written" not in m and "5 already written" in m for m in logs)
+    # Same bytes as the uninterrupted build: nothing duplicated, nothing lost, same order.
+    for shard in out.glob("*.tfrecord"):
+        assert (resumed / shard.name).read_bytes() == shard.read_bytes(), shard.name
+    assert sorted(p.name for p in resumed.glob("*.tfrecord")) == sorted(p.name for p in out.glob("*.tfrecord"))
+    # Other flags in the same folder are refused, naming what changed.
+    with pytest.raises(ValueError, match="different morphs_per_face"):
+        records.build_records(root, str(resumed), dataclasses.replace(CONFIG, morphs_per_face=3),
+                              fake_encoder, log=lambda _: None)
+
+
+def test_build_config_and_binary_encoder_errors():
+    with pytest.raises(ValueError, match="needs morphs"):
+        records.BuildConfig(num_examples=100).num_morphs(10)
+    assert records.BuildConfig(morphs_per_face=1, num_examples=100).num_morphs(10) == 90
+    spec = importlib.util.spec_from_file_location(
+        "build_records", paths.REPO_ROOT / "data_prep" / "build_records.py")
+    binary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(binary)
+    assert binary.resolve_encoder("none") is records.no_encoder
+    with pytest.raises(ValueError, match="encoder 'x' is not available yet"):
+        binary.resolve_encoder("x")
