@@ -30,7 +30,7 @@ flags.DEFINE_integer("shard_size", records.DEFAULT_SHARD_SIZE, "Examples per TFR
 flags.DEFINE_integer("seed", 0, "Seed of neighbour picks, weights and shard order.")
 flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; unset = balanced on the data.")
 flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.")
-flags.DEFINE_string("encoder", "none", "Frozen encoder whose features are stored; 'none' stores none.")
+flags.DEFINE_string("encoder", "dlib_resnet", "Frozen encoder whose features are stored (normface.encoders); 'none' stores none (ablation/debugging only).")
 flags.DEFINE_list("splits", list(records.SPLITS), "Splits to write.")
 flags.DEFINE_float("attachment_fraction", composite.DEFAULT_ATTACHMENT_FRACTION,
                    "Compositing colour attachment length / size (lambda = 1/(this*size)^2).")
@@ -48,10 +48,12 @@ def resolve_encoder(name: str) -> records.EncodeFn:
     """
     if name == "none":
         return records.no_encoder
-    # TODO(lead, issue 3): wire normface.encoders here, e.g. for "dlib_resnet": a function that
-    # makes the 150x150 face chips from (images, landmarks) and returns (features [b, 256],
-    # descriptors [b, 128]) as float32 numpy arrays. Then make it the --encoder default.
-    raise ValueError(f"encoder '{name}' is not available yet (use --encoder=none)")
+    from normface.encoders import available_encoders
+    from normface.encoders.faces import record_encoder
+
+    if name not in available_encoders():
+        raise ValueError(f"--encoder: unknown encoder {name!r}; available: {available_encoders() + ['none']}")
+    return record_encoder(name)
 
 
 def main(argv):

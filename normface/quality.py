@@ -35,15 +35,16 @@ INNER_LOWER = (67, 66, 65)
 class QualityThresholds:
     """Keep a photo when every measure is inside these bounds (all are flags of the binaries).
 
-    Defaults are reasoned, then checked on the studio sets (see tests/test_quality.py): a neutral
-    mouth is closed (inner-lip gap < 0.08 IOD) with corners level with the lip centre; smiles
-    widen the mouth beyond ~0.95 IOD and lift the corners; the paper keeps near-frontal faces.
+    The smile model at 0.5 keeps 97% of held-out London neutral photos and rejects 90% of their
+    smiles; on LFW it keeps only 29% of photos, leaving 163 training people with 2+ photos. The
+    defaults (smile 0.7, yaw 20) trade a little purity for 278 such people (LFW is full of
+    smiles and turned heads); tests/test_quality.py checks the 0.5 operating point.
     """
 
-    max_yaw: float = 15.0
+    max_yaw: float = 20.0
     max_pitch: float = 15.0   # around FRONTAL_PITCH, the generic model's reading of a frontal face
     max_roll: float = 20.0
-    max_smile: float = 0.5    # probability from the expression model (expression_filter.json)
+    max_smile: float = 0.7    # probability from the expression model (expression_filter.json)
     min_sharpness: float = 15.0
     min_saturation: float = 0.06
     min_eye_distance: float = 20.0

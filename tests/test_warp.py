@@ -110,10 +110,26 @@ def test_warp_to_landmarks_uses_xy_and_moves_content():
     src = np.array([[[10.0, 5.0], [3.0, 20.0], [28.0, 20.0], [16.0, 12.0]]], np.float32)
     dst = src.copy()
     dst[0, 0] = [14.0, 7.0]
-    warped, flow_xy = warp.warp_to_landmarks(image, src, dst, num_boundary_points=2)
+    warped, flow_xy = warp.warp_to_landmarks(image, src, dst, regularization_weight=0.0, num_boundary_points=2)
     peak = np.unravel_index(np.argmax(warped.numpy()[0, ..., 0]), (24, 32))
     assert peak == (7, 14)
     np.testing.assert_allclose(flow_xy.numpy()[0, 7, 14], [4.0, 2.0], atol=1e-4)
+
+
+def test_coincident_landmarks_are_tolerated_by_default():
+    """dlib's closed-mouth inner-lip points coincide: the exact spline is singular, the default
+    smoothing is not, and still reproduces the displacements to < 0.01 px."""
+    rng = np.random.default_rng(8)
+    src = rng.uniform(20, 100, (1, 68, 2)).astype(np.float32)
+    src[0, 65:68] = src[0, 61:64]
+    image = rng.uniform(0, 1, (1, 128, 128, 3)).astype(np.float32)
+    dst = src + rng.normal(0, 2, src.shape).astype(np.float32)
+    dst[0, 65:68] = dst[0, 61:64]
+    warped, _ = warp.warp_to_landmarks(image, src, dst)
+    assert np.all(np.isfinite(warped.numpy()))
+    back = warp.interpolate_spline(dst.astype(np.float64), (dst - src).astype(np.float64), dst.astype(np.float64),
+                                   regularization_weight=warp.LANDMARK_REGULARIZATION).numpy()
+    assert np.abs(back - (dst - src)).max() < 0.01
 
 
 def test_resample_bilinear_xy():

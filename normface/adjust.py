@@ -1,0 +1,73 @@
+"""Automatic white balance and exposure from the normalized face (paper Sec. 7.4, Appendix C).
+
+The normalized face is an evenly lit "ground truth" of the person's face colour. Averaging a
+central box of the aligned input face and of the normalized face gives two mean face colours;
+the whole photo is then shifted per channel so the input's face mean lands on the normalized
+one. The shift is piecewise linear in YCrCb with knots at 0, the input face mean (mapped to the
+normalized mean) and 255, so black and white stay put and the map is monotonic (no tone
+reversals). YCrCb separates exposure (Y) from white balance (Cr, Cb).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from normface.alignment import AlignmentTemplate
+
+# Central box of the aligned face that is averaged: 1 IOD wide, from the eyes to the mouth, so
+# it holds skin and features but no hair or background (the paper's "central pixels").
+BOX_WIDTH_IOD = 1.0
+BOX_TOP_IOD = 0.1
+BOX_BOTTOM_IOD = 1.0
+
+
+def face_box(template: AlignmentTemplate) -> tuple[slice, slice]:
+    """(rows, cols) of the central face box in an aligned image."""
+    eyes = template.eye_centers()
+    cx, cy = eyes.mean(0)
+    iod = template.eye_distance
+    rows = slice(int(round(cy + BOX_TOP_IOD * iod)), int(round(cy + BOX_BOTTOM_IOD * iod)) + 1)
+    cols = slice(int(round(cx - 0.5 * BOX_WIDTH_IOD * iod)), int(round(cx + 0.5 * BOX_WIDTH_IOD * iod)) + 1)
+    return rows, cols
+
+
+def to_ycrcb(rgb: np.ndarray) -> np.ndarray:
+    """``[..., 3]`` RGB (0-255 floats or uint8) -> YCrCb floats (full range, as OpenCV)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return np.stack([y, (r - y) * 0.713 + 128.0, (b - y) * 0.564 + 128.0], axis=-1)
+
+
+def to_rgb(ycrcb: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_ycrcb`."""
+    y, cr, cb = ycrcb[..., 0], ycrcb[..., 1] - 128.0, ycrcb[..., 2] - 128.0
+    r = y + cr / 0.713
+    b = y + cb / 0.564
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return np.stack([r, g, b], axis=-1)
+
+
+def mean_face_color(aligned: np.ndarray, template: AlignmentTemplate) -> np.ndarray:
+    """Mean YCrCb colour ``[3]`` of the central face box of an aligned ``[s, s, 3]`` image."""
+    if aligned.shape[:2] != (template.size, template.size):
+        raise ValueError(f"aligned image must be {template.size}x{template.size}, got {aligned.shape[:2]}")
+    rows, cols = face_box(template)
+    return to_ycrcb(aligned[rows, cols]).reshape(-1, 3).mean(0)
+
+
+def shift_curve(values: np.ndarray, source: float, target: float, top: float = 255.0) -> np.ndarray:
+    """Piecewise-linear map with knots (0, 0), (source, target), (top, top), applied to ``values``.
+
+    Monotonic whenever 0 < source < top and 0 <= target <= top; the identity when source == target.
+    """
+    source = float(np.clip(source, 1e-3, top - 1e-3))
+    target = float(np.clip(target, 0.0, top))
+    return np.interp(values, [0.0, source, top], [0.0, target, top])
+
+
+def adjust_photo(photo: np.ndarray, input_face_mean: np.ndarray, target_face_mean: np.ndarray) -> np.ndarray:
+    """Shifts ``photo`` ``[h, w, 3]`` (uint8 RGB) so its face mean (YCrCb) becomes the target's."""
+    ycc = to_ycrcb(photo)
+    out = np.stack([shift_curve(ycc[..., c], input_face_mean[c], target_face_mean[c]) for c in range(3)], -1)
+    return np.clip(np.rint(to_rgb(out)), 0, 255).astype(np.uint8)
