@@ -30,7 +30,7 @@ flags.DEFINE_integer("shard_size", records.DEFAULT_SHARD_SIZE, "Examples per TFR
 flags.DEFINE_integer("seed", 0, "Seed of neighbour picks, weights and shard order.")
 flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; unset = balanced on the data.")
 flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.")
-flags.DEFINE_string("encoder", "dlib_resnet", "Frozen encoder whose features are stored (normface.encoders); 'none' stores none (ablation/debugging only).")
+flags.DEFINE_string("encoder", "dlib", "Frozen encoder whose features are stored (normface.encoders); 'none' stores none (ablation/debugging only).")
 flags.DEFINE_list("splits", list(records.SPLITS), "Splits to write.")
 flags.DEFINE_float("attachment_fraction", composite.DEFAULT_ATTACHMENT_FRACTION,
                    "Compositing colour attachment length / size (lambda = 1/(this*size)^2).")
