@@ -1,0 +1,1 @@
+"""Evaluation of normalized faces on held-out people (paper Sec. 7 and beyond)."""
