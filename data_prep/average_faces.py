@@ -1,0 +1,52 @@
+"""Data preparation I, stage 2: filter aligned photos by quality and morph-average each person.
+
+    python data_prep/average_faces.py --size=128        # reads workspace/faces128/aligned
+
+Writes, under <faces>/averaged: template.json, <split>/<person>.png|json (average + mean
+landmarks), summary.json (photos in, kept per filter, people averaged), contact_sheet.png (64
+averaged training faces) and filter_examples.png (kept / rejected LFW photos per filter).
+Resumable per person. Every threshold is a flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from normface import io_utils, paths, quality  # noqa: E402
+from normface.data import align, average  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("faces", None, "Face-set folder of stage 1 (default <workspace>/faces<size>).")
+flags.DEFINE_integer("size", 128, "Crop size, to find the default --faces folder.")
+flags.DEFINE_integer("min_photos", 2, "Average people with at least this many kept photos (the paper used 3).")
+flags.DEFINE_integer("max_photos", 32, "Use at most this many photos per person (first by name).")
+_DEFAULTS = quality.QualityThresholds()
+for _field in dataclasses.fields(quality.QualityThresholds):
+    flags.DEFINE_float(_field.name, getattr(_DEFAULTS, _field.name), f"Quality threshold {_field.name}.")
+
+
+def main(argv):
+    del argv
+    faces = paths.Path(FLAGS.faces) if FLAGS.faces else paths.workspace_dir() / f"faces{FLAGS.size}"
+    thresholds = quality.QualityThresholds(
+        **{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(quality.QualityThresholds)}
+    )
+    aligned_root, out_root = faces / "aligned", faces / "averaged"
+    summary = average.average_all(aligned_root, out_root, thresholds, FLAGS.min_photos, FLAGS.max_photos)
+    io_utils.save_image_atomic(out_root / "contact_sheet.png", average.contact_sheet(out_root))
+    records = align.read_manifest(aligned_root)
+    average.filter_records(records, thresholds)
+    io_utils.save_image_atomic(out_root / "filter_examples.png", average.filter_sheet(aligned_root, records))
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    return 0 if summary["people_averaged"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

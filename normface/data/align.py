@@ -1,0 +1,230 @@
+"""Data preparation I, stage 1: detect, landmark, measure and align every photo (paper Sec. 6).
+
+Input: the face data folder (LFW, the London and Canada studio sets). Output, under one face-set
+root (see :mod:`normface.data.faceset`): every photo with a face aligned to the template, its 68
+landmarks in the aligned frame, and a manifest line per input photo with its quality measures,
+or the reason it failed. Filtering happens later, on the measures (``normface.data.average``).
+
+Work is split into fixed, deterministic shards of photos; a shard's manifest part is written
+(atomically) only when the shard is done, so a killed run resumes by skipping finished shards and
+redoing the rest, giving the same outputs as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import traceback
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from normface import io_utils, splits as splits_lib
+from normface.alignment import AlignmentTemplate
+from normface.data import faceset
+
+MANIFEST_DIR = "manifest"
+MANIFEST_FILE = "manifest.jsonl"
+SPLITS_FILE = "splits.json"
+# Photos smaller than this on either side are rejected before detection (no usable face).
+MIN_PHOTO_SIDE = 32
+# Largest side accepted; bigger photos are downscaled for detection (huge scans would stall).
+MAX_DETECT_SIDE = 1600
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+    """One input photo: its key (unique, used for output file names), person and path."""
+
+    key: str       # e.g. lfw/Aaron_Eckhart/Aaron_Eckhart_0001, london/001_08
+    person: str    # e.g. lfw/Aaron_Eckhart, london/001
+    path: str      # relative to the data root
+    choose: str    # which face when several: "center" for face-centred crops (LFW), else "largest"
+
+
+def list_photos(data_root: str | Path, sources: Iterable[str] = ("lfw", "london", "canada")) -> list[Photo]:
+    """Every photo of the chosen sources, in a fixed order."""
+    root = Path(data_root)
+    photos: list[Photo] = []
+    sources = set(sources)
+    unknown = sources - {"lfw", "london", "canada"}
+    if unknown:
+        raise ValueError(f"unknown sources {sorted(unknown)}: choose from lfw, london, canada")
+    if "lfw" in sources:
+        for path in sorted((root / "lfw").glob("*/*.jpg")):
+            name = path.parent.name
+            photos.append(Photo(f"lfw/{name}/{path.stem}", f"lfw/{name}", str(path.relative_to(root)), "center"))
+    if "london" in sources:
+        for folder in ("london_neutral", "london_smiling"):
+            for path in sorted((root / "studio" / folder).glob("*.jpg")):
+                person = path.stem.split("_")[0]
+                photos.append(Photo(f"london/{path.stem}", f"london/{person}", str(path.relative_to(root)), "largest"))
+    if "canada" in sources:
+        for path in sorted((root / "studio" / "canada_neutral").glob("*.jpg")):
+            photos.append(Photo(f"canada/{path.stem}", f"canada/{path.stem}", str(path.relative_to(root)), "largest"))
+    return photos
+
+
+def choose_face(faces: list, width: int, height: int, choose: str):
+    """The largest face, or the one nearest the image centre."""
+    if choose == "largest" or len(faces) == 1:
+        return faces[0]
+    mid = np.array([width - 1, height - 1]) / 2.0
+    offsets = [np.hypot(*(np.add(f.box[:2], f.box[2:]) / 2.0 - mid)) for f in faces]
+    return faces[int(np.argmin(offsets))]
+
+
+def process_photo(
+    photo: Photo, data_root: Path, out_root: Path, split: str, template: AlignmentTemplate, expression_model
+) -> dict:
+    """Aligns and measures one photo; returns its manifest record (never raises for bad input)."""
+    from normface import face, quality
+    from normface.alignment import align_image
+
+    record = {"key": photo.key, "person": photo.person, "photo": photo.path, "split": split}
+    try:
+        image = io_utils.read_rgb(data_root / photo.path)
+    except (ValueError, OSError) as err:
+        return {**record, "status": "failed", "reason": f"unreadable: {err}"}
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_PHOTO_SIDE:
+        return {**record, "status": "failed", "reason": f"too small: {width}x{height} (< {MIN_PHOTO_SIDE} px)"}
+    scale = min(1.0, MAX_DETECT_SIDE / max(height, width))
+    small = image
+    if scale < 1.0:
+        import cv2
+
+        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    faces = face.detect_faces68(small)
+    if not faces:
+        return {**record, "status": "failed", "reason": "no face found", "num_faces": 0}
+    chosen = choose_face(faces, small.shape[1], small.shape[0], photo.choose)
+    landmarks = chosen.landmarks / scale
+    try:
+        aligned, aligned_lm, _ = align_image(image, landmarks, template)
+        measures = quality.measure(landmarks, (height, width), aligned, aligned_lm, template, expression_model,
+                                   data_root)
+    except ValueError as err:
+        return {**record, "status": "failed", "reason": f"alignment failed: {err}", "num_faces": len(faces)}
+    entry = faceset.FaceEntry(person=photo.person, split=split, landmarks=aligned_lm.tolist(),
+                              photos=[photo.path], key=photo.key)
+    faceset.write_face(out_root, entry, aligned)
+    return {**record, "status": "aligned", "num_faces": len(faces), "measures": measures,
+            "box": [float(v / scale) for v in chosen.box]}
+
+
+def shard_path(out_root: Path, index: int) -> Path:
+    return out_root / MANIFEST_DIR / f"shard-{index:05d}.jsonl"
+
+
+def _run_shard(args) -> tuple[int, int, int]:
+    index, photos, data_root, out_root, split_of, template_dict, model_path = args
+    from normface import quality
+
+    out_root = Path(out_root)
+    template = AlignmentTemplate.from_dict(template_dict)
+    model = quality.ExpressionModel.load(model_path)
+    lines = []
+    for photo in photos:
+        try:
+            rec = process_photo(photo, Path(data_root), out_root, split_of[photo.person], template, model)
+        except Exception as err:  # a bug on one photo must not stop the batch: record it
+            rec = {"key": photo.key, "person": photo.person, "photo": photo.path, "status": "failed",
+                   "reason": f"error: {err!r}", "traceback": traceback.format_exc(limit=3)}
+        lines.append(json.dumps(rec))
+    io_utils.write_bytes_atomic(shard_path(out_root, index), ("\n".join(lines) + "\n").encode())
+    failed = sum('"status": "failed"' in ln for ln in lines)
+    return index, len(lines), failed
+
+
+def prepare_output(out_root: Path, data_root: Path, template: AlignmentTemplate, seed: int) -> dict[str, str]:
+    """Writes (or checks) the template and the person split; returns person -> split."""
+    faceset.write_template(out_root, template)
+    split_file = out_root / SPLITS_FILE
+    if split_file.is_file():
+        splits = splits_lib.read_splits(split_file)
+        stored_seed = json.loads(split_file.read_text()).get("seed")
+        if stored_seed != seed:
+            raise ValueError(f"{split_file} was made with seed {stored_seed}, not {seed}: use another output folder")
+    else:
+        splits = splits_lib.make_splits(data_root, seed=seed)
+        splits_lib.write_splits(split_file, splits, seed)
+    return splits_lib.split_of(splits)
+
+
+def align_all(
+    data_root: str | Path,
+    out_root: str | Path,
+    template: AlignmentTemplate,
+    sources: Iterable[str] = ("lfw", "london", "canada"),
+    shard_size: int = 200,
+    workers: int = 2,
+    seed: int = splits_lib.DEFAULT_SEED,
+    limit: int | None = None,
+    expression_model_path: str | Path | None = None,
+    progress=print,
+) -> dict:
+    """Runs stage 1 over the data; resumable. Returns the summary written to ``summary.json``."""
+    data_root, out_root = Path(data_root), Path(out_root)
+    if not data_root.is_dir():
+        raise FileNotFoundError(f"data root not found: {data_root}")
+    if shard_size < 1 or workers < 1:
+        raise ValueError(f"shard_size and workers must be >= 1, got {shard_size} and {workers}")
+    from normface import face3d, quality
+
+    # Fail at start-up, not once per photo, when a model file is missing.
+    face3d.model_dir(data_root)
+    quality.ExpressionModel.load(expression_model_path)
+    split_of = prepare_output(out_root, data_root, template, seed)
+    photos = [p for p in list_photos(data_root, sources) if p.person in split_of]
+    if limit:
+        photos = photos[:limit]
+    shards = [photos[i:i + shard_size] for i in range(0, len(photos), shard_size)]
+    todo = [i for i in range(len(shards)) if not shard_path(out_root, i).is_file()]
+    progress(f"{len(photos)} photos in {len(shards)} shards; {len(shards) - len(todo)} already done")
+    model_path = str(expression_model_path) if expression_model_path else None
+    jobs = [(i, shards[i], str(data_root), str(out_root), split_of, template.to_dict(), model_path) for i in todo]
+    if workers == 1:
+        results = map(_run_shard, jobs)
+    else:
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap_unordered(_run_shard, jobs)
+    done = len(shards) - len(todo)
+    for index, count, failed in results:
+        done += 1
+        progress(f"shard {index}: {count} photos, {failed} failed ({done}/{len(shards)} shards)")
+    if workers != 1:
+        pool.close()
+        pool.join()
+    return merge_manifest(out_root, len(shards))
+
+
+def merge_manifest(out_root: Path, num_shards: int) -> dict:
+    """Concatenates the shard manifests into ``manifest.jsonl`` and writes ``summary.json``."""
+    records = []
+    for i in range(num_shards):
+        records += [json.loads(ln) for ln in shard_path(out_root, i).read_text().splitlines() if ln.strip()]
+    io_utils.write_bytes_atomic(out_root / MANIFEST_FILE, "".join(json.dumps(r) + "\n" for r in records).encode())
+    reasons: dict[str, int] = {}
+    for r in records:
+        if r["status"] == "failed":
+            reason = r["reason"].split(":")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    summary = {
+        "photos": len(records),
+        "aligned": sum(r["status"] == "aligned" for r in records),
+        "failed": sum(r["status"] == "failed" for r in records),
+        "failure_reasons": reasons,
+        "several_faces": sum(r.get("num_faces", 0) > 1 for r in records),
+    }
+    io_utils.write_bytes_atomic(out_root / "summary.json", json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def read_manifest(out_root: str | Path) -> list[dict]:
+    path = Path(out_root) / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no manifest at {path}: run data_prep/align_faces.py first")
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

@@ -1,0 +1,136 @@
+"""Data preparation I, stage 2: filter the aligned photos and morph-average each person.
+
+Reads the stage-1 face set (aligned photos + manifest of measures), applies the quality
+thresholds (:class:`normface.quality.QualityThresholds`, all flags), and for every person with at
+least ``min_photos`` kept photos writes the morph average (:mod:`normface.averaging`) and the mean
+landmarks as a new face set. Studio neutral photos pass through as one-photo "averages" (they are
+frontal and neutral by construction; their measures are still recorded). Resumable per person.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from normface import io_utils, quality, viz
+from normface.data import align, faceset
+
+FILTERS = ("pose", "expression", "blur", "monochrome", "size")
+STUDIO_NEUTRAL = ("london/", "canada/")
+
+
+def is_studio_neutral(record: dict) -> bool:
+    return record["person"].startswith(STUDIO_NEUTRAL) and "_neutral/" in record["photo"]
+
+
+def filter_records(records: list[dict], thresholds: quality.QualityThresholds) -> tuple[list[dict], dict]:
+    """Adds ``rejected_by`` to aligned records; returns (kept records, counts per filter)."""
+    counts = {f"rejected_{name}": 0 for name in FILTERS}
+    kept = []
+    for rec in records:
+        if rec["status"] != "aligned":
+            continue
+        rec["rejected_by"] = quality.rejections(rec["measures"], thresholds)
+        for name in rec["rejected_by"]:
+            counts[f"rejected_{name}"] += 1
+        if is_studio_neutral(rec) or (not rec["rejected_by"] and rec["person"].startswith("lfw/")):
+            kept.append(rec)
+    return kept, counts
+
+
+def average_all(
+    aligned_root: str | Path,
+    out_root: str | Path,
+    thresholds: quality.QualityThresholds,
+    min_photos: int = 2,
+    max_photos: int = 32,
+    progress=print,
+) -> dict:
+    """Runs stage 2; returns the summary written to ``summary.json``."""
+    from normface.averaging import average_faces
+
+    aligned_root, out_root = Path(aligned_root), Path(out_root)
+    if min_photos < 1:
+        raise ValueError(f"min_photos must be >= 1, got {min_photos}")
+    template = faceset.read_template(aligned_root)
+    faceset.write_template(out_root, template)
+    records = align.read_manifest(aligned_root)
+    kept, counts = filter_records(records, thresholds)
+    by_person: dict[str, list[dict]] = defaultdict(list)
+    for rec in kept:
+        by_person[rec["person"]].append(rec)
+    people = sorted(p for p, recs in by_person.items() if len(recs) >= min_photos or p.startswith(STUDIO_NEUTRAL))
+    per_split: dict[str, int] = defaultdict(int)
+    for n, person in enumerate(people):
+        recs = sorted(by_person[person], key=lambda r: r["key"])[:max_photos]
+        split = recs[0]["split"]
+        per_split[split] += 1
+        if faceset.has_face(out_root, split, person):
+            continue
+        entries = [faceset.FaceEntry(**json.loads(faceset.face_paths(aligned_root, _entry_stub(r))[1].read_text()))
+                   for r in recs]
+        images = np.stack([faceset.load_face_image(aligned_root, e) for e in entries])
+        lms = np.stack([e.landmarks_array for e in entries])
+        avg, mean_lm = average_faces(images, lms)
+        entry = faceset.FaceEntry(person=person, split=split, landmarks=mean_lm.tolist(),
+                                  photos=[r["photo"] for r in recs], key=person)
+        faceset.write_face(out_root, entry, np.clip(np.rint(avg), 0, 255).astype(np.uint8))
+        if n % 200 == 0:
+            progress(f"averaged {n + 1}/{len(people)} people")
+    aligned = [r for r in records if r["status"] == "aligned"]
+    lfw_aligned = [r for r in aligned if r["person"].startswith("lfw/")]
+    summary = {
+        "photos_in": len(records),
+        "aligned": len(aligned),
+        "lfw_aligned": len(lfw_aligned),
+        **{f"lfw_kept_by_{name}": sum(name not in r["rejected_by"] for r in lfw_aligned) for name in FILTERS},
+        "lfw_kept_all_filters": sum(not r["rejected_by"] for r in lfw_aligned),
+        **counts,
+        "people_averaged": len(people),
+        "people_averaged_per_split": dict(per_split),
+        "min_photos": min_photos,
+        "thresholds": dataclasses.asdict(thresholds),
+    }
+    io_utils.write_bytes_atomic(out_root / "summary.json", json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def _entry_stub(record: dict) -> faceset.FaceEntry:
+    """A FaceEntry with just enough to locate the record's files."""
+    return faceset.FaceEntry(person=record["person"], split=record["split"],
+                             landmarks=np.zeros((68, 2)).tolist(), photos=[], key=record["key"])
+
+
+def contact_sheet(face_root: str | Path, split: str = "train", count: int = 64, seed: int = 0,
+                  prefix: str = "lfw/") -> np.ndarray:
+    """A grid of ``count`` seeded random faces of a face set (8 columns)."""
+    entries = [e for e in faceset.iter_faces(face_root, split) if e.person.startswith(prefix)]
+    if not entries:
+        raise ValueError(f"no {prefix} faces in {face_root}/{split}")
+    rng = np.random.default_rng(seed)
+    chosen = [entries[i] for i in sorted(rng.permutation(len(entries))[:count])]
+    images = [faceset.load_face_image(face_root, e) for e in chosen]
+    return viz.image_grid(images, cols=8, labels=[e.person.split("/")[-1] for e in chosen])
+
+
+def filter_sheet(aligned_root: str | Path, records: list[dict], per_cell: int = 6, seed: int = 0) -> np.ndarray:
+    """Rows per filter: ``per_cell`` LFW photos it kept, then ``per_cell`` it rejected."""
+    rng = np.random.default_rng(seed)
+    tiles, labels = [], []
+    lfw = [r for r in records if r["status"] == "aligned" and r["person"].startswith("lfw/")]
+    for name in FILTERS:
+        for want_rejected in (False, True):
+            pool = [r for r in lfw if (name in r["rejected_by"]) == want_rejected]
+            picks = [pool[i] for i in rng.permutation(len(pool))[:per_cell]] if pool else []
+            for r in picks:
+                tiles.append(faceset.load_face_image(aligned_root, _entry_stub(r)))
+                labels.append(f"{name} {'rej' if want_rejected else 'ok'}")
+            size = tiles[0].shape[0] if tiles else 64
+            for _ in range(per_cell - len(picks)):
+                tiles.append(np.full((size, size, 3), 255, np.uint8))
+                labels.append("")
+    return viz.image_grid(tiles, cols=2 * per_cell, labels=labels)
