@@ -369,11 +369,7 @@ def extract_chips(images: tf.Tensor, landmarks: tf.Tensor, size: int = CHIP_SIZE
 def _sixty_eight_point_predictor():
     import dlib
 
-    try:
-        import face_recognition_models
-    except ImportError as err:
-        raise FileNotFoundError(f"68-point shape predictor not found: {_MODELS_PACKAGE_HINT}") from err
-    return dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    return dlib.shape_predictor(_model_file("68-point shape predictor", "pose_predictor_model_location"))
 
 
 def landmarks68(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
@@ -390,7 +386,7 @@ def detect_faces68(image: np.ndarray, upsample: int = 0, max_upsample: int = 1) 
     rgb = as_rgb_uint8(image)
     rects = []
     for level in range(upsample, max(upsample, max_upsample) + 1):
-        rects = sorted(_detector()(rgb, level), key=lambda r: r.area(), reverse=True)
+        rects = sorted(_hog_detector()(rgb, level), key=lambda r: r.area(), reverse=True)
         if rects:
             break
     boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
