@@ -31,6 +31,7 @@ DETECTOR_UPSAMPLE = 1  # one 2x upsampling finds the ~100 px faces of LFW reliab
 # dlib detection on LFW's 250x250 images is ~106 px wide, centred ~8 px below the image centre.
 CENTER_BOX_FRACTION = 0.42
 CENTER_BOX_DROP = 0.035
+FACE_CHOICES = ("largest", "center")  # which detection detect_face returns
 
 # dlib's get_face_chip_details template: where the 5-point landmarks land, in [0, 1] chip units
 # before padding. Order of shape_predictor_5_face_landmarks: outer and inner corner of the eye on
@@ -221,9 +222,6 @@ def centered_box(width: int, height: int, fraction: float = CENTER_BOX_FRACTION,
     half = side / 2.0
     return (int(round(cx - half)), int(round(cy - half)), int(round(cx + half)),
             int(round(cy + half)))
-
-
-FACE_CHOICES = ("largest", "center")
 
 
 def detect_face(image: np.ndarray, choose: str = "largest", upsample: int = DETECTOR_UPSAMPLE,
