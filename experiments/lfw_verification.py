@@ -4,7 +4,7 @@ Standard protocol on lfw_pairs.txt: 10 folds, threshold picked on 9, accuracy on
 mean +- std, the thresholds, and how many faces each detector found / the detectors missed
 (those use a centred crop). Descriptors are cached, so a rerun only redoes the evaluation.
 
-    python experiments/lfw_verification.py [--detectors=hog,cnn] [--flip_average] [--chip_method=tf]
+    python experiments/lfw_verification.py [--detectors=hog] [--flip_average] [--chip_method=tf]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ flags.DEFINE_enum("chip_method", "dlib", CHIP_METHODS,
                   "dlib: dlib.get_face_chip; tf: normface.face.extract_chips.")
 flags.DEFINE_enum("choose", "center", FACE_CHOICES,
                   "Which detected face: nearest the image centre (LFW's labelled person) or largest.")
-flags.DEFINE_list("detectors", ["hog"], f"Detectors tried in order, from {sorted(DETECTORS)}.")
+flags.DEFINE_list("detectors", ["hog", "cnn"], "Detectors tried in order until one finds a face, "
+                  f"from {sorted(DETECTORS)} (cnn only runs on HOG misses).")
 flags.DEFINE_bool("flip_average", False, "Average the descriptors of the chip and its mirror.")
 flags.DEFINE_string("cache_file", None, "Descriptor cache (.npz); default "
                     "<workspace>/cache/lfw_descriptors_<encoder>_<options>.npz.")
