@@ -1,10 +1,10 @@
 """LFW View 2 verification accuracy of an identity encoder (default: dlib's face ResNet in Keras).
 
 Standard protocol on lfw_pairs.txt: 10 folds, threshold picked on 9, accuracy on the 10th; prints
-mean +- std, the thresholds, and how many images the detector missed (those use a centred crop).
-Descriptors are cached, so a rerun only redoes the k-fold evaluation.
+mean +- std, the thresholds, and how many faces each detector found / the detectors missed
+(those use a centred crop). Descriptors are cached, so a rerun only redoes the evaluation.
 
-    python experiments/lfw_verification.py [--chip_method=tf] [--cache_file=...]
+    python experiments/lfw_verification.py [--detectors=hog] [--flip_average] [--chip_method=tf]
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from pathlib import Path
 from absl import app, flags
 
 from normface import paths
-from normface.face import FACE_CHOICES
 from normface.encoders import get_encoder
-from normface.encoders.verification import CHIP_METHODS, DescriptorCache, read_lfw_pairs, verify_pairs
+from normface.encoders.verification import (
+    CHIP_METHODS,
+    ChipOptions,
+    DescriptorCache,
+    read_lfw_pairs,
+    verify_pairs,
+)
+from normface.face import DETECTORS, FACE_CHOICES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Face-data root holding lfw/ and lfw_pairs.txt "
@@ -27,27 +33,35 @@ flags.DEFINE_enum("chip_method", "dlib", CHIP_METHODS,
                   "dlib: dlib.get_face_chip; tf: normface.face.extract_chips.")
 flags.DEFINE_enum("choose", "center", FACE_CHOICES,
                   "Which detected face: nearest the image centre (LFW's labelled person) or largest.")
+flags.DEFINE_list("detectors", ["hog", "cnn"], "Detectors tried in order until one finds a face, "
+                  f"from {sorted(DETECTORS)} (cnn only runs on HOG misses).")
+flags.DEFINE_bool("flip_average", False, "Average the descriptors of the chip and its mirror.")
 flags.DEFINE_string("cache_file", None, "Descriptor cache (.npz); default "
-                    "<workspace>/cache/lfw_descriptors_<encoder>_<chip_method>_<choose>.npz.")
+                    "<workspace>/cache/lfw_descriptors_<encoder>_<options>.npz.")
 
 
 def main(argv):
     del argv
     start = time.time()
+    for name in FLAGS.detectors:
+        if name not in DETECTORS:
+            raise app.UsageError(f"--detectors: unknown {name!r}; choose from {sorted(DETECTORS)}")
+    options = ChipOptions(FLAGS.chip_method, FLAGS.choose, tuple(FLAGS.detectors),
+                          FLAGS.flip_average)
     root = Path(FLAGS.data_dir) if FLAGS.data_dir else paths.require_data_dir()
     cache_file = Path(FLAGS.cache_file) if FLAGS.cache_file else (
-        paths.workspace_dir() / "cache" / f"lfw_descriptors_{FLAGS.encoder}_{FLAGS.chip_method}_{FLAGS.choose}.npz")
+        paths.workspace_dir() / "cache" / f"lfw_descriptors_{FLAGS.encoder}_{options.tag()}.npz")
     pairs = read_lfw_pairs(root / "lfw_pairs.txt", root / "lfw")
     encoder = get_encoder(FLAGS.encoder)
-    result = verify_pairs(pairs, encoder, DescriptorCache(cache_file, root / "lfw"),
-                          FLAGS.chip_method, FLAGS.choose)
+    result = verify_pairs(pairs, encoder, DescriptorCache(cache_file, root / "lfw"), options)
     print(f"LFW View 2 ({len(pairs)} pairs, {len(result.fold_accuracies)} folds), encoder "
-          f"{encoder.name}, chips {FLAGS.chip_method}, face {FLAGS.choose}:")
+          f"{encoder.name}, options {options.tag()}:")
     print("  fold accuracies: " + " ".join(f"{a:.4f}" for a in result.fold_accuracies))
     print("  thresholds:      " + " ".join(f"{t:.3f}" for t in result.thresholds))
     print(f"  accuracy: {100 * result.mean:.2f}% +- {100 * result.std:.2f}%")
-    print(f"  images: {result.num_images}, detector misses (centred-crop fallback): "
-          f"{result.detector_misses}")
+    counts = ", ".join(f"{name}: {n}" for name, n in result.detector_counts.items())
+    print(f"  images: {result.num_images} (face found by {counts}); detector misses "
+          f"(centred-crop fallback): {len(result.missed_images)}")
     for name in result.missed_images[:20]:
         print(f"    missed: {name}")
     print(f"  descriptor cache: {cache_file}")

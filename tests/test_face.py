@@ -162,3 +162,16 @@ def test_choose_center_skips_a_larger_bystander(data_root):
     assert central.box != largest.box
     with pytest.raises(ValueError, match="choose"):
         face.detect_face(image, choose="smallest")
+
+
+def test_cnn_detector_finds_a_face_hog_misses(data_root):
+    # A close-up, tilted face: HOG finds nothing, the MMOD CNN does.
+    image = read_rgb(data_root / "lfw" / "Jelena_Dokic" / "Jelena_Dokic_0004.jpg")
+    assert face.detect_faces(image) == []
+    found = face.detect_face(image, choose="center", detectors=("hog", "cnn"))
+    assert found.detector == "cnn" and found.detected
+    left, top, right, bottom = found.box
+    assert 60 < (left + right) / 2 < 190 and right - left > 80
+    assert face.detect_face(image).detector == "center"
+    with pytest.raises(ValueError, match="detector"):
+        face.detect_faces(image, detector="haar")

@@ -7,7 +7,8 @@ on it; the mean and standard deviation over folds are reported.
 
 Faces: the dlib detection nearest the image centre (LFW crops are centred on the labelled person;
 the largest face is sometimes a bystander), 5 landmarks, 150x150 chip; images where the detector
-finds no face fall back to landmarks inside a centred box (counted and reported). Descriptors are cached per
+finds no face (optionally after dlib's CNN detector) fall back to landmarks inside a centred box
+(counted and reported). Descriptors are cached per
 image in one ``.npz`` (written atomically, checkpointed) so reruns are fast.
 """
 
@@ -100,30 +101,50 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray
     return np.array(accuracies), np.array(thresholds)
 
 
-def face_chip(image: np.ndarray, chip_method: str = "dlib", choose: str = "center"
-              ) -> tuple[np.ndarray, bool]:
-    """(150x150 chip ``[150, 150, 3]``, detected?) of the chosen face (see face.detect_face),
-    centred-box fallback."""
-    found = face.detect_face(image, choose=choose)
-    if chip_method == "dlib":
+@dataclass(frozen=True)
+class ChipOptions:
+    """How an image becomes a descriptor.
+
+    chip_method: ``dlib`` (dlib.get_face_chip) or ``tf`` (face.extract_chips, differentiable).
+    choose: which detected face (``center`` for face-centred crops like LFW, or ``largest``).
+    detectors: tried in order until one finds a face; then the centred-box fallback.
+    flip_average: also encode the mirrored chip and average the two descriptors (test-time
+      augmentation; off for the plain network figure).
+    """
+
+    chip_method: str = "dlib"
+    choose: str = "center"
+    detectors: tuple[str, ...] = ("hog",)
+    flip_average: bool = False
+
+    def tag(self) -> str:
+        """A short name for cache files, e.g. ``dlib_center_hog``."""
+        return "_".join([self.chip_method, self.choose, "+".join(self.detectors)]
+                        + (["flip"] if self.flip_average else []))
+
+
+def face_chip(image: np.ndarray, options: ChipOptions = ChipOptions()) -> tuple[np.ndarray, str]:
+    """(150x150 chip ``[150, 150, 3]``, detector that found the face or ``"center"``)."""
+    found = face.detect_face(image, choose=options.choose, detectors=options.detectors)
+    if options.chip_method == "dlib":
         chip = face.dlib_face_chip(image, found.landmarks)
-    elif chip_method == "tf":
+    elif options.chip_method == "tf":
         chip = face.extract_chips(image[None].astype(np.float32), found.landmarks[None])[0].numpy()
     else:
-        raise ValueError(f"chip_method: expected one of {CHIP_METHODS}; got {chip_method!r}")
-    return chip, found.detected
+        raise ValueError(f"chip_method: expected one of {CHIP_METHODS}; got {options.chip_method!r}")
+    return chip, found.detector
 
 
 class DescriptorCache:
-    """Descriptors keyed by image path (relative to ``root``), stored in one ``.npz`` file."""
+    """Descriptors and detector names keyed by image path (relative to ``root``), in one ``.npz``."""
 
     def __init__(self, file: str | os.PathLike, root: str | os.PathLike):
         self.file, self.root = Path(file), Path(root)
-        self.entries: dict[str, tuple[np.ndarray, bool]] = {}
+        self.entries: dict[str, tuple[np.ndarray, str]] = {}
         if self.file.is_file():
             with np.load(self.file) as data:
-                for key, desc, det in zip(data["keys"], data["descriptors"], data["detected"]):
-                    self.entries[str(key)] = (desc, bool(det))
+                for key, desc, source in zip(data["keys"], data["descriptors"], data["detector"]):
+                    self.entries[str(key)] = (desc, str(source))
 
     def key(self, path: Path) -> str:
         return os.path.relpath(path, self.root)
@@ -133,22 +154,25 @@ class DescriptorCache:
         with atomic_path(self.file) as tmp:
             np.savez(tmp, keys=np.array(keys),
                      descriptors=np.stack([self.entries[k][0] for k in keys]),
-                     detected=np.array([self.entries[k][1] for k in keys]))
+                     detector=np.array([self.entries[k][1] for k in keys]))
 
 
 def encode_images(paths: Iterable[Path], encoder: IdentityEncoder, cache: DescriptorCache,
-                  chip_method: str = "dlib", choose: str = "center",
-                  log: Callable[[str], None] = print) -> dict[Path, tuple[np.ndarray, bool]]:
-    """Descriptor and detected-flag of each image, computing (and caching) the missing ones."""
+                  options: ChipOptions = ChipOptions(), log: Callable[[str], None] = print
+                  ) -> dict[Path, tuple[np.ndarray, str]]:
+    """(descriptor ``[D]``, detector name) of each image, computing and caching missing ones."""
     paths = list(dict.fromkeys(Path(p) for p in paths))
     todo = [p for p in paths if cache.key(p) not in cache.entries]
     start, since_save = time.time(), 0
     for begin in range(0, len(todo), ENCODE_BATCH):
         batch = todo[begin : begin + ENCODE_BATCH]
-        chips, detected = zip(*(face_chip(read_rgb(p), chip_method, choose) for p in batch))
-        _, descriptors = encoder.encode_numpy(np.stack(chips), batch_size=ENCODE_BATCH)
-        for p, d, det in zip(batch, descriptors, detected):
-            cache.entries[cache.key(p)] = (d, det)
+        chips, sources = zip(*(face_chip(read_rgb(p), options) for p in batch))
+        chips = np.stack(chips)
+        _, descriptors = encoder.encode_numpy(chips, batch_size=ENCODE_BATCH)
+        if options.flip_average:
+            descriptors = (descriptors + encoder.encode_numpy(chips[:, :, ::-1])[1]) / 2.0
+        for p, d, source in zip(batch, descriptors, sources):
+            cache.entries[cache.key(p)] = (d, source)
         since_save += len(batch)
         if since_save >= CHECKPOINT_EVERY or begin + ENCODE_BATCH >= len(todo):
             cache.save()
@@ -160,11 +184,12 @@ def encode_images(paths: Iterable[Path], encoder: IdentityEncoder, cache: Descri
 
 @dataclass(frozen=True)
 class VerificationResult:
+    """Per-fold accuracies and thresholds; which detector found each image's face."""
+
     fold_accuracies: np.ndarray
     thresholds: np.ndarray
-    num_images: int
-    detector_misses: int
-    missed_images: tuple[str, ...]
+    detector_counts: dict[str, int]
+    missed_images: tuple[str, ...]  # images of the centred-crop fallback
 
     @property
     def mean(self) -> float:
@@ -174,15 +199,21 @@ class VerificationResult:
     def std(self) -> float:
         return float(self.fold_accuracies.std())
 
+    @property
+    def num_images(self) -> int:
+        return sum(self.detector_counts.values())
+
 
 def verify_pairs(pairs: Sequence[FacePair], encoder: IdentityEncoder, cache: DescriptorCache,
-                 chip_method: str = "dlib", choose: str = "center",
-                 log: Callable[[str], None] = print) -> VerificationResult:
+                 options: ChipOptions = ChipOptions(), log: Callable[[str], None] = print
+                 ) -> VerificationResult:
     """Encodes every image of ``pairs`` and runs the k-fold protocol on Euclidean distances."""
     codes = encode_images([p for pair in pairs for p in (pair.path_a, pair.path_b)], encoder,
-                          cache, chip_method, choose, log)
+                          cache, options, log)
     distances = np.array([np.linalg.norm(codes[p.path_a][0] - codes[p.path_b][0]) for p in pairs])
     accuracies, thresholds = kfold_accuracy(
         distances, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs]))
-    missed = tuple(sorted(cache.key(p) for p, (_, det) in codes.items() if not det))
-    return VerificationResult(accuracies, thresholds, len(codes), len(missed), missed)
+    sources = [source for _, source in codes.values()]
+    counts = {name: sources.count(name) for name in sorted(set(sources))}
+    missed = tuple(sorted(cache.key(p) for p, (_, source) in codes.items() if source == "center"))
+    return VerificationResult(accuracies, thresholds, counts, missed)

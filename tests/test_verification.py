@@ -1,0 +1,67 @@
+"""Tests for normface.encoders.verification: LFW pairs parsing, k-fold protocol, descriptor cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normface.encoders import verification
+
+
+def test_reads_the_official_lfw_pairs(data_root):
+    pairs = verification.read_lfw_pairs(data_root / "lfw_pairs.txt", data_root / "lfw")
+    assert len(pairs) == 6000
+    assert sorted(set(p.fold for p in pairs)) == list(range(10))
+    assert sum(p.same for p in pairs) == 3000
+    first = pairs[0]
+    assert first.same and first.path_a.name == "Abel_Pacheco_0001.jpg"
+    assert first.path_b.name == "Abel_Pacheco_0004.jpg"
+    assert all(p.path_a.is_file() and p.path_b.is_file() for p in pairs[:50])
+    assert not pairs[300].same and pairs[300].fold == 0 and pairs[600].fold == 1
+
+
+def test_malformed_pairs_file_names_the_line(tmp_path):
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("1\t1\nA\t1\t2\nB\t1\n")
+    with pytest.raises(ValueError, match=r"pairs\.txt:3: expected 3 or 4 fields"):
+        verification.read_lfw_pairs(bad, tmp_path)
+    bad.write_text("1\t1\nA\t1\tB\t2\nA\t1\t2\n")
+    with pytest.raises(ValueError, match=r"pairs\.txt:2: pair kind"):
+        verification.read_lfw_pairs(bad, tmp_path)
+    bad.write_text("one fold\n")
+    with pytest.raises(ValueError, match=r"pairs\.txt:1"):
+        verification.read_lfw_pairs(bad, tmp_path)
+
+
+def test_kfold_threshold_is_fitted_on_the_other_folds():
+    rng = np.random.default_rng(0)
+    same = np.tile([True, False], 100)
+    distances = np.where(same, rng.uniform(0.1, 0.5, 200), rng.uniform(0.7, 1.2, 200))
+    folds = np.repeat(np.arange(10), 20)
+    accuracies, thresholds = verification.kfold_accuracy(distances, same, folds)
+    assert accuracies.shape == (10,) and np.all(accuracies == 1.0)
+    assert np.all((thresholds > 0.5) & (thresholds < 0.7))
+    # One fold with flipped labels: its own threshold cannot see that, so it scores 0.
+    flipped = same.copy()
+    flipped[folds == 3] = ~flipped[folds == 3]
+    accuracies, _ = verification.kfold_accuracy(distances, flipped, folds)
+    assert accuracies[3] == 0.0 and accuracies[np.arange(10) != 3].min() == 1.0
+
+
+def test_descriptor_cache_round_trip(tmp_path):
+    cache = verification.DescriptorCache(tmp_path / "c" / "d.npz", tmp_path)
+    cache.entries[cache.key(tmp_path / "a" / "x.jpg")] = (np.arange(3, dtype=np.float32), "hog")
+    cache.entries["b/y.jpg"] = (np.ones(3, np.float32), "center")
+    cache.save()
+    again = verification.DescriptorCache(tmp_path / "c" / "d.npz", tmp_path)
+    assert set(again.entries) == {"a/x.jpg", "b/y.jpg"}
+    np.testing.assert_array_equal(again.entries["a/x.jpg"][0], [0, 1, 2])
+    assert again.entries["b/y.jpg"][1] == "center"
+
+
+def test_chip_options_tag_and_bad_method():
+    options = verification.ChipOptions("tf", "largest", ("hog", "cnn"), True)
+    assert options.tag() == "tf_largest_hog+cnn_flip"
+    image = np.zeros([60, 60, 3], np.uint8)
+    with pytest.raises(ValueError, match="chip_method"):
+        verification.face_chip(image, verification.ChipOptions(chip_method="bicubic"))
