@@ -105,25 +105,47 @@ def head_pose(
     landmarks: np.ndarray, width: int, height: int, data_root: str | Path | None = None
 ) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees of a face from its ``[68, 2]`` (x, y) landmarks."""
+    rot, _ = solve_pose(landmarks, camera_matrix(width, height), data_root)
+    return angles(rot)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_mesh(folder: str) -> tuple[np.ndarray, np.ndarray]:
+    import eos
+
+    model = eos.morphablemodel.load_model(str(Path(folder) / SHAPE_FILE))
+    shape = model.get_shape_model()
+    mean = np.asarray(shape.get_mean(), dtype=np.float64).reshape(-1, 3) * np.array([1.0, -1.0, -1.0])
+    triangles = np.asarray(shape.get_triangle_list(), dtype=np.int64)
+    return mean, triangles
+
+
+def mean_mesh(data_root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(vertices [N, 3], triangles [T, 3])`` of the model's mean face, in the camera frame (mm)."""
+    vertices, triangles = _load_mesh(str(model_dir(data_root)))
+    return vertices.copy(), triangles.copy()
+
+
+def solve_pose(
+    landmarks: np.ndarray, camera: np.ndarray, data_root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(R [3, 3], t [3])`` placing the model's 3-D landmarks on ``[68, 2]`` (x, y) landmarks."""
     import cv2
 
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (68, 2) or not np.all(np.isfinite(landmarks)):
-        raise ValueError(f"head_pose needs 68 finite (x, y) landmarks, got shape {landmarks.shape}")
+        raise ValueError(f"pose needs 68 finite (x, y) landmarks, got shape {landmarks.shape}")
     indices, points = landmark_model(data_root)
-    camera = camera_matrix(width, height)
     # Start from a frontal face at the distance its eye spacing implies: without a guess the
     # solver can settle on the mirror solution (roll ~180 degrees) for real landmarks.
     model_iod = float(np.linalg.norm(points[indices == 45][0] - points[indices == 36][0]))
     image_iod = float(np.linalg.norm(landmarks[45] - landmarks[36]))
     distance = camera[0, 0] * model_iod / max(image_iod, 1e-6)
-    rvec0 = np.zeros((3, 1))
-    tvec0 = np.array([[0.0], [0.0], [distance]])
-    ok, rvec, _ = cv2.solvePnP(
-        points, landmarks[indices], camera, None, rvec0, tvec0, useExtrinsicGuess=True,
-        flags=cv2.SOLVEPNP_ITERATIVE,
+    ok, rvec, tvec = cv2.solvePnP(
+        points, landmarks[indices], camera, None, np.zeros((3, 1)), np.array([[0.0], [0.0], [distance]]),
+        useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE,
     )
     if not ok:
-        raise ValueError("head pose: solvePnP found no solution for these landmarks")
+        raise ValueError("pose: solvePnP found no solution for these landmarks")
     rot, _ = cv2.Rodrigues(rvec)
-    return angles(rot)
+    return rot, tvec.reshape(3)
