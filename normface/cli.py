@@ -1,8 +1,10 @@
 """The ``normface`` command line: one subcommand per user-facing job.
 
+    normface normalize photos/ -o out/  # frontal, neutral, evenly lit faces (the main job)
     normface warp-demo -o out/          # the spline warp on a studio photo (paper Sec. 4)
 
-Exit codes: 0 success, 1 the job failed (message on stderr), 2 bad usage.
+Exit codes: 0 success, 1 the job failed or (normalize) nothing could be processed, or some input
+failed with --strict (messages on stderr), 2 bad usage.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def _warp_demo(args: argparse.Namespace) -> int:
@@ -20,6 +23,44 @@ def _warp_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _normalize(args: argparse.Namespace) -> int:
+    import json
+
+    from normface import batch
+    from normface.inference import FaceNormalizer
+
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    files, problems = batch.discover(args.inputs)
+    for p in problems:
+        print(f"normface: {p}", file=sys.stderr)
+    if not files:
+        print("normface normalize: error: no input images found", file=sys.stderr)
+        return 1
+    normalizer = FaceNormalizer.from_pretrained(args.model, choose="largest")
+    options = batch.BatchOptions(output=Path(args.output), fmt=args.format, batch_size=args.batch_size,
+                                 side_by_side=args.side_by_side, write_json=args.json, all_faces=args.all_faces)
+    report_file = open(args.report, "a") if args.report else None
+    try:
+        def report(line: dict) -> None:
+            if report_file:
+                report_file.write(json.dumps(line) + "\n")
+                report_file.flush()
+
+        for p in problems:
+            report({"input": p.split(":")[0], "status": "error", "reason": p})
+        summary = batch.run_batch(normalizer, files, options, report=report, progress=batch.progress_bar)
+    finally:
+        if report_file:
+            report_file.close()
+    failed = summary.problems + len(problems)
+    print(f"normalized {summary.faces} face(s) from {summary.processed} of {summary.files} file(s) into "
+          f"{options.output}" + (f"; {failed} problem(s) (see stderr)" if failed else ""))
+    if summary.processed == 0 or (args.strict and failed):
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="normface",
@@ -27,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    norm = sub.add_parser("normalize", help="normalize the faces in photos (files, folders, globs)")
+    norm.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
+    norm.add_argument("-o", "--output", default="normalized", help="output folder (default: normalized/)")
+    norm.add_argument("--model", default=None, help="export folder or .keras file (default: the shipped model)")
+    norm.add_argument("--batch-size", type=int, default=8, help="faces per network batch (default 8)")
+    norm.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="run on the CPU (default) or a GPU")
+    norm.add_argument("--format", choices=("png", "jpg"), default="png", help="output image format")
+    norm.add_argument("--side-by-side", action="store_true", help="write input|output pairs")
+    norm.add_argument("--json", action="store_true", help="also write each face's landmarks and confidence as JSON")
+    norm.add_argument("--all-faces", action="store_true", help="one output per face (default: the largest face)")
+    norm.add_argument("--report", default=None, help="append one JSON line per input to this file")
+    norm.add_argument("--strict", action="store_true", help="exit 1 if any input fails")
+    norm.set_defaults(func=_normalize)
     demo = sub.add_parser("warp-demo", help="warp a studio face by hand-placed control-point moves")
     demo.add_argument("-o", "--output", default="out", help="output .png file or folder (default: out/)")
     demo.add_argument("--photo", default=None, help="photo to warp (default: the London set's 001_03.jpg)")

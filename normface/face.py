@@ -389,3 +389,35 @@ def detect_faces68(image: np.ndarray, upsample: int = 0, max_upsample: int = 1) 
             break
     boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
     return [FaceDetection(box=b, landmarks=landmarks68(rgb, b), num_faces=len(boxes)) for b in boxes]
+
+
+MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only (HOG time grows with area)
+
+
+def find_faces68(image: np.ndarray, choose: str = "largest", max_side: int = MAX_DETECT_SIDE) -> list[FaceDetection]:
+    """Every face of a photo of any size with 68 landmarks in the photo's own pixels, the chosen
+    one (``"largest"``, or ``"center"``: nearest the image centre) first.
+
+    Detection runs on a copy downscaled to at most ``max_side``; landmarks are then predicted on
+    the full-resolution photo inside the rescaled box.
+    """
+    import cv2
+
+    if choose not in FACE_CHOICES:
+        raise ValueError(f"choose: expected one of {FACE_CHOICES}; got {choose!r}")
+    rgb = as_rgb_uint8(image)
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    small = rgb if scale == 1.0 else cv2.resize(
+        rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    faces = detect_faces68(small)
+    if scale != 1.0:
+        faces = [FaceDetection(box=tuple(int(round(v / scale)) for v in f.box),
+                               landmarks=landmarks68(rgb, tuple(int(round(v / scale)) for v in f.box)),
+                               num_faces=f.num_faces) for f in faces]
+    if choose == "center" and len(faces) > 1:
+        mid = np.array([width - 1, height - 1]) / 2.0
+        offsets = [np.hypot(*(np.add(f.box[:2], f.box[2:]) / 2.0 - mid)) for f in faces]
+        first = int(np.argmin(offsets))
+        faces = [faces[first]] + faces[:first] + faces[first + 1:]
+    return faces

@@ -30,8 +30,6 @@ MANIFEST_FILE = "manifest.jsonl"
 SPLITS_FILE = "splits.json"
 # Photos smaller than this on either side are rejected before detection (no usable face).
 MIN_PHOTO_SIDE = 32
-# Largest side accepted; bigger photos are downscaled for detection (huge scans would stall).
-MAX_DETECT_SIDE = 1600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,15 +65,6 @@ def list_photos(data_root: str | Path, sources: Iterable[str] = ("lfw", "london"
     return photos
 
 
-def choose_face(faces: list, width: int, height: int, choose: str):
-    """The largest face, or the one nearest the image centre."""
-    if choose == "largest" or len(faces) == 1:
-        return faces[0]
-    mid = np.array([width - 1, height - 1]) / 2.0
-    offsets = [np.hypot(*(np.add(f.box[:2], f.box[2:]) / 2.0 - mid)) for f in faces]
-    return faces[int(np.argmin(offsets))]
-
-
 def process_photo(
     photo: Photo, data_root: Path, out_root: Path, split: str, template: AlignmentTemplate, expression_model
 ) -> dict:
@@ -91,17 +80,11 @@ def process_photo(
     height, width = image.shape[:2]
     if min(height, width) < MIN_PHOTO_SIDE:
         return {**record, "status": "failed", "reason": f"too small: {width}x{height} (< {MIN_PHOTO_SIDE} px)"}
-    scale = min(1.0, MAX_DETECT_SIDE / max(height, width))
-    small = image
-    if scale < 1.0:
-        import cv2
-
-        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-    faces = face.detect_faces68(small)
+    faces = face.find_faces68(image, choose=photo.choose)
     if not faces:
         return {**record, "status": "failed", "reason": "no face found", "num_faces": 0}
-    chosen = choose_face(faces, small.shape[1], small.shape[0], photo.choose)
-    landmarks = chosen.landmarks / scale
+    chosen = faces[0]
+    landmarks = chosen.landmarks
     try:
         aligned, aligned_lm, _ = align_image(image, landmarks, template)
         measures = quality.measure(landmarks, (height, width), aligned, aligned_lm, template, expression_model,
@@ -112,7 +95,7 @@ def process_photo(
                               photos=[photo.path], key=photo.key)
     faceset.write_face(out_root, entry, aligned)
     return {**record, "status": "aligned", "num_faces": len(faces), "measures": measures,
-            "box": [float(v / scale) for v in chosen.box]}
+            "box": [float(v) for v in chosen.box]}
 
 
 def shard_path(out_root: Path, index: int) -> Path:

@@ -1,0 +1,191 @@
+"""Face normalization for users: photo in, frontal neutral evenly lit face (+ landmarks) out.
+
+:class:`FaceNormalizer` chains what the model was trained on:
+
+1. detect the faces and their 68 landmarks (``normface.face.find_faces68``);
+2. align each face to the model's template (``normface.alignment``) — the same frame as the
+   training faces;
+3. encode the aligned face with the frozen encoder (``normface.encoders.faces``: face chip from the
+   aligned landmarks, then the network), as the training records were encoded;
+4. decode the features into landmarks, texture and the warped output image (the trained model);
+5. encode the output too: its encoder distance to the input is the result's ``confidence``
+   (lower is better; dlib's same-person threshold is 0.6).
+
+``FaceNormalizer.from_pretrained()`` loads the model shipped inside the package; any export
+folder written by ``experiments/export.py`` (or its ``.keras`` file) loads the same way.
+The name differs from ``normface.models.Normalizer`` on purpose: that is the trainable network,
+this is the whole photo-to-face pipeline around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from normface.alignment import AlignmentTemplate, align_image
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_MODEL = "normface128"
+BATCH_SIZE = 16
+
+
+@dataclasses.dataclass
+class Result:
+    """One normalized face.
+
+    image: ``[S, S, 3]`` uint8 normalized face; landmarks: ``[68, 2]`` (x, y) in it; texture:
+    ``[S, S, 3]`` uint8 registered texture (None for models without one); face_box: (left, top,
+    right, bottom) in the input photo; features: ``[F]`` encoder features of the input face;
+    confidence: encoder distance between output and input (lower = more faithful);
+    aligned_input: ``[S, S, 3]`` uint8 input face in the output's frame (for side-by-side views);
+    num_faces: faces found in the photo; face_index: this face's rank (0 = the chosen one).
+    """
+
+    image: np.ndarray
+    landmarks: np.ndarray
+    texture: np.ndarray | None
+    face_box: tuple[int, int, int, int]
+    features: np.ndarray
+    confidence: float
+    aligned_input: np.ndarray
+    num_faces: int
+    face_index: int = 0
+
+    def to_json(self) -> dict:
+        """JSON-ready summary (landmarks as (x, y) pixel lists)."""
+        return {
+            "face_index": self.face_index,
+            "num_faces": self.num_faces,
+            "face_box": [int(v) for v in self.face_box],
+            "confidence": round(float(self.confidence), 4),
+            "landmarks": np.round(self.landmarks, 2).tolist(),
+        }
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """An export folder (or ``.keras`` file); None = the model shipped in the package."""
+    if path is None:
+        path = PRETRAINED_DIR / DEFAULT_MODEL
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    return path
+
+
+class FaceNormalizer:
+    """The photo-to-normalized-face pipeline around a trained model."""
+
+    def __init__(self, model, metadata, encoder, choose: str = "largest"):
+        import tensorflow as tf
+
+        self.model = model
+        self.metadata = metadata
+        self.encoder = encoder
+        self.choose = choose
+        template = metadata.alignment_template
+        if template is None:
+            raise ValueError("the model's metadata has no alignment template: re-export it")
+        self.template: AlignmentTemplate = template
+        if template.size != metadata.output_size:
+            raise ValueError(f"template size {template.size} != model output size {metadata.output_size}")
+        from normface.encoders.faces import face_chips
+
+        @tf.function(reduce_retracing=True)
+        def run(aligned, landmarks):
+            chips = face_chips(encoder, aligned, landmarks)
+            enc = encoder.encode(chips)
+            out = model(enc.features, training=False)
+            image = tf.clip_by_value(out["image"], 0.0, 1.0)
+            out_desc = encoder.encode(face_chips(encoder, image * 255.0, out["landmarks"])).descriptor
+            distance = tf.norm(out_desc - enc.descriptor, axis=-1)
+            texture = out.get("texture", tf.zeros_like(image))
+            return enc.features, image, out["landmarks"], texture, distance
+
+        self._run = run
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest") -> "FaceNormalizer":
+        """Loads an export folder / ``.keras`` file (default: the model shipped in the package)."""
+        from normface.encoders import get_encoder
+        from normface.training import export
+
+        path = resolve_model_path(path)
+        export_dir = path if path.is_dir() else path.parent
+        meta_file = export_dir / export.METADATA_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{export_dir}: no {export.METADATA_FILE} (not a normface export)")
+        metadata = export.ExportMetadata.from_json(meta_file.read_text())
+        model = export.load_keras(export_dir) if path.is_dir() else _load_keras_file(path)
+        encoder = get_encoder(metadata.encoder_id or "dlib")
+        return cls(model, metadata, encoder, choose=choose)
+
+    @property
+    def output_size(self) -> int:
+        return self.template.size
+
+    def align(self, image: np.ndarray, all_faces: bool = False):
+        """Detected faces aligned to the model's frame: list of (aligned, landmarks, detection)."""
+        from normface import face
+
+        faces = face.find_faces68(image, choose=self.choose)
+        if not all_faces:
+            faces = faces[:1]
+        out = []
+        for det in faces:
+            aligned, aligned_lm, _ = align_image(face.as_rgb_uint8(image), det.landmarks, self.template)
+            out.append((aligned, aligned_lm, det))
+        return out
+
+    def normalize_aligned(self, aligned: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs encoder + decoder on already-aligned faces ``[b, S, S, 3]`` uint8 with landmarks
+        ``[b, 68, 2]``; returns numpy arrays (features, image, landmarks, texture, confidence)."""
+        import tensorflow as tf
+
+        aligned = np.asarray(aligned)
+        if aligned.ndim != 4 or aligned.shape[1:3] != (self.output_size, self.output_size):
+            raise ValueError(f"aligned faces must be [b, {self.output_size}, {self.output_size}, 3], got {aligned.shape}")
+        feats, image, lms, texture, dist = self._run(tf.constant(aligned, tf.float32),
+                                                     tf.constant(landmarks, tf.float32))
+        return {"features": feats.numpy(), "image": _to_uint8(image.numpy()), "landmarks": lms.numpy(),
+                "texture": _to_uint8(texture.numpy()), "confidence": dist.numpy()}
+
+    def normalize(self, image: np.ndarray, all_faces: bool = False) -> list[Result]:
+        """Normalizes the largest (or every) face of an ``[h, w, 3]`` (or greyscale) photo."""
+        return self.normalize_many([image], all_faces=all_faces)[0]
+
+    def normalize_many(self, images: Sequence[np.ndarray], all_faces: bool = False,
+                       batch_size: int = BATCH_SIZE) -> list[list[Result]]:
+        """Normalizes photos, batching their faces through the networks."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        faces = [(i, k, item) for i, image in enumerate(images)
+                 for k, item in enumerate(self.align(image, all_faces))]
+        results: list[list[Result]] = [[] for _ in images]
+        for start in range(0, len(faces), batch_size):
+            chunk = faces[start:start + batch_size]
+            out = self.normalize_aligned(np.stack([c[2][0] for c in chunk]), np.stack([c[2][1] for c in chunk]))
+            for j, (i, k, (aligned, _, det)) in enumerate(chunk):
+                has_texture = not self.metadata.model_config.get("plain_cnn", False)
+                results[i].append(Result(
+                    image=out["image"][j], landmarks=out["landmarks"][j],
+                    texture=out["texture"][j] if has_texture else None, face_box=tuple(det.box),
+                    features=out["features"][j], confidence=float(out["confidence"][j]),
+                    aligned_input=aligned, num_faces=det.num_faces, face_index=k,
+                ))
+        return results
+
+
+def _load_keras_file(path: Path):
+    import keras
+
+    import normface.models  # noqa: F401  (registers the custom layers)
+
+    return keras.models.load_model(path, compile=False)
