@@ -59,7 +59,7 @@ def _fmt(values: np.ndarray) -> str:
 
 def write_obj(path: str | Path, mesh: Mesh, texture: np.ndarray | None = None) -> list[Path]:
     """Writes ``mesh`` as OBJ; with a ``[h, w, 3]`` uint8 ``texture`` (needs texcoords) also
-    ``<stem>.mtl`` and ``<stem>.png`` beside it. Returns the written paths, OBJ first."""
+    ``<stem>.mtl`` and ``<stem>_texture.png`` beside it. Returns the written paths, OBJ first."""
     path = Path(path)
     if path.suffix.lower() != ".obj":
         raise ValueError(f"{path}: an OBJ file must end in .obj")
@@ -69,7 +69,7 @@ def write_obj(path: str | Path, mesh: Mesh, texture: np.ndarray | None = None) -
     out.write("# normface avatar: vertex colours as 'v x y z r g b' (0-1)\n")
     written = [path]
     if texture is not None:
-        mtl, png = path.with_suffix(".mtl"), path.with_suffix(".png")
+        mtl, png = path.with_suffix(".mtl"), path.with_name(path.stem + "_texture.png")
         io_utils.save_image_atomic(png, texture)
         io_utils.write_bytes_atomic(mtl, f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {png.name}\n".encode())
         out.write(f"mtllib {mtl.name}\n")

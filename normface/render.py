@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 
 from normface import face3d
 
@@ -27,6 +28,7 @@ DIFFUSE = 0.65
 # The face's largest extent fills this fraction of a render.
 RENDER_FILL = 0.85
 DEFAULT_YAWS = (0.0, 30.0)
+MOUTH_COLOR = (70.0, 35.0, 35.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,10 +161,13 @@ def render_mesh(
     shaded = colors
     if shade:
         shaded = colors * lambert(vertex_normals(cam_points, triangles))[:, None]
-    # No culling: the z-buffer hides back faces, and the inside of the lips then closes the
-    # model's open mouth (shaded dark, as a mouth) instead of showing the background through it.
+    # No culling: the z-buffer hides back faces, and the inside of the lips shows (shaded dark).
     raster = rasterize(screen, cam_points[:, 2], triangles, shaded, size, size, background=float(background))
-    return np.clip(np.rint(raster.image), 0, 255).astype(np.uint8)
+    image = raster.image
+    # The model is a mask with an open mouth: paint the background seen through it as a mouth.
+    holes = ndimage.binary_fill_holes(raster.mask) & ~raster.mask
+    image[holes] = MOUTH_COLOR
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def render_views(
