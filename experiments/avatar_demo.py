@@ -2,8 +2,9 @@
 
 Detects the 68 landmarks of the photo's largest face (dlib), fits the Surrey shape model to them
 (normface.avatar), colours the mesh from the photo itself (a stand-in for the normalized face the
-``normface avatar`` command will use) and writes ``<output>/<stem>.obj`` (+ .mtl and
-``<stem>_texture.png``), ``<stem>.ply`` and ``<stem>_views.png`` (input with landmarks, renders at yaw 0 and 30).
+``normface avatar`` command will use) and writes ``<output>/<stem>.obj`` (+ ``.mtl`` and
+``<stem>_texture.png``), ``<stem>.ply`` and ``<stem>_views.png`` (the input with its landmarks,
+then renders at yaw 0 and 30 degrees).
 Prints the landmark reprojection error in pixels and in inter-ocular distances.
 
     python experiments/avatar_demo.py [--image=PATH] [--output=DIR]

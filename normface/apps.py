@@ -57,6 +57,8 @@ def make_avatar(
     ``[68, 2]`` (x, y) landmarks. ``out_path`` ends in .obj or .ply; the two-view picture goes
     to ``<stem>_views.png`` beside it: the input with its landmarks (green) and the fitted
     model's (red), then renders at yaw 0 and 30 degrees."""
+    import cv2
+
     out_path = Path(out_path)
     if out_path.suffix.lower() not in (".obj", ".ply"):
         raise ValueError(f"{out_path}: avatar output must end in .obj or .ply")
@@ -74,8 +76,6 @@ def make_avatar(
     if out_path.suffix.lower() == ".obj":
         texture = render.bake_texture(model.texcoords, model.triangles, colors.colors, texture_size)
     files = mesh_io.write_mesh(out_path, mesh, texture)
-
-    import cv2
 
     overlay = viz.draw_landmarks(image, landmarks, color=(0, 255, 0), radius=max(1, width // 200))
     overlay = viz.draw_landmarks(overlay, fit.projected[fit.landmark_vertices], color=(255, 0, 0),

@@ -69,7 +69,8 @@ def rasterize(
     if points.shape != (n, 2) or depth.shape != (n,) or attributes.ndim != 2 or attributes.shape[0] != n:
         raise ValueError(f"rasterize: need points [n, 2], depth [n], attributes [n, c]; got "
                          f"{points.shape}, {depth.shape}, {attributes.shape}")
-    if triangles.ndim != 2 or triangles.shape[1] != 3 or (triangles.size and (triangles.min() < 0 or triangles.max() >= n)):
+    bad_index = triangles.size and (triangles.min() < 0 or triangles.max() >= n)
+    if triangles.ndim != 2 or triangles.shape[1] != 3 or bad_index:
         raise ValueError(f"rasterize: triangles must be [m, 3] indices into {n} vertices")
     if height < 1 or width < 1:
         raise ValueError(f"rasterize: size must be positive, got {height}x{width}")
