@@ -15,7 +15,9 @@ axis), roll (in-plane tilt); a frontal face is (0, 0, 0); :func:`rotation` fixes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import tomllib
 from pathlib import Path
 
@@ -26,6 +28,15 @@ from normface import paths
 MODEL_DIR = "morphable_model"
 SHAPE_FILE = "sfm_shape_3448.bin"
 MAPPING_FILE = "ibug_to_sfm.txt"
+CONTOUR_FILE = "sfm_model_contours.json"
+SYMMETRY_FILE = "sfm_reference_symmetry.txt"
+# Model frame (x right, y up, z to viewer) -> camera frame (x right, y down, z away): a 180-degree
+# turn about x (determinant +1), so triangle winding and outward normals survive it.
+MODEL_TO_CAMERA = np.array([1.0, -1.0, -1.0])
+# The 68-point jaw: iBUG 1-8 (0-based 0-7) run down the subject's right side (image left),
+# 10-17 (0-based 9-16) up the left; 9 (the chin, 0-based 8) has a fixed vertex.
+RIGHT_JAW = tuple(range(0, 8))
+LEFT_JAW = tuple(range(9, 17))
 # A generic camera: focal length = this many image widths (about a 50 mm lens on 35 mm film).
 FOCAL_LENGTH_WIDTHS = 1.5
 # Camera distance (mm) used when projecting the model in tests and renders.
@@ -51,24 +62,119 @@ def read_landmark_mapping(path: str | Path) -> dict[int, int]:
     return {int(k) - 1: int(v) for k, v in mapping.items()}
 
 
-@functools.lru_cache(maxsize=4)
-def _load(folder: str) -> tuple[np.ndarray, np.ndarray]:
+def read_contours(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(right [k], left [k])`` 0-based contour vertex indices from ``sfm_model_contours.json``
+    (the subject's right and left outline, ordered from the top down to the chin)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())["model_contour"]
+        right, left = data["right_contour"], data["left_contour"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a model contour file ({err})") from err
+    return np.asarray(right, dtype=np.int64), np.asarray(left, dtype=np.int64)
+
+
+def read_symmetry(path: str | Path) -> np.ndarray:
+    """``[k]`` 0-based index of each vertex's mirror counterpart, from
+    ``sfm_reference_symmetry.txt`` (one 1-based index per line, ``#`` comments)."""
+    path = Path(path)
+    try:
+        values = np.loadtxt(path, comments="#", dtype=np.int64, ndmin=1)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a vertex symmetry list ({err})") from err
+    if values.ndim != 1 or values.size == 0 or values.min() < 1 or values.max() > values.size:
+        raise ValueError(f"{path}: symmetry indices must be 1-based vertex indices in 1..{values.size}")
+    return values - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeModel:
+    """The Surrey shape model in the camera frame (mm), as arrays.
+
+    mean: ``[n, 3]`` mean vertices. basis: ``[n, 3, k]`` rescaled PCA basis (columns scaled by the
+    square roots of the eigenvalues), so coefficients have a standard-normal prior.
+    triangles: ``[m, 3]`` vertex indices, counter-clockwise seen from outside (outward normals).
+    texcoords: ``[n, 2]`` (u, v) in [0, 1] with v growing downwards (image rows).
+    landmarks: 68-point index -> vertex. right_contour / left_contour: jaw outline vertices.
+    symmetry: ``[n]`` mirror vertex of every vertex (see :func:`mirror_vertices`).
+    """
+
+    mean: np.ndarray
+    basis: np.ndarray
+    triangles: np.ndarray
+    texcoords: np.ndarray
+    landmarks: dict[int, int]
+    right_contour: np.ndarray
+    left_contour: np.ndarray
+    symmetry: np.ndarray
+
+    @property
+    def num_vertices(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def num_coefficients(self) -> int:
+        return self.basis.shape[2]
+
+    def shape(self, coefficients: np.ndarray | None = None) -> np.ndarray:
+        """``[n, 3]`` vertices of the face with rescaled-PCA ``coefficients`` ``[<=k]`` (zeros: mean)."""
+        if coefficients is None:
+            return self.mean.copy()
+        coefficients = np.asarray(coefficients, dtype=np.float64).ravel()
+        k = coefficients.size
+        if k > self.num_coefficients:
+            raise ValueError(f"coefficients: at most {self.num_coefficients}, got {k}")
+        return self.mean + self.basis[:, :, :k] @ coefficients
+
+
+def mirror_vertices(mean: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``[n]`` mirror counterpart of every vertex: the model's own list for the ``len(reference)``
+    vertices of the reference mesh, the nearest vertex to the x-mirrored position for the rest
+    (the higher-resolution vertices the list does not cover; on the reference vertices this rule
+    agrees with the list for ~98% of them)."""
+    from scipy.spatial import cKDTree
+
+    _, nearest = cKDTree(mean).query(mean * np.array([-1.0, 1.0, 1.0]))
+    out = np.asarray(nearest, dtype=np.int64)
+    out[: len(reference)] = reference
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(folder: str) -> ShapeModel:
     import eos
 
-    model = eos.morphablemodel.load_model(str(Path(folder) / SHAPE_FILE))
-    mean = np.asarray(model.get_shape_model().get_mean(), dtype=np.float64).reshape(-1, 3)
-    mapping = read_landmark_mapping(Path(folder) / MAPPING_FILE)
-    indices = np.array(sorted(mapping), dtype=np.int64)
-    vertices = mean[[mapping[i] for i in indices]]
-    # Model frame (x right, y up, z to viewer) -> camera frame (x right, y down, z away).
-    return indices, vertices * np.array([1.0, -1.0, -1.0])
+    folder_path = Path(folder)
+    model = eos.morphablemodel.load_model(str(folder_path / SHAPE_FILE))
+    pca = model.get_shape_model()
+    mean = np.asarray(pca.get_mean(), dtype=np.float64).reshape(-1, 3)
+    basis = np.asarray(pca.get_rescaled_pca_basis(), dtype=np.float64).reshape(mean.shape[0], 3, -1)
+    mean_cam = mean * MODEL_TO_CAMERA
+    basis_cam = basis * MODEL_TO_CAMERA[None, :, None]
+    right, left = read_contours(folder_path / CONTOUR_FILE)
+    symmetry = mirror_vertices(mean_cam, read_symmetry(folder_path / SYMMETRY_FILE))
+    arrays = dict(
+        mean=mean_cam, basis=basis_cam,
+        triangles=np.asarray(pca.get_triangle_list(), dtype=np.int64),
+        texcoords=np.asarray(model.get_texture_coordinates(), dtype=np.float64),
+        right_contour=right, left_contour=left, symmetry=symmetry,
+    )
+    for value in arrays.values():
+        value.setflags(write=False)  # shared through the cache: nobody may edit it in place
+    return ShapeModel(landmarks=read_landmark_mapping(folder_path / MAPPING_FILE), **arrays)
+
+
+def shape_model(data_root: str | Path | None = None) -> ShapeModel:
+    """The Surrey shape model (cached; arrays are read-only)."""
+    return _load_model(str(model_dir(data_root)))
 
 
 def landmark_model(data_root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(indices [k], points [k, 3])``: the 68-point indices that have a model vertex, and the
     mean shape's 3-D positions of them in the camera frame (mm, centred on the face)."""
-    indices, points = _load(str(model_dir(data_root)))
-    return indices.copy(), points.copy()
+    model = shape_model(data_root)
+    indices = np.array(sorted(model.landmarks), dtype=np.int64)
+    return indices, model.mean[[model.landmarks[i] for i in indices]].copy()
 
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
@@ -101,51 +207,37 @@ def project(points: np.ndarray, rot: np.ndarray, translation: np.ndarray, camera
     return uvw[:, :2] / uvw[:, 2:3]
 
 
-def head_pose(
+def pose(
     landmarks: np.ndarray, width: int, height: int, data_root: str | Path | None = None
-) -> tuple[float, float, float]:
-    """(yaw, pitch, roll) in degrees of a face from its ``[68, 2]`` (x, y) landmarks."""
-    rot, _ = solve_pose(landmarks, camera_matrix(width, height), data_root)
-    return angles(rot)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_mesh(folder: str) -> tuple[np.ndarray, np.ndarray]:
-    import eos
-
-    model = eos.morphablemodel.load_model(str(Path(folder) / SHAPE_FILE))
-    shape = model.get_shape_model()
-    mean = np.asarray(shape.get_mean(), dtype=np.float64).reshape(-1, 3) * np.array([1.0, -1.0, -1.0])
-    triangles = np.asarray(shape.get_triangle_list(), dtype=np.int64)
-    return mean, triangles
-
-
-def mean_mesh(data_root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(vertices [N, 3], triangles [T, 3])`` of the model's mean face, in the camera frame (mm)."""
-    vertices, triangles = _load_mesh(str(model_dir(data_root)))
-    return vertices.copy(), triangles.copy()
-
-
-def solve_pose(
-    landmarks: np.ndarray, camera: np.ndarray, data_root: str | Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(R [3, 3], t [3])`` placing the model's 3-D landmarks on ``[68, 2]`` (x, y) landmarks."""
+    """``(R [3, 3], t [3])`` placing the mean shape's landmark points in front of the generic
+    camera (:func:`camera_matrix`) so they project onto ``[68, 2]`` (x, y) ``landmarks``."""
     import cv2
 
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (68, 2) or not np.all(np.isfinite(landmarks)):
-        raise ValueError(f"pose needs 68 finite (x, y) landmarks, got shape {landmarks.shape}")
+        raise ValueError(f"head pose needs 68 finite (x, y) landmarks, got shape {landmarks.shape}")
+    camera = camera_matrix(width, height)
     indices, points = landmark_model(data_root)
     # Start from a frontal face at the distance its eye spacing implies: without a guess the
     # solver can settle on the mirror solution (roll ~180 degrees) for real landmarks.
     model_iod = float(np.linalg.norm(points[indices == 45][0] - points[indices == 36][0]))
     image_iod = float(np.linalg.norm(landmarks[45] - landmarks[36]))
     distance = camera[0, 0] * model_iod / max(image_iod, 1e-6)
+    rvec0 = np.zeros((3, 1))
+    tvec0 = np.array([[0.0], [0.0], [distance]])
     ok, rvec, tvec = cv2.solvePnP(
-        points, landmarks[indices], camera, None, np.zeros((3, 1)), np.array([[0.0], [0.0], [distance]]),
-        useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE,
+        points, landmarks[indices], camera, None, rvec0, tvec0, useExtrinsicGuess=True,
+        flags=cv2.SOLVEPNP_ITERATIVE,
     )
     if not ok:
         raise ValueError("pose: solvePnP found no solution for these landmarks")
     rot, _ = cv2.Rodrigues(rvec)
-    return rot, tvec.reshape(3)
+    return rot, tvec.ravel()
+
+
+def head_pose(
+    landmarks: np.ndarray, width: int, height: int, data_root: str | Path | None = None
+) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees of a face from its ``[68, 2]`` (x, y) landmarks."""
+    return angles(pose(landmarks, width, height, data_root)[0])

@@ -42,7 +42,7 @@ def frontal_reference(template: AlignmentTemplate, data_root: str | None = None)
     """Builds (and caches) the frontal reference for a template."""
     from scipy.interpolate import griddata
 
-    vertices, _ = face3d.mean_mesh(data_root)
+    vertices = face3d.shape_model(data_root).mean
     indices, lm3d = face3d.landmark_model(data_root)
     size = template.size
     camera = face3d.camera_matrix(size, size) * np.array([[FRONTAL_DISTANCE_MM / 600.0], [FRONTAL_DISTANCE_MM / 600.0], [1.0]])
@@ -98,7 +98,7 @@ def frontalize(
     ref = frontal_reference(template, data_root)
     h, w = photo.shape[:2]
     camera = face3d.camera_matrix(w, h)
-    rot, t = face3d.solve_pose(landmarks, camera, data_root)
+    rot, t = face3d.pose(landmarks, w, h, data_root)
     background, _, _ = alignment.align_image(photo, landmarks, template)
     pts = ref.points[ref.mask]
     uv = face3d.project(pts, rot, t, camera).astype(np.float32)

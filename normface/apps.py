@@ -1,0 +1,267 @@
+"""The paper's two applications of the normalized face, as library calls (Sec. 7.3-7.4).
+
+- :func:`make_avatar`: fit the Surrey model to a face's 68 landmarks, colour it from the image,
+  write OBJ (+MTL and baked texture) or PLY and a picture of the face from two angles (Fig. 13).
+  The CLI passes the normalized face and its predicted landmarks; any photo with landmarks works.
+- :func:`evaluate_adjustment`: the white balance / exposure experiment of issue 9. Known random
+  exposure gains (x0.5..x2) and colour casts are applied to photos in linear light, then undone
+  by the Appendix C colour shift toward a reference face colour, and by two scene-level
+  baselines (grey world, white patch); the score is the mean CIELAB Delta E (CIE76) of the face
+  region against the untouched photo. The reference is an injected callable, so the same code
+  scores the oracle (the untouched photo's own face colour: the upper bound of the method) and,
+  once it exists, the normalized face synthesized from the degraded photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from normface import adjust, alignment, avatar, face3d, io_utils, mesh_io, render, viz
+
+# Aligned size at which face colours are averaged (the box of ``adjust.face_box``).
+COLOR_TEMPLATE_SIZE = 128
+WHITE_PATCH_PERCENTILE = 99.0
+VIEWS_SUFFIX = "_views.png"
+METHODS = ("degraded", "reference", "grey_world", "white_patch")
+
+# (photo index, degraded photo [h, w, 3] uint8) -> target mean face colour, YCrCb [3].
+ReferenceFn = Callable[[int, np.ndarray], np.ndarray]
+
+
+# --- avatar ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AvatarResult:
+    """fit, colors: from :mod:`normface.avatar`; files: written paths (mesh first, then MTL and
+    texture for OBJ, then the views PNG); error_px / error_iod: mean landmark reprojection error
+    in pixels and in inter-ocular distances."""
+
+    fit: avatar.ShapeFit
+    colors: avatar.VertexColors
+    files: list[Path]
+    error_px: float
+    error_iod: float
+
+
+def make_avatar(
+    image: np.ndarray, landmarks68: np.ndarray, out_path: str | Path,
+    fit_config: avatar.FitConfig = avatar.FitConfig(), color_config: avatar.ColorConfig = avatar.ColorConfig(),
+    render_size: int = 256, texture_size: int = 512, data_root: str | Path | None = None,
+) -> AvatarResult:
+    """Fits, colours and writes the avatar of the face in ``image`` ``[h, w, 3]`` uint8 with
+    ``[68, 2]`` (x, y) landmarks. ``out_path`` ends in .obj or .ply; the two-view picture goes
+    to ``<stem>_views.png`` beside it: the input with its landmarks (green) and the fitted
+    model's (red), then renders at yaw 0 and 30 degrees."""
+    import cv2
+
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in (".obj", ".ply"):
+        raise ValueError(f"{out_path}: avatar output must end in .obj or .ply")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be [h, w, 3] RGB, got shape {image.shape}")
+    landmarks = np.asarray(landmarks68, dtype=np.float64)
+    height, width = image.shape[:2]
+    fit = avatar.fit_shape(landmarks, (width, height), fit_config, data_root)
+    colors = avatar.vertex_colors(image, fit, landmarks, color_config, data_root)
+    model = face3d.shape_model(data_root)
+    mesh = mesh_io.Mesh(vertices=fit.vertices * face3d.MODEL_TO_CAMERA, triangles=model.triangles,
+                        colors=colors.colors, texcoords=model.texcoords)
+    texture = None
+    if out_path.suffix.lower() == ".obj":
+        texture = render.bake_texture(model.texcoords, model.triangles, colors.colors, texture_size)
+    files = mesh_io.write_mesh(out_path, mesh, texture)
+
+    overlay = viz.draw_landmarks(image, landmarks, color=(0, 255, 0), radius=max(1, width // 200))
+    overlay = viz.draw_landmarks(overlay, fit.projected[fit.landmark_vertices], color=(255, 0, 0),
+                                 radius=max(1, width // 200))
+    scale = render_size / max(width, height)
+    overlay = cv2.resize(overlay, (max(1, round(width * scale)), max(1, round(height * scale))),
+                         interpolation=cv2.INTER_AREA)
+    panel = np.full((render_size, render_size, 3), 255, np.uint8)
+    panel[: overlay.shape[0], : overlay.shape[1]] = overlay
+    views = render.render_views(fit.vertices, model.triangles, colors.colors, size=render_size)
+    views_path = out_path.with_name(out_path.stem + VIEWS_SUFFIX)
+    io_utils.save_image_atomic(views_path, np.concatenate([panel, views], axis=1))
+    return AvatarResult(fit=fit, colors=colors, files=[*files, views_path], error_px=fit.mean_error,
+                        error_iod=fit.mean_error / avatar.interocular(landmarks))
+
+
+# --- colour spaces and metrics ------------------------------------------------------------------
+
+
+def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """sRGB 0-255 -> linear light 0-1 (IEC 61966-2-1)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """Linear light (clipped to 0-1) -> sRGB uint8."""
+    c = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    s = np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(s * 255.0), 0, 255).astype(np.uint8)
+
+
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_D65_WHITE = _RGB_TO_XYZ.sum(1)
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """``[..., 3]`` sRGB 0-255 -> CIELAB (D65)."""
+    xyz = srgb_to_linear(rgb) @ _RGB_TO_XYZ.T / _D65_WHITE
+    eps, kappa = 216 / 24389, 24389 / 27
+    f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def mean_delta_e(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean CIE76 Delta E between two ``[h, w, 3]`` sRGB images over ``mask`` (``[h, w]`` bool)."""
+    diff = np.linalg.norm(srgb_to_lab(a) - srgb_to_lab(b), axis=-1)
+    if mask is not None:
+        if not mask.any():
+            raise ValueError("mean_delta_e: empty mask")
+        diff = diff[mask]
+    return float(diff.mean())
+
+
+# --- degradation and corrections -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DegradeConfig:
+    """Random photo degradations, applied in linear light: an exposure gain log-uniform in
+    ``exposure`` and red and blue gains (relative to green) log-uniform in ``cast`` (a white
+    balance shift of up to about +-40%)."""
+
+    exposure: tuple[float, float] = (0.5, 2.0)
+    cast: tuple[float, float] = (0.7, 1.4)
+    seed: int = 0
+
+
+def degrade(photo: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Multiplies the linear light of sRGB ``photo`` by per-channel ``gains`` ``[3]`` (clipping)."""
+    return linear_to_srgb(srgb_to_linear(photo) * np.asarray(gains, dtype=np.float64))
+
+
+def random_gains(rng: np.random.Generator, config: DegradeConfig) -> np.ndarray:
+    """``[3]`` RGB gains: exposure x (red cast, 1, blue cast)."""
+    exposure = np.exp(rng.uniform(*np.log(config.exposure)))
+    red, blue = np.exp(rng.uniform(*np.log(config.cast), size=2))
+    return exposure * np.array([red, 1.0, blue])
+
+
+def grey_world(photo: np.ndarray) -> np.ndarray:
+    """Grey-world white balance: scales each channel (linear light) so the channel means are
+    equal, keeping their average (a white-balance-only baseline: exposure is left alone)."""
+    linear = srgb_to_linear(photo)
+    means = linear.reshape(-1, 3).mean(0)
+    return linear_to_srgb(linear * (means.mean() / np.maximum(means, 1e-6)))
+
+
+def white_patch(photo: np.ndarray, percentile: float = WHITE_PATCH_PERCENTILE) -> np.ndarray:
+    """White patch (max-RGB): scales each channel (linear light) so its ``percentile`` becomes
+    white; corrects white balance and, for under-exposed photos, exposure."""
+    linear = srgb_to_linear(photo)
+    top = np.percentile(linear.reshape(-1, 3), percentile, axis=0)
+    return linear_to_srgb(linear / np.maximum(top, 1e-6))
+
+
+def face_color(photo: np.ndarray, landmarks: np.ndarray,
+               template: alignment.AlignmentTemplate | None = None) -> np.ndarray:
+    """Mean YCrCb colour ``[3]`` of the central face box of ``photo`` (aligned by its landmarks)."""
+    template = template or alignment.AlignmentTemplate.for_size(COLOR_TEMPLATE_SIZE)
+    aligned, _, _ = alignment.align_image(photo, landmarks, template)
+    return adjust.mean_face_color(aligned, template)
+
+
+def correct_to_reference(photo: np.ndarray, landmarks: np.ndarray, target: np.ndarray,
+                         template: alignment.AlignmentTemplate | None = None) -> np.ndarray:
+    """Appendix C: shifts ``photo`` so its face colour becomes ``target`` (YCrCb ``[3]``)."""
+    return adjust.adjust_photo(photo, face_color(photo, landmarks, template), np.asarray(target, dtype=np.float64))
+
+
+def oracle_reference(photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
+                     template: alignment.AlignmentTemplate | None = None) -> ReferenceFn:
+    """The reference an ideal normalized face would give: each untouched photo's own face colour."""
+    colors = [face_color(p, lm, template) for p, lm in zip(photos, landmarks)]
+    return lambda index, _degraded: colors[index]
+
+
+@dataclasses.dataclass(frozen=True)
+class AdjustmentReport:
+    """Per-photo results of :func:`evaluate_adjustment`.
+
+    gains: ``[n, 3]`` applied RGB gains. delta_e: method -> ``[n]`` mean face Delta E against the
+    untouched photo, for :data:`METHODS` ("degraded" is before any correction). examples: for
+    the first photos, method -> image (plus "original"), for :meth:`grid`.
+    """
+
+    gains: np.ndarray
+    delta_e: dict[str, np.ndarray]
+    examples: list[dict[str, np.ndarray]]
+
+    def summary(self) -> dict[str, float]:
+        return {m: float(v.mean()) for m, v in self.delta_e.items()}
+
+    def table(self, reference_name: str = "reference") -> str:
+        """Markdown table: mean and median Delta E per method."""
+        rows = ["| method | mean Delta E | median Delta E |", "|---|---|---|"]
+        for m, v in self.delta_e.items():
+            name = reference_name if m == "reference" else m
+            rows.append(f"| {name} | {v.mean():.2f} | {np.median(v):.2f} |")
+        return "\n".join(rows)
+
+    def grid(self, tile: int = 128) -> np.ndarray:
+        """Paper Fig. 14-style sheet: one column per example photo, rows original, degraded,
+        reference-corrected, grey world, white patch."""
+        order = ("original",) + METHODS
+        images = [ex[m] for m in order for ex in self.examples]
+        labels = [m for m in order for _ in self.examples]
+        return viz.image_grid(images, cols=len(self.examples), labels=labels, tile=tile)
+
+
+def evaluate_adjustment(
+    photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], reference: ReferenceFn,
+    config: DegradeConfig = DegradeConfig(), template: alignment.AlignmentTemplate | None = None,
+    num_examples: int = 6,
+) -> AdjustmentReport:
+    """Degrades each ``[h, w, 3]`` uint8 photo with known random gains, corrects it three ways
+    and scores the face region (the landmarks' convex hull) by mean Delta E against the photo.
+
+    Args:
+      photos, landmarks: the photos and their ``[68, 2]`` (x, y) landmarks (same length).
+      reference: ``(index, degraded photo) -> target face colour`` (YCrCb ``[3]``), e.g.
+        :func:`oracle_reference` or the normalized face's ``adjust.mean_face_color``.
+    """
+    if len(photos) != len(landmarks) or not len(photos):
+        raise ValueError(f"evaluate_adjustment: need as many landmarks as photos (>0), got "
+                         f"{len(photos)} photos and {len(landmarks)} landmark sets")
+    rng = np.random.default_rng(config.seed)
+    all_gains, scores, examples = [], {m: [] for m in METHODS}, []
+    for i, (photo, lm) in enumerate(zip(photos, landmarks)):
+        photo = np.asarray(photo, dtype=np.uint8)
+        lm = np.asarray(lm, dtype=np.float64)
+        gains = random_gains(rng, config)
+        degraded = degrade(photo, gains)
+        outputs = {
+            "degraded": degraded,
+            "reference": correct_to_reference(degraded, lm, reference(i, degraded), template),
+            "grey_world": grey_world(degraded),
+            "white_patch": white_patch(degraded),
+        }
+        mask = avatar.hull_mask(lm, photo.shape[1], photo.shape[0], margin=0) > 0
+        for m in METHODS:
+            scores[m].append(mean_delta_e(outputs[m], photo, mask))
+        all_gains.append(gains)
+        if i < num_examples:
+            examples.append({"original": photo, **outputs})
+    return AdjustmentReport(gains=np.array(all_gains), delta_e={m: np.array(v) for m, v in scores.items()},
+                            examples=examples)

@@ -1,0 +1,84 @@
+"""Tests of the photo-adjustment evaluation (normface.apps): colour spaces, degradations,
+baselines and the Delta E report with the oracle reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normface import apps, face, io_utils
+
+
+def test_lab_and_delta_e_reference_values():
+    np.testing.assert_allclose(apps.srgb_to_lab(np.array([255.0, 255.0, 255.0])), [100, 0, 0], atol=1e-3)
+    np.testing.assert_allclose(apps.srgb_to_lab(np.array([0.0, 0.0, 0.0])), [0, 0, 0], atol=1e-9)
+    # sRGB red is L*a*b* (53.24, 80.09, 67.20) (D65).
+    np.testing.assert_allclose(apps.srgb_to_lab(np.array([255.0, 0.0, 0.0])), [53.24, 80.09, 67.20], atol=0.05)
+    image = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert apps.mean_delta_e(image, image) == 0.0
+
+
+def test_degrade_with_unit_gains_is_identity_and_round_trips():
+    image = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    assert np.abs(apps.degrade(image, [1, 1, 1]).astype(int) - image).max() <= 1
+    darker = apps.degrade(image, [0.5, 0.5, 0.5])
+    assert darker.mean() < image.mean()
+    rng = np.random.default_rng(2)
+    gains = np.array([apps.random_gains(rng, apps.DegradeConfig()) for _ in range(200)])
+    exposure = gains[:, 1]
+    assert exposure.min() >= 0.5 and exposure.max() <= 2.0
+    assert np.all((gains[:, [0, 2]] / gains[:, 1:2] >= 0.7) & (gains[:, [0, 2]] / gains[:, 1:2] <= 1.4))
+
+
+def test_baselines_undo_a_global_cast():
+    rng = np.random.default_rng(3)
+    grey = rng.integers(40, 200, (20, 20, 1)).repeat(3, -1).astype(np.uint8)  # a grey world
+    cast = apps.degrade(grey, [1.3, 1.0, 0.75])
+    assert apps.mean_delta_e(apps.grey_world(cast), grey) < 0.3 * apps.mean_delta_e(cast, grey)
+    balanced = apps.srgb_to_linear(apps.white_patch(cast)).reshape(-1, 3)
+    top = np.percentile(balanced, apps.WHITE_PATCH_PERCENTILE, axis=0)
+    np.testing.assert_allclose(top, 1.0, atol=0.02)
+
+
+@pytest.fixture(scope="module")
+def lfw_faces(data_root):
+    photos, landmarks = [], []
+    for name in ("Aaron_Eckhart", "Abdullah_Gul", "Ai_Sugiyama", "Alan_Ball"):
+        path = data_root / "lfw" / name / f"{name}_0001.jpg"
+        if not path.is_file():
+            continue
+        photo = io_utils.read_rgb(path)
+        found = face.detect_faces68(photo)
+        if found:
+            photos.append(photo)
+            landmarks.append(found[0].landmarks)
+    if len(photos) < 2:
+        pytest.skip("fewer than 2 LFW photos with a face found")
+    return photos, landmarks
+
+
+def test_oracle_reference_reduces_delta_e(lfw_faces):
+    photos, landmarks = lfw_faces
+    report = apps.evaluate_adjustment(photos, landmarks, apps.oracle_reference(photos, landmarks),
+                                      apps.DegradeConfig(seed=0), num_examples=2)
+    summary = report.summary()
+    assert set(summary) == set(apps.METHODS)
+    assert all(np.isfinite(v).all() and (v >= 0).all() for v in report.delta_e.values())
+    assert summary["reference"] < 0.6 * summary["degraded"], summary
+    assert report.gains.shape == (len(photos), 3)
+    grid = report.grid(tile=32)
+    assert grid.ndim == 3 and grid.shape[1] > 2 * 32
+    assert "| degraded |" in report.table()
+
+
+def test_a_wrong_reference_does_not_help(lfw_faces):
+    """The score follows the reference: a face colour far from the truth makes things worse."""
+    photos, landmarks = lfw_faces
+    wrong = lambda _i, _d: np.array([60.0, 160.0, 100.0])  # dark and very red  # noqa: E731
+    report = apps.evaluate_adjustment(photos, landmarks, wrong, apps.DegradeConfig(seed=0))
+    assert report.summary()["reference"] > report.summary()["degraded"]
+
+
+def test_evaluate_adjustment_checks_lengths():
+    with pytest.raises(ValueError, match="as many landmarks"):
+        apps.evaluate_adjustment([np.zeros((8, 8, 3), np.uint8)], [], lambda i, d: np.zeros(3))
