@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from normface import io_utils, paths
@@ -214,6 +215,57 @@ def write_model_card(path: str | os.PathLike, meta: ExportMetadata, card: dict[s
     if card.get("notes"):
         parts.append("\n## Notes\n\n" + str(card["notes"]) + "\n")
     io_utils.write_bytes_atomic(path, "".join(parts).encode())
+
+
+def export_from_model_dir(
+    model_dir: str | os.PathLike,
+    export_dir: str | os.PathLike,
+    *,
+    which: str = "best",
+    chip_encoder: Callable[[tf.Tensor], Any] | None = None,
+    chip: dict[str, Any] | None = None,
+    notes: str = "",
+) -> Path:
+    """Exports the ``best`` (else latest) or ``latest`` checkpoint of a training folder.
+
+    Everything else comes from the folder's ``config.json`` (model config; ``metadata`` with
+    ``mean_landmarks``, ``template``, ``encoder_id``, ``data``, ``flags``), ``history.json`` and
+    ``best.json``, written by :class:`normface.training.trainer.Trainer`.
+    """
+    from normface.models import build_normalizer
+    from normface.training import trainer
+
+    model_dir = Path(model_dir)
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be best or latest, got {which!r}")
+    config_path = model_dir / trainer.CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {trainer.CONFIG_FILE}; not a normface training folder")
+    record = json.loads(config_path.read_text())
+    meta = record.get("metadata", {})
+    if "mean_landmarks" not in meta:
+        raise ValueError(f"{config_path}: metadata lacks mean_landmarks")
+    model_config = ModelConfig.from_dict(record["model"])
+    folders = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
+    latest = next((c for c in (tf.train.latest_checkpoint(str(model_dir / f)) for f in folders) if c), None)
+    if latest is None:
+        raise FileNotFoundError(f"{model_dir}: no checkpoint in {folders}")
+    net = build_normalizer(model_config, np.asarray(meta["mean_landmarks"], np.float32))
+    tf.train.Checkpoint(model=net.model).restore(latest).expect_partial()
+    final = {}
+    for name, prefix in ((trainer.HISTORY_FILE, "last"), (trainer.BEST_FILE, "best")):
+        path = model_dir / name
+        if path.is_file():
+            final.update({f"{prefix}/{k}": v for k, v in json.loads(path.read_text()).items()})
+    template = meta.get("template")
+    return export_normalizer(
+        net.model, model_config, export_dir,
+        template=None if template is None else AlignmentTemplate.from_dict(template),
+        encoder_id=meta.get("encoder_id", ""), chip_encoder=chip_encoder, chip=chip or meta.get("chip"),
+        step=int(latest.rsplit("-", 1)[-1]),
+        card={"data": meta.get("data", {}), "flags": {**record.get("train", {}), **meta.get("flags", {})},
+              "final_losses": final, "notes": notes or f"weights from {latest}"},
+    )
 
 
 def load_export(export_dir: str | os.PathLike):

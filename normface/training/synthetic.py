@@ -80,3 +80,12 @@ def fake_embed_fn(seed: int = 0, descriptor_dim: int = DESCRIPTOR_DIM, chip_size
 
     embed.model = net  # so exports and checkpoints can track its variables
     return embed
+
+
+def tiny_model_config(output_size: int = 32, feature_dim: int = 16, **overrides):
+    """A model small enough for unit tests on 2 CPU cores (a few thousand parameters)."""
+    from normface.models import ModelConfig
+
+    base = dict(output_size=output_size, feature_dim=feature_dim, feature_hidden=(32,), landmark_hidden=(16,),
+                grid_channels=8, channels=(8, 8, 8, 8))
+    return ModelConfig(**{**base, **overrides})

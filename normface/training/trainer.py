@@ -11,6 +11,7 @@ identity stops improving).
 Layout of ``model_dir``::
 
     config.json             model + train config and data metadata (refuses a mismatched resume)
+    history.json            the latest logged losses and validation metrics (for the model card)
     checkpoints/ckpt-<step> model, optimizer, step, best score, input iterator (CheckpointManager)
     best/ckpt-<step>        the model at the best validation identity metric; best.json says which
     logs/train, logs/validation   TensorBoard event files
@@ -46,6 +47,7 @@ EmbedFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 CONFIG_FILE = "config.json"
 BEST_FILE = "best.json"
+HISTORY_FILE = "history.json"
 DEFAULT_EVAL_BATCHES = 8
 PANEL_EXAMPLES = 3
 
@@ -151,6 +153,8 @@ class Trainer:
         self.model_dir = Path(model_dir)
         self.embed_fn = embed_fn
         self.metadata = dict(metadata or {})
+        # The export rebuilds the model from config.json: it needs the mean landmarks.
+        self.metadata["mean_landmarks"] = np.asarray(mean_landmarks, np.float32).tolist()
         self.strategy = strategy or make_strategy(train_config.strategy)
         self.chief = is_chief(self.strategy)
         keras.utils.set_random_seed(train_config.seed)
@@ -253,11 +257,19 @@ class Trainer:
         pixel_l1 = self.texture_loss.call(batch[IMAGE], out[IMAGE])
         return losses.descriptor_distance(target, generated), pixel_l1
 
-    def _cached_fn(self, name: str, replica_fn):
-        """``replica_fn`` run on every replica, as one tf.function traced once per Trainer."""
+    def _cached_fn(self, name: str, replica_fn, combine: str):
+        """``replica_fn`` on every replica, its outputs summed (``combine="sum"``) or concatenated
+        along the batch (``"gather"``) across replicas and workers: one tf.function, traced once."""
         if name not in self._fns:
             strategy = self.strategy
-            self._fns[name] = tf.function(lambda batch: strategy.run(replica_fn, args=(batch,)))
+
+            def run(batch):
+                out = strategy.run(replica_fn, args=(batch,))
+                if combine == "sum":
+                    return tf.nest.map_structure(lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), out)
+                return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), out)
+
+            self._fns[name] = tf.function(run)
         return self._fns[name]
 
     def _eval_batches(self, dataset: tf.data.Dataset, examples: int = 0) -> int:
@@ -276,12 +288,11 @@ class Trainer:
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Mean validation losses over ``eval_batches`` batches (decoder only, no warp)."""
-        strategy = self.strategy
-        fn = self._cached_fn("eval", self._replica_eval_step)
+        fn = self._cached_fn("eval", self._replica_eval_step, "sum")
         sums: dict[str, float] = {}
         for batch in self._distributed_batches(dataset, self._eval_batches(dataset)):
             for k, v in fn(batch).items():
-                sums[k] = sums.get(k, 0.0) + float(strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None))
+                sums[k] = sums.get(k, 0.0) + float(v)
         count = max(sums.pop("count", 0.0), 1.0)
         return {k: v / count for k, v in sums.items()}
 
@@ -289,15 +300,12 @@ class Trainer:
         """Runs model + encoder on validation examples: identity metric and output pixel L1."""
         if self.embed_fn is None:
             raise ValueError("evaluate_identity needs an embed_fn")
-        strategy = self.strategy
-        fn = self._cached_fn("identity", self._replica_identity_step)
+        fn = self._cached_fn("identity", self._replica_identity_step, "gather")
         metric = losses.IdentityMetric()
         l1_sum, count = 0.0, 0
         batches = self._eval_batches(dataset, self.config.identity_eval_examples)
         for batch in self._distributed_batches(dataset, batches):
             distances, pixel_l1 = fn(batch)
-            distances = strategy.gather(distances, axis=0)
-            pixel_l1 = strategy.gather(pixel_l1, axis=0)
             metric.update_distances(distances)
             l1_sum += float(tf.reduce_sum(pixel_l1))
             count += int(tf.size(pixel_l1))
@@ -396,35 +404,38 @@ class Trainer:
         )
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step))
+            logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step.numpy()))
         writers = self._writers()
         panel_batch = self._panel_batch(validation_dataset or train_dataset)
         if self._train_fn is None:
             self._train_fn = self._make_train_fn()
         last_stop = min(cfg.steps, max_steps or cfg.steps)
-        step = int(self.step)
+        step = int(self.step.numpy())
         sums: dict[str, float] = {}
         window_steps, window_start = 0, time.perf_counter()
         while step < last_stop:
             terms = self._train_fn(iterator)
-            step = int(self.step)
+            step = int(self.step.numpy())
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             window_steps += 1
             if not np.isfinite(float(terms["total"])):
                 raise FloatingPointError(f"training loss is {float(terms['total'])} at step {step}")
             final = step == last_stop
-            if (cfg.log_every and step % cfg.log_every == 0) or final:
+            if cfg.log_every and (step % cfg.log_every == 0 or final):
                 rate = window_steps * cfg.batch_size / max(time.perf_counter() - window_start, 1e-9)
                 means = {k: v / window_steps for k, v in sums.items()}
                 self._log_train(writers, step, means, rate)
                 sums, window_steps, window_start = {}, 0, time.perf_counter()
             if cfg.image_every and (step % cfg.image_every == 0 or final):
                 self._write_panel(writers, step, panel_batch)
-            if validation_dataset is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or final):
+            if validation_dataset is not None and cfg.eval_every and (step % cfg.eval_every == 0 or final):
                 self._validate(writers, step, validation_dataset, identity_dataset, best_manager)
             if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or final:
                 manager.save(checkpoint_number=step)
+                if self.chief:
+                    record = {"step": step, **self.history}
+                    io_utils.write_bytes_atomic(self.model_dir / HISTORY_FILE, json.dumps(record, indent=2).encode())
         for writer in writers.values():
             writer.flush()
         if not self.chief:
@@ -472,7 +483,7 @@ class Trainer:
             for k, v in metrics.items():
                 summaries.scalar(k.replace("validation/", "loss/"), v)
         score = self._score(metrics)
-        improved = score > float(self.best_score)
+        improved = score > float(self.best_score.numpy())
         if improved:
             self.best_score.assign(score)
             best_manager.save(checkpoint_number=step)
