@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from normface import dataclass_io
+
 TEXTURE_DECODERS = ("cnn", "fc")
 # The CNN texture decoder starts from a (size/16) x (size/16) grid and doubles it 4 times.
 UPSAMPLING_STAGES = 4
@@ -86,12 +88,8 @@ class ModelConfig:
         return self.output_size // GRID_DIVISOR
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return dataclass_io.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        return dataclass_io.from_dict(cls, data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from normface import dataclass_io
 from normface.losses import IDENTITY_KINDS
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -98,11 +99,8 @@ class TrainConfig:
         return self.identity_weight > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclass_io.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        return dataclass_io.from_dict(cls, data)

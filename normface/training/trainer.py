@@ -422,7 +422,7 @@ class Trainer:
             if not np.isfinite(float(terms["total"])):
                 raise FloatingPointError(f"training loss is {float(terms['total'])} at step {step}")
             final = step == last_stop
-            if cfg.log_every and (step % cfg.log_every == 0 or final):
+            if (cfg.log_every and step % cfg.log_every == 0) or final:  # final: losses for the model card
                 rate = window_steps * cfg.batch_size / max(time.perf_counter() - window_start, 1e-9)
                 means = {k: v / window_steps for k, v in sums.items()}
                 self._log_train(writers, step, means, rate)
