@@ -1,0 +1,52 @@
+"""Exports a training folder's best (or latest) checkpoint as a SavedModel + .keras + model card.
+
+    python experiments/export.py --model_dir=workspace/runs/r128 [--export_dir=...] [--which=best] \
+        [--encoder=dlib_face_resnet_v1]
+
+``--encoder`` adds the ``normalize_chips`` signature (uint8 face chips in, the frozen encoder
+inside the export); without it only ``normalize_features`` (= serving_default) is exported.
+``train.py`` runs the same export at the end of training.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training folder written by experiments/train.py.")
+flags.DEFINE_string("export_dir", None, "Destination (default <model_dir>/export).")
+flags.DEFINE_enum("which", "best", ["best", "latest"], "Best checkpoint by the validation identity metric, or latest.")
+flags.DEFINE_string("encoder", "", "normface.encoders name to bundle for the normalize_chips signature ('' = none).")
+flags.mark_flag_as_required("model_dir")
+
+
+def load_chip_encoder(name: str):
+    """MERGE POINT (issue 3): ``(encoder, chip parameters)`` for the chips signature."""
+    from normface import encoders, face
+
+    encoder = encoders.get_encoder(name)
+    return encoder, {"size": encoder.chip_size, "padding": face.CHIP_PADDING, "landmarks": "68"}
+
+
+def main(argv):
+    del argv
+    from normface.training import export
+
+    model_dir = Path(FLAGS.model_dir)
+    if not (model_dir / "config.json").is_file():
+        print(f"export.py: error: --model_dir={model_dir} is not a training folder (no config.json)", file=sys.stderr)
+        sys.exit(2)
+    encoder, chip = load_chip_encoder(FLAGS.encoder) if FLAGS.encoder else (None, None)
+    out = export.export_from_model_dir(model_dir, FLAGS.export_dir or model_dir / "export", which=FLAGS.which,
+                                       chip_encoder=encoder, chip=chip)
+    print(f"exported {out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

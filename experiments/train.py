@@ -1,0 +1,245 @@
+"""Trains the face normalizer (paper Sec. 3) on the TFRecords of data_prep, and exports it.
+
+    python experiments/train.py --records_dir=workspace/records128 --model_dir=workspace/runs/r128 \
+        --output_size=128 --steps=20000 --batch_size=32 [--identity_weight=1.0] [--strategy=mirrored]
+
+Restarting the same command resumes from the latest checkpoint in --model_dir (also after
+SIGKILL). At the end the best checkpoint (by the validation identity metric) is exported to
+--export_dir (default <model_dir>/export) with its model card. ``--synthetic`` trains on random
+in-memory data with a fake encoder: a smoke test of the machinery (and of tf.distribute set-ups),
+never a result.
+
+Bad configuration (size not divisible by 16, unknown encoder, missing records, ...) fails before
+any TensorFlow work, with a message naming the flag.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+# Data and folders.
+flags.DEFINE_string("records_dir", None, "Folder of the TFRecords written by data_prep (issue 5).")
+flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config; resumed if it exists.")
+flags.DEFINE_string("export_dir", None, "Export folder (default <model_dir>/export).")
+flags.DEFINE_bool("export", True, "Export the best checkpoint at the end (chief only).")
+flags.DEFINE_bool("synthetic", False, "Smoke test: random in-memory data and a fake encoder.")
+flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train set.")
+flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
+# Model.
+flags.DEFINE_integer("output_size", 128, "Output image side in pixels (a multiple of 16).")
+flags.DEFINE_integer("feature_dim", 256, "Encoder feature size (256 for dlib's face ResNet).")
+flags.DEFINE_list("feature_hidden", ["1024"], "Widths of the feature MLP.")
+flags.DEFINE_list("landmark_hidden", ["256"], "Hidden widths of the landmark MLP.")
+flags.DEFINE_enum("texture_decoder", "cnn", ["cnn", "fc"], "Texture decoder (paper Fig. 9).")
+flags.DEFINE_bool("plain_cnn", False, "Ablation: predict the image directly, no texture/warp (Fig. 10).")
+flags.DEFINE_integer("grid_channels", 256, "Channels of the CNN's size/16 starting grid.")
+flags.DEFINE_list("channels", ["128", "64", "32", "32"], "Channels of the 4 transposed convolutions.")
+# Losses and optimizer.
+flags.DEFINE_float("landmark_weight", 100.0, "Weight of the landmark MSE (coordinates / size).")
+flags.DEFINE_float("texture_weight", 1.0, "Weight of the texture L1.")
+flags.DEFINE_float("identity_weight", 0.0, "Weight of the identity loss (0 = off: no warp/encoder in training).")
+flags.DEFINE_enum("identity_loss", "squared_euclidean", ["squared_euclidean", "negative_cosine"], "Identity loss kind.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (peak).")
+flags.DEFINE_enum("lr_schedule", "cosine", ["constant", "cosine", "exponential"], "Learning-rate schedule.")
+flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up steps (cosine schedule).")
+flags.DEFINE_integer("decay_steps", 10000, "Exponential schedule: steps per decay.")
+flags.DEFINE_float("decay_rate", 0.5, "Exponential schedule: factor per decay_steps.")
+# Loop.
+flags.DEFINE_integer("steps", 100000, "Training steps.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+flags.DEFINE_integer("log_every", 100, "Steps between log lines / scalar summaries.")
+flags.DEFINE_integer("image_every", 1000, "Steps between image summaries.")
+flags.DEFINE_integer("eval_every", 1000, "Steps between validations.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
+flags.DEFINE_integer("eval_batches", 0, "Validation batches (0 = all when known).")
+flags.DEFINE_integer("identity_eval_examples", 256, "Validation examples for the identity metric.")
+flags.DEFINE_integer("seed", 0, "Random seed (initialization and data order).")
+flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism.")
+# Distribution.
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
+flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu (untested).")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try --strategy=mirrored).")
+flags.DEFINE_enum("mixed_precision", "", ["", "mixed_float16", "mixed_bfloat16"], "Mixed precision policy (GPUs).")
+
+flags.mark_flag_as_required("model_dir")
+
+
+class ConfigError(ValueError):
+    """A bad flag: reported at start-up, before any long work."""
+
+
+# ================================================================================================
+# MERGE POINT -- the only code here that knows the records (issue 5) and the encoder (issue 3).
+# ================================================================================================
+def load_records(records_dir: str, batch_size: int, seed: int):
+    """``(train_ds, validation_ds, meta)`` from the records folder.
+
+    meta: dict with ``mean_landmarks`` ``[68, 2]`` (x, y) at the records' size, ``template``
+    (AlignmentTemplate dict), ``size`` and anything worth recording in the model card.
+    """
+    from normface.data import pipeline  # issue 5
+
+    meta = pipeline.read_meta(records_dir)
+    train = pipeline.make_dataset(records_dir, split="train", batch_size=batch_size, shuffle=True, seed=seed)
+    validation = pipeline.make_dataset(records_dir, split="validation", batch_size=batch_size, shuffle=False)
+    return train, validation, meta
+
+
+def check_encoder(name: str) -> None:
+    """Raises ConfigError when ``name`` is not a registered encoder (cheap: builds nothing)."""
+    try:
+        from normface import encoders  # issue 3
+    except ImportError as err:
+        raise ConfigError(f"--encoder={name}: normface.encoders is not available ({err})") from err
+    if name not in encoders.available_encoders():
+        raise ConfigError(f"--encoder={name}: unknown encoder; registered: {encoders.available_encoders()}")
+
+
+def build_encoder(name: str):
+    """``(embed_fn, chip_encoder, chip, feature_dim)`` for the frozen encoder ``name``.
+
+    embed_fn(images [b, S, S, 3] in [0, 1], landmarks [b, 68, 2]) -> descriptors: the
+    differentiable face chip from the landmarks, then the encoder. chip_encoder(chips in [0, 255])
+    -> encoder output (for the export's normalize_chips signature).
+    """
+    from normface import encoders, face  # issue 3
+
+    encoder = encoders.get_encoder(name)
+
+    def embed_fn(images, landmarks):
+        chips = face.extract_chips(images * 255.0, landmarks, size=encoder.chip_size)
+        return encoder.encode(chips).descriptor
+
+    chip = {"size": encoder.chip_size, "padding": face.CHIP_PADDING, "landmarks": "68"}
+    return embed_fn, encoder, chip, encoder.feature_dim
+
+
+# ================================================================================================
+
+
+def configs_from_flags():
+    """``(ModelConfig, TrainConfig)``; ConfigError naming the flag on bad values."""
+    from normface.models import ModelConfig
+    from normface.training.config import TrainConfig
+
+    try:
+        model_config = ModelConfig(
+            output_size=FLAGS.output_size, feature_dim=FLAGS.feature_dim,
+            feature_hidden=tuple(int(v) for v in FLAGS.feature_hidden),
+            landmark_hidden=tuple(int(v) for v in FLAGS.landmark_hidden),
+            texture_decoder=FLAGS.texture_decoder, plain_cnn=FLAGS.plain_cnn,
+            grid_channels=FLAGS.grid_channels, channels=tuple(int(v) for v in FLAGS.channels),
+        )
+        train_config = TrainConfig(
+            landmark_weight=FLAGS.landmark_weight, texture_weight=FLAGS.texture_weight,
+            identity_weight=FLAGS.identity_weight, identity_loss=FLAGS.identity_loss,
+            learning_rate=FLAGS.learning_rate, lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps,
+            decay_steps=FLAGS.decay_steps, decay_rate=FLAGS.decay_rate, steps=FLAGS.steps,
+            batch_size=FLAGS.batch_size, log_every=FLAGS.log_every, image_every=FLAGS.image_every,
+            eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every, eval_batches=FLAGS.eval_batches,
+            identity_eval_examples=FLAGS.identity_eval_examples, seed=FLAGS.seed, strategy=FLAGS.strategy,
+            mixed_precision=FLAGS.mixed_precision, deterministic=FLAGS.deterministic,
+        )
+    except ValueError as err:
+        raise ConfigError(f"bad flag: {err}") from err
+    return model_config, train_config
+
+
+def check_start_up(model_config) -> None:
+    """Every cheap check, before TensorFlow starts: records, encoder, multi-worker set-up."""
+    if FLAGS.synthetic:
+        if FLAGS.records_dir:
+            raise ConfigError("--synthetic and --records_dir exclude each other")
+    else:
+        if not FLAGS.records_dir:
+            raise ConfigError("--records_dir is required (or --synthetic for a smoke test)")
+        records = Path(FLAGS.records_dir)
+        if not records.is_dir() or not any(records.iterdir()):
+            raise ConfigError(f"--records_dir={records}: missing or empty; build the records first (data_prep)")
+        check_encoder(FLAGS.encoder)
+    if FLAGS.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
+        raise ConfigError("--strategy=multi_worker needs TF_CONFIG (cluster spec and this task)")
+    if FLAGS.cpu_devices < 0:
+        raise ConfigError(f"--cpu_devices must be >= 0, got {FLAGS.cpu_devices}")
+    del model_config
+
+
+def split_cpu(n: int) -> None:
+    """Splits the CPU into ``n`` logical devices (must run before TensorFlow initializes)."""
+    import tensorflow as tf
+
+    if n > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+
+
+def run() -> dict:
+    from normface.training import export, synthetic
+    from normface.training.trainer import Trainer, is_chief, make_strategy
+
+    model_config, train_config = configs_from_flags()
+    check_start_up(model_config)
+    split_cpu(FLAGS.cpu_devices)
+    strategy = make_strategy(train_config.strategy, FLAGS.tpu)  # first TF work (multi-worker needs it so)
+    import keras
+
+    keras.utils.set_random_seed(FLAGS.seed)  # before the datasets: their shuffle order depends on it
+    size = model_config.output_size
+    with strategy.scope():
+        if FLAGS.synthetic:
+            embed_fn, chip_encoder, chip, encoder_id = synthetic.fake_embed_fn(FLAGS.seed), None, None, "fake"
+            mean = synthetic.mean_landmarks(size)
+            train_ds = synthetic.synthetic_dataset(FLAGS.synthetic_examples, size, FLAGS.batch_size,
+                                                   model_config.feature_dim, FLAGS.seed)
+            val_ds = synthetic.synthetic_dataset(max(FLAGS.batch_size, 8), size, FLAGS.batch_size,
+                                                 model_config.feature_dim, FLAGS.seed + 1, shuffle=False)
+            meta = {"data": {"source": "synthetic", "examples": FLAGS.synthetic_examples}}
+        else:
+            embed_fn, chip_encoder, chip, feature_dim = build_encoder(FLAGS.encoder)
+            if feature_dim != model_config.feature_dim:
+                raise ConfigError(f"--feature_dim={model_config.feature_dim}, but encoder {FLAGS.encoder} gives {feature_dim}")
+            encoder_id = FLAGS.encoder
+            train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed)
+            mean = meta["mean_landmarks"]
+            if int(meta.get("size", size)) != size:
+                raise ConfigError(f"--output_size={size}, but the records are {meta['size']}x{meta['size']}")
+    import numpy as np
+
+    template = meta.get("template")
+    metadata = {
+        "mean_landmarks": np.asarray(mean, np.float32).tolist(),
+        "template": template.to_dict() if hasattr(template, "to_dict") else template,
+        "encoder_id": encoder_id,
+        "chip": chip,
+        "data": {"records_dir": FLAGS.records_dir or "", **meta.get("data", {})},
+        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
+    }
+    trainer = Trainer(model_config, train_config, mean, FLAGS.model_dir, embed_fn=embed_fn, strategy=strategy,
+                      metadata=metadata)
+    history = trainer.fit(train_ds, val_ds)
+    if FLAGS.export and is_chief(strategy):
+        out = export.export_from_model_dir(FLAGS.model_dir, FLAGS.export_dir or Path(FLAGS.model_dir) / "export",
+                                           chip_encoder=chip_encoder, chip=chip)
+        logging.info("exported %s", out)
+    return history
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        run()
+    except ConfigError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,169 @@
+"""Training losses and the identity metric (paper Sec. 3.3, Fig. 4, Fig. 12).
+
+Every loss is a named ``keras.losses.Loss`` whose ``call`` returns one value per example
+(``[batch]`` float32), so the trainer can average over the *global* batch under tf.distribute
+(``tf.nn.compute_average_loss``); calling the loss object directly gives the usual batch mean.
+
+- :class:`LandmarkMSE`: mean squared error of (x, y) landmarks, in units of the image size (so a
+  weight means the same at 64 and 224 pixels).
+- :class:`TextureL1`: mean absolute error of textures (or images) in [0, 1].
+- :class:`IdentityLoss`: compares encoder descriptors of the input and the generated image;
+  squared Euclidean distance by default (what dlib's network was trained for: same person below
+  0.6), or the paper's negative cosine similarity.
+- :class:`IdentityMetric`: share of generated images whose descriptor distance to their input is
+  below 0.6, and the median distance (paper Fig. 12) -- what validation selects models by.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+IDENTITY_KINDS = ("squared_euclidean", "negative_cosine")
+SAME_PERSON_THRESHOLD = 0.6  # dlib's Euclidean descriptor distance for "same person"
+
+
+def _as_float32(*tensors):
+    return [tf.cast(t, tf.float32) for t in tensors]
+
+
+def _check_same_shape(y_true, y_pred, what: str) -> None:
+    if y_true.shape.rank is not None and y_pred.shape.rank is not None:
+        if not y_true.shape.is_compatible_with(y_pred.shape):
+            raise ValueError(f"{what}: y_true has shape {y_true.shape}, y_pred has {y_pred.shape}")
+
+
+@keras.saving.register_keras_serializable(package="normface")
+class LandmarkMSE(keras.losses.Loss):
+    """Landmark mean squared error, coordinates divided by ``image_size``.
+
+    y_true, y_pred: ``[batch, n, 2]`` (x, y) pixels. ``call`` returns ``[batch]``.
+    """
+
+    def __init__(self, image_size: int, name: str = "landmark_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        self.image_size = int(image_size)
+
+    def call(self, y_true, y_pred):
+        with tf.name_scope("landmark_mse"):
+            y_true, y_pred = _as_float32(y_true, y_pred)
+            _check_same_shape(y_true, y_pred, "landmarks")
+            diff = (y_pred - y_true) / float(self.image_size)
+            return tf.reduce_mean(tf.square(diff), axis=[1, 2])
+
+    def get_config(self):
+        return {**super().get_config(), "image_size": self.image_size}
+
+
+@keras.saving.register_keras_serializable(package="normface")
+class TextureL1(keras.losses.Loss):
+    """Mean absolute error of ``[batch, h, w, c]`` images in [0, 1]; ``call`` returns ``[batch]``."""
+
+    def __init__(self, name: str = "texture_l1", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        with tf.name_scope("texture_l1"):
+            y_true, y_pred = _as_float32(y_true, y_pred)
+            _check_same_shape(y_true, y_pred, "textures")
+            return tf.reduce_mean(tf.abs(y_pred - y_true), axis=[1, 2, 3])
+
+
+def descriptor_distance(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Euclidean distance ``[batch]`` between descriptors ``[batch, d]``."""
+    with tf.name_scope("descriptor_distance"):
+        a, b = _as_float32(a, b)
+        return tf.norm(a - b, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="normface")
+class IdentityLoss(keras.losses.Loss):
+    """Identity loss between input descriptors (y_true) and generated-image descriptors (y_pred).
+
+    kind: ``squared_euclidean`` (default, ``|a - b|^2``) or ``negative_cosine`` (the paper's,
+    ``-cos(a, b)``, in [-1, 1]). Descriptors ``[batch, d]``; ``call`` returns ``[batch]``.
+    """
+
+    def __init__(self, kind: str = "squared_euclidean", name: str = "identity_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if kind not in IDENTITY_KINDS:
+            raise ValueError(f"identity loss kind must be one of {IDENTITY_KINDS}, got {kind!r}")
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        with tf.name_scope("identity_loss"):
+            y_true, y_pred = _as_float32(y_true, y_pred)
+            _check_same_shape(y_true, y_pred, "descriptors")
+            if self.kind == "squared_euclidean":
+                return tf.reduce_sum(tf.square(y_pred - y_true), axis=-1)
+            cosine = tf.reduce_sum(
+                tf.math.l2_normalize(y_true, axis=-1) * tf.math.l2_normalize(y_pred, axis=-1), axis=-1
+            )
+            return -cosine
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="normface")
+class IdentityMetric(keras.metrics.Metric):
+    """Share of descriptor distances below ``threshold`` and their median (paper Fig. 12).
+
+    ``update_state(y_true, y_pred)`` takes input and output descriptors ``[batch, d]``. The median
+    comes from a histogram of ``bins`` bins over ``[0, max_distance]`` (linear inside the bin, so
+    within ``max_distance / bins`` of the exact median; larger distances count in the top bin),
+    which keeps the state fixed-size and summable across replicas. ``result()`` returns
+    ``{"within": share, "median": distance}``.
+    """
+
+    def __init__(self, threshold: float = SAME_PERSON_THRESHOLD, max_distance: float = 4.0,
+                 bins: int = 4000, name: str = "identity", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if threshold <= 0 or max_distance <= threshold or bins < 2:
+            raise ValueError(
+                f"need 0 < threshold < max_distance and bins >= 2, got {threshold}, {max_distance}, {bins}"
+            )
+        self.threshold, self.max_distance, self.bins = float(threshold), float(max_distance), int(bins)
+        self.histogram = self.add_variable(shape=(self.bins,), initializer="zeros", name="histogram")
+        self.within = self.add_variable(shape=(), initializer="zeros", name="within")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("IdentityMetric does not take sample weights")
+        self.update_distances(descriptor_distance(y_true, y_pred))
+
+    def update_distances(self, distances):
+        """Adds ``[batch]`` precomputed descriptor distances."""
+        with tf.name_scope("identity_metric"):
+            d = tf.reshape(tf.cast(distances, tf.float32), [-1])
+            index = tf.cast(tf.floor(d / self.max_distance * self.bins), tf.int32)
+            index = tf.clip_by_value(index, 0, self.bins - 1)
+            counts = tf.math.bincount(index, minlength=self.bins, maxlength=self.bins, dtype=tf.float32)
+            self.histogram.assign_add(counts)
+            self.within.assign_add(tf.reduce_sum(tf.cast(d < self.threshold, tf.float32)))
+            self.count.assign_add(tf.cast(tf.size(d), tf.float32))
+
+    def result(self):
+        with tf.name_scope("identity_metric_result"):
+            count = tf.convert_to_tensor(self.count)
+            hist = tf.convert_to_tensor(self.histogram)
+            cdf = tf.cumsum(hist)
+            half = 0.5 * count
+            # First bin where the cumulative count reaches half, then linear inside it.
+            k = tf.minimum(tf.reduce_sum(tf.cast(cdf < half, tf.int32)), self.bins - 1)
+            below = cdf[k] - hist[k]
+            frac = tf.math.divide_no_nan(half - below, hist[k])
+            width = self.max_distance / self.bins
+            median = (tf.cast(k, tf.float32) + frac) * width
+            nan = tf.constant(float("nan"))
+            return {
+                "within": tf.where(count > 0, self.within / tf.maximum(count, 1.0), nan),
+                "median": tf.where(count > 0, median, nan),
+            }
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold, "max_distance": self.max_distance,
+                "bins": self.bins}

@@ -1,0 +1,91 @@
+"""Synthetic records and a fake encoder, for tests, smoke runs and benchmarks -- never for results.
+
+The datasets have the records' element structure (see :class:`normface.training.trainer.Trainer`);
+features are a fixed random projection of each example's landmarks and texture, so a decoder can
+learn them. The fake encoder is a tiny frozen random conv net with the real one's call signature.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+NUM_LANDMARKS = 68
+DESCRIPTOR_DIM = 128
+GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
+
+
+def mean_landmarks(size: int, num: int = NUM_LANDMARKS) -> np.ndarray:
+    """``[num, 2]`` distinct (x, y) points on a sunflower spiral in the central 70% of the image."""
+    i = np.arange(num) + 0.5
+    radius = 0.35 * (size - 1) * np.sqrt(i / num)
+    theta = i * GOLDEN_ANGLE
+    centre = (size - 1) / 2.0
+    return np.stack([centre + radius * np.cos(theta), centre + radius * np.sin(theta)], -1).astype(np.float32)
+
+
+def synthetic_examples(n: int, size: int, feature_dim: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` unbatched examples as numpy arrays (keys: image, texture, landmarks, features,
+    descriptor, person)."""
+    rng = np.random.default_rng(seed)
+    mean = mean_landmarks(size)
+    landmarks = mean[None] + rng.normal(0.0, 0.01 * size, (n, NUM_LANDMARKS, 2)).astype(np.float32)
+    # Smooth textures: a random 4x4 colour field upsampled, so CNNs can fit them.
+    coarse = rng.uniform(0.2, 0.8, (n, 4, 4, 3)).astype(np.float32)
+    texture = tf.image.resize(coarse, (size, size), method="bilinear").numpy()
+    code = np.concatenate([landmarks.reshape(n, -1) / size, coarse.reshape(n, -1)], axis=1)
+    projection = np.random.default_rng(seed + 1).normal(0, 1 / np.sqrt(code.shape[1]), (code.shape[1], feature_dim))
+    features = np.maximum(code @ projection, 0).astype(np.float32)
+    descriptor = rng.normal(0, 0.1, (n, DESCRIPTOR_DIM)).astype(np.float32)
+    person = np.array([f"synthetic/{i:05d}".encode() for i in range(n)])
+    return {"image": texture.copy(), "texture": texture, "landmarks": landmarks, "features": features,
+            "descriptor": descriptor, "person": person}
+
+
+def synthetic_dataset(n: int, size: int, batch_size: int, feature_dim: int = 256, seed: int = 0,
+                      shuffle: bool = True) -> tf.data.Dataset:
+    """Batched dataset of :func:`synthetic_examples` (repeated, drop_remainder, shuffled by ``seed``)."""
+    ds = tf.data.Dataset.from_tensor_slices(synthetic_examples(n, size, feature_dim, seed))
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat().batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    # In-memory data has no files to shard across workers.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.with_options(options)
+
+
+def fake_embed_fn(seed: int = 0, descriptor_dim: int = DESCRIPTOR_DIM, chip_size: int = 32):
+    """A frozen random conv net standing in for the encoder: ``(images [b, S, S, 3] in [0, 1],
+    landmarks [b, n, 2]) -> [b, descriptor_dim]``, differentiable in the images.
+
+    The images are resized to ``chip_size`` (the landmarks are ignored: no face chip).
+    """
+    init = keras.initializers.GlorotNormal(seed=seed)
+    net = keras.Sequential([
+        keras.Input((chip_size, chip_size, 3)),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu", kernel_initializer=init),
+        keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer=init),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(descriptor_dim, kernel_initializer=init),
+    ], name="fake_encoder")
+    net.trainable = False
+
+    def embed(images, landmarks):
+        del landmarks
+        chips = tf.image.resize(tf.cast(images, tf.float32), (chip_size, chip_size))
+        return net(chips, training=False)
+
+    embed.model = net  # so exports and checkpoints can track its variables
+    return embed
+
+
+def tiny_model_config(output_size: int = 32, feature_dim: int = 16, **overrides):
+    """A model small enough for unit tests on 2 CPU cores (a few thousand parameters)."""
+    from normface.models import ModelConfig
+
+    base = dict(output_size=output_size, feature_dim=feature_dim, feature_hidden=(32,), landmark_hidden=(16,),
+                grid_channels=8, channels=(8, 8, 8, 8))
+    return ModelConfig(**{**base, **overrides})

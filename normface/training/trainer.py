@@ -1,0 +1,497 @@
+"""The training loop: custom train step under tf.distribute, checkpoints with resume, TensorBoard,
+validation by the identity metric (paper Sec. 3.3, 7.2).
+
+Why a custom loop rather than ``model.fit``: the step has two shapes. Without the identity loss it
+runs only the warp-free decoder on stored encoder features (landmark MSE + texture L1: the paper's
+saving); with it, the full model (warp included) and the frozen encoder on the generated image.
+Validation must also run the model and the encoder on validation photos and select the best
+checkpoint by the identity metric, not by pixel loss (pixel L1 on held-out data rises long before
+identity stops improving).
+
+Layout of ``model_dir``::
+
+    config.json             model + train config and data metadata (refuses a mismatched resume)
+    history.json            the latest logged losses and validation metrics (for the model card)
+    checkpoints/ckpt-<step> model, optimizer, step, best score, input iterator (CheckpointManager)
+    best/ckpt-<step>        the model at the best validation identity metric; best.json says which
+    logs/train, logs/validation   TensorBoard event files
+
+A run restarted on the same ``model_dir`` (after SIGKILL or anything else) resumes from the
+latest checkpoint, step counter, optimizer state and input position included.
+
+The TPU strategy path is implemented but has never run here (no TPU): treat it as untested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from normface import io_utils, losses
+from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
+from normface.training.config import TrainConfig
+from normface.training import summaries
+
+# embed_fn(images [b, S, S, 3] float32 in [0, 1], landmarks [b, 68, 2] (x, y)) -> descriptors [b, D];
+# differentiable in the images. Built by the caller from the frozen encoder (normface.encoders).
+EmbedFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+CONFIG_FILE = "config.json"
+BEST_FILE = "best.json"
+HISTORY_FILE = "history.json"
+DEFAULT_EVAL_BATCHES = 8
+PANEL_EXAMPLES = 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategies.
+# ----------------------------------------------------------------------------------------------
+def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
+    """The tf.distribute strategy called ``name`` (default | mirrored | multi_worker | tpu).
+
+    ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU (tests split the
+    CPU with ``tf.config.set_logical_device_configuration``). ``multi_worker`` reads TF_CONFIG and
+    must be created before any other TensorFlow op runs. ``tpu`` connects to ``tpu`` (a name or
+    address; "" = the local TPU) -- untested here.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("strategy multi_worker needs the TF_CONFIG environment variable (cluster and task)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"strategy must be default, mirrored, multi_worker or tpu, got {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints, logs and exports (always, unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def _worker_id(strategy: tf.distribute.Strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return f"{resolver.task_type}_{resolver.task_id}" if resolver is not None else "0"
+
+
+def learning_rate_schedule(config: TrainConfig):
+    """Adam's learning rate: a float or a keras schedule of the optimizer's step."""
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.lr_schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(config.learning_rate, config.decay_steps, config.decay_rate)
+    warmup = min(config.warmup_steps, config.steps - 1)
+    if warmup > 0:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, max(1, config.steps - warmup), warmup_target=config.learning_rate, warmup_steps=warmup
+        )
+    return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps)
+
+
+class Trainer:
+    """Trains a normalizer on batched ``tf.data`` dicts of records.
+
+    Each element of the datasets is a dict of batched tensors (global batch ``batch_size``):
+    ``features`` ``[b, F]``, ``landmarks`` ``[b, 68, 2]`` ((x, y) pixels), ``texture`` and ``image``
+    ``[b, S, S, 3]`` in [0, 1], and ``descriptor`` ``[b, D]`` (the encoder's descriptor of the input;
+    needed by the identity loss and metric, else computed with ``embed_fn`` from image + landmarks).
+
+    Args:
+      model_config, train_config: what to build and how to train.
+      mean_landmarks: ``[68, 2]`` (x, y) pixels of the texture frame (from the records' metadata).
+      model_dir: checkpoints, logs and config (see the module docstring).
+      embed_fn: see :data:`EmbedFn`; required when ``identity_weight > 0``; without it validation
+        selects the best checkpoint by validation loss instead of the identity metric. Build it
+        inside ``strategy.scope()`` when its network has variables.
+      strategy: a strategy (else made from ``train_config.strategy``).
+      metadata: JSON-able facts recorded in ``config.json`` (records, encoder id, template...).
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        mean_landmarks: np.ndarray,
+        model_dir: str | os.PathLike,
+        embed_fn: EmbedFn | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        train_config.validate()
+        if train_config.uses_identity and embed_fn is None:
+            raise ValueError("identity_weight > 0 needs an embed_fn (the frozen encoder)")
+        if train_config.mixed_precision:
+            model_config = ModelConfig.from_dict({**model_config.to_dict(), "dtype_policy": train_config.mixed_precision})
+        model_config.validate()
+        if train_config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        self.model_config, self.config = model_config, train_config
+        self.model_dir = Path(model_dir)
+        self.embed_fn = embed_fn
+        self.metadata = dict(metadata or {})
+        # The export rebuilds the model from config.json: it needs the mean landmarks.
+        self.metadata["mean_landmarks"] = np.asarray(mean_landmarks, np.float32).tolist()
+        self.strategy = strategy or make_strategy(train_config.strategy)
+        self.chief = is_chief(self.strategy)
+        keras.utils.set_random_seed(train_config.seed)
+        with self.strategy.scope():
+            self.net = build_normalizer(model_config, mean_landmarks)
+            optimizer = keras.optimizers.Adam(learning_rate_schedule(train_config))
+            if train_config.mixed_precision == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            # Created now, so a checkpoint restores into them rather than into deferred slots.
+            self.optimizer.build(self.net.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            # Best validation score so far (higher is better), kept across restarts.
+            self.best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_score")
+        self.landmark_loss = losses.LandmarkMSE(model_config.output_size)
+        self.texture_loss = losses.TextureL1()
+        self.identity_loss = losses.IdentityLoss(train_config.identity_loss)
+        self._train_fn = None
+        self._fns: dict[str, Any] = {}
+        self.history: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # Losses.
+    # ------------------------------------------------------------------------------------------
+    @property
+    def _target_key(self) -> str:
+        """What the RGB decoder is compared with: the texture, or the image for the plain CNN."""
+        return TEXTURE if self.net.has_texture else IMAGE
+
+    def _average(self, per_example: tf.Tensor) -> tf.Tensor:
+        # Divides by the global batch, so summing the replicas' values gives the batch mean.
+        return tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
+
+    def _loss_terms(self, batch: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
+        """Per-replica loss terms (each already divided by the global batch)."""
+        with tf.name_scope("losses"):
+            if self.config.uses_identity:
+                out = self.net.model(batch["features"], training=training)
+            else:
+                # The paper's saving: no warp, no encoder, just the decoders on stored features.
+                out = self.net.decoder(batch["features"], training=training)
+            key = self._target_key
+            terms = {
+                "landmark": self._average(self.landmark_loss.call(batch[LANDMARKS], out[LANDMARKS])),
+                "texture": self._average(self.texture_loss.call(batch[key], out[key])),
+            }
+            total = self.config.landmark_weight * terms["landmark"] + self.config.texture_weight * terms["texture"]
+            if self.config.uses_identity:
+                generated = self.embed_fn(out[IMAGE], out[LANDMARKS])
+                terms["identity"] = self._average(self.identity_loss.call(batch["descriptor"], generated))
+                total += self.config.identity_weight * terms["identity"]
+            terms["total"] = total
+            return terms
+
+    def _replica_train_step(self, batch):
+        variables = self.net.model.trainable_variables
+        with tf.GradientTape() as tape:
+            terms = self._loss_terms(batch, training=True)
+            loss = terms["total"]
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return terms
+
+    def _make_train_fn(self):
+        strategy = self.strategy
+
+        @tf.function
+        def train_fn(iterator):
+            with tf.name_scope("train_step"):
+                per_replica = strategy.run(self._replica_train_step, args=(next(iterator),))
+                self.step.assign_add(1)
+                return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+        return train_fn
+
+    # ------------------------------------------------------------------------------------------
+    # Validation.
+    # ------------------------------------------------------------------------------------------
+    def _replica_eval_step(self, batch):
+        """Sums of per-example validation losses and the example count (no warp)."""
+        out = self.net.decoder(batch["features"], training=False)
+        key = self._target_key
+        lm = self.landmark_loss.call(batch[LANDMARKS], out[LANDMARKS])
+        tex = self.texture_loss.call(batch[key], out[key])
+        total = self.config.landmark_weight * lm + self.config.texture_weight * tex
+        count = tf.cast(tf.shape(lm)[0], tf.float32)
+        return {"landmark": tf.reduce_sum(lm), "texture": tf.reduce_sum(tex), "total": tf.reduce_sum(total),
+                "count": count}
+
+    def _replica_identity_step(self, batch):
+        """Descriptor distances between inputs and generated images, and the output's pixel L1."""
+        out = self.net.model(batch["features"], training=False)
+        if "descriptor" in batch:
+            target = batch["descriptor"]
+        else:
+            target = self.embed_fn(batch[IMAGE], batch[LANDMARKS])
+        generated = self.embed_fn(out[IMAGE], out[LANDMARKS])
+        pixel_l1 = self.texture_loss.call(batch[IMAGE], out[IMAGE])
+        return losses.descriptor_distance(target, generated), pixel_l1
+
+    def _cached_fn(self, name: str, replica_fn, combine: str):
+        """``replica_fn`` on every replica, its outputs summed (``combine="sum"``) or concatenated
+        along the batch (``"gather"``) across replicas and workers: one tf.function, traced once."""
+        if name not in self._fns:
+            strategy = self.strategy
+
+            def run(batch):
+                out = strategy.run(replica_fn, args=(batch,))
+                if combine == "sum":
+                    return tf.nest.map_structure(lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), out)
+                return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), out)
+
+            self._fns[name] = tf.function(run)
+        return self._fns[name]
+
+    def _eval_batches(self, dataset: tf.data.Dataset, examples: int = 0) -> int:
+        if examples:
+            return max(1, -(-examples // self.config.batch_size))
+        if self.config.eval_batches:
+            return self.config.eval_batches
+        n = int(dataset.cardinality())
+        return n if n > 0 else DEFAULT_EVAL_BATCHES
+
+    def _distributed_batches(self, dataset: tf.data.Dataset, count: int):
+        # Repeated, so every worker gets a batch on every one of the ``count`` collective steps.
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset.repeat()))
+        for _ in range(count):
+            yield next(iterator)
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        """Mean validation losses over ``eval_batches`` batches (decoder only, no warp)."""
+        fn = self._cached_fn("eval", self._replica_eval_step, "sum")
+        sums: dict[str, float] = {}
+        for batch in self._distributed_batches(dataset, self._eval_batches(dataset)):
+            for k, v in fn(batch).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        count = max(sums.pop("count", 0.0), 1.0)
+        return {k: v / count for k, v in sums.items()}
+
+    def evaluate_identity(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        """Runs model + encoder on validation examples: identity metric and output pixel L1."""
+        if self.embed_fn is None:
+            raise ValueError("evaluate_identity needs an embed_fn")
+        fn = self._cached_fn("identity", self._replica_identity_step, "gather")
+        metric = losses.IdentityMetric()
+        l1_sum, count = 0.0, 0
+        batches = self._eval_batches(dataset, self.config.identity_eval_examples)
+        for batch in self._distributed_batches(dataset, batches):
+            distances, pixel_l1 = fn(batch)
+            metric.update_distances(distances)
+            l1_sum += float(tf.reduce_sum(pixel_l1))
+            count += int(tf.size(pixel_l1))
+        result = {k: float(v) for k, v in metric.result().items()}
+        return {"within": result["within"], "median": result["median"], "pixel_l1": l1_sum / max(count, 1)}
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoints and bookkeeping.
+    # ------------------------------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        """``model_dir/name`` on the chief; a per-worker scratch folder elsewhere (multi-worker
+        saves are collective: every worker writes, only the chief's copy is kept)."""
+        if self.chief:
+            return self.model_dir / name
+        return self.model_dir / f"tmp_{_worker_id(self.strategy)}" / name
+
+    def _write_config(self) -> None:
+        record = {"model": self.model_config.to_dict(), "train": self.config.to_dict(), "metadata": self.metadata}
+        path = self.model_dir / CONFIG_FILE
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old.get("model") != record["model"]:
+                raise ValueError(
+                    f"model_dir {self.model_dir} holds a different model ({path}); use another --model_dir"
+                )
+        if self.chief:
+            io_utils.write_bytes_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
+
+    def _check_dataset(self, dataset: tf.data.Dataset, name: str, identity: bool = False) -> None:
+        spec = dataset.element_spec
+        if not isinstance(spec, dict):
+            raise ValueError(f"{name} must yield dicts of tensors, got {spec}")
+        need = {"features", LANDMARKS, self._target_key}
+        if identity:
+            need = {"features", LANDMARKS, IMAGE}
+        if self.config.uses_identity and not identity:
+            need.add("descriptor")
+        missing = need - set(spec)
+        if missing:
+            raise ValueError(f"{name} lacks {sorted(missing)} (has {sorted(spec)})")
+        batch = spec["features"].shape[0]
+        if batch is not None and batch != self.config.batch_size:
+            raise ValueError(f"{name} is batched by {batch}, but batch_size is {self.config.batch_size}")
+        dim = spec["features"].shape[-1]
+        if dim is not None and dim != self.model_config.feature_dim:
+            raise ValueError(f"{name} has {dim}-D features, but the model's feature_dim is {self.model_config.feature_dim}")
+
+    def _score(self, metrics: dict[str, float]) -> float:
+        """Selection score, higher is better: identity share within 0.6 (ties broken by a lower
+        median distance), else minus the validation loss."""
+        if "identity/within" in metrics:
+            return metrics["identity/within"] - 1e-3 * metrics["identity/median"]
+        return -metrics["validation/total"]
+
+    def restore_best(self) -> int:
+        """Loads the best checkpoint's weights into the model (else the latest); returns its step."""
+        for name in ("best", "checkpoints"):
+            latest = tf.train.latest_checkpoint(self._dir(name))
+            if latest:
+                tf.train.Checkpoint(model=self.net.model).restore(latest).expect_partial()
+                return int(latest.rsplit("-", 1)[-1])
+        raise FileNotFoundError(f"no checkpoint under {self.model_dir}")
+
+    # ------------------------------------------------------------------------------------------
+    # The loop.
+    # ------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        train_dataset: tf.data.Dataset,
+        validation_dataset: tf.data.Dataset | None = None,
+        identity_dataset: tf.data.Dataset | None = None,
+        max_steps: int | None = None,
+    ) -> dict[str, float]:
+        """Trains until ``train_config.steps`` (or ``max_steps``, to stop early), resuming from the
+        latest checkpoint in ``model_dir``. Returns the last logged losses and validation metrics
+        (``train/*``, ``validation/*``, ``identity/*``, ``best/*``)."""
+        cfg = self.config
+        self._check_dataset(train_dataset, "train_dataset")
+        if validation_dataset is not None:
+            self._check_dataset(validation_dataset, "validation_dataset")
+        if identity_dataset is None and validation_dataset is not None and IMAGE in validation_dataset.element_spec:
+            identity_dataset = validation_dataset
+        if identity_dataset is not None:
+            self._check_dataset(identity_dataset, "identity_dataset", identity=True)
+        self._write_config()
+        iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset.repeat()))
+        ckpt = tf.train.Checkpoint(model=self.net.model, optimizer=self.optimizer, step=self.step,
+                                   best_score=self.best_score)
+        if cfg.checkpoint_input and not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Multi-worker: each worker reads its own shard, the chief's position means nothing to
+            # the others; they restart their input instead.
+            ckpt.iterator = iterator
+        manager = tf.train.CheckpointManager(ckpt, self._dir("checkpoints"), cfg.max_checkpoints)
+        best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=self.net.model, step=self.step), self._dir("best"), max_to_keep=1
+        )
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step.numpy()))
+        writers = self._writers()
+        panel_batch = self._panel_batch(validation_dataset or train_dataset)
+        if self._train_fn is None:
+            self._train_fn = self._make_train_fn()
+        last_stop = min(cfg.steps, max_steps or cfg.steps)
+        step = int(self.step.numpy())
+        sums: dict[str, float] = {}
+        window_steps, window_start = 0, time.perf_counter()
+        while step < last_stop:
+            terms = self._train_fn(iterator)
+            step = int(self.step.numpy())
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            window_steps += 1
+            if not np.isfinite(float(terms["total"])):
+                raise FloatingPointError(f"training loss is {float(terms['total'])} at step {step}")
+            final = step == last_stop
+            if (cfg.log_every and step % cfg.log_every == 0) or final:  # final: losses for the model card
+                rate = window_steps * cfg.batch_size / max(time.perf_counter() - window_start, 1e-9)
+                means = {k: v / window_steps for k, v in sums.items()}
+                self._log_train(writers, step, means, rate)
+                sums, window_steps, window_start = {}, 0, time.perf_counter()
+            if cfg.image_every and (step % cfg.image_every == 0 or final):
+                self._write_panel(writers, step, panel_batch)
+            if validation_dataset is not None and cfg.eval_every and (step % cfg.eval_every == 0 or final):
+                self._validate(writers, step, validation_dataset, identity_dataset, best_manager)
+            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or final:
+                manager.save(checkpoint_number=step)
+                if self.chief:
+                    record = {"step": step, **self.history}
+                    io_utils.write_bytes_atomic(self.model_dir / HISTORY_FILE, json.dumps(record, indent=2).encode())
+        for writer in writers.values():
+            writer.flush()
+        if not self.chief:
+            shutil.rmtree(self.model_dir / f"tmp_{_worker_id(self.strategy)}", ignore_errors=True)
+        return dict(self.history)
+
+    def _writers(self) -> dict[str, Any]:
+        if not self.chief:
+            return {"train": tf.summary.create_noop_writer(), "validation": tf.summary.create_noop_writer()}
+        return {k: tf.summary.create_file_writer(str(self.model_dir / "logs" / k)) for k in ("train", "validation")}
+
+    def _panel_batch(self, dataset: tf.data.Dataset) -> dict[str, tf.Tensor] | None:
+        """A few fixed examples for the image summaries (the first batch of ``dataset``)."""
+        if not self.chief or not self.config.image_every:
+            return None
+        batch = next(iter(dataset.take(1)))
+        return {k: v[:PANEL_EXAMPLES] for k, v in batch.items() if k in ("features", IMAGE, TEXTURE, LANDMARKS)}
+
+    def _write_panel(self, writers, step: int, batch) -> None:
+        if batch is None:
+            return
+        out = self.net.model(batch["features"], training=False)
+        shown = batch.get(IMAGE, batch.get(TEXTURE))
+        panel = summaries.sample_panel(shown, out.get(TEXTURE), out[LANDMARKS], out[IMAGE])
+        with writers["train"].as_default(step=step):
+            summaries.image("samples/input_texture_landmarks_output", panel, max_outputs=PANEL_EXAMPLES)
+
+    def _log_train(self, writers, step: int, means: dict[str, float], rate: float) -> None:
+        lr = float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+        with writers["train"].as_default(step=step):
+            for k, v in means.items():
+                summaries.scalar(f"loss/{k}", v)
+            summaries.scalar("learning_rate", lr)
+            summaries.scalar("examples_per_second", rate)
+        self.history.update({f"train/{k}": v for k, v in means.items()})
+        self.history["train/examples_per_second"] = rate
+        parts = "  ".join(f"{k} {v:.5g}" for k, v in sorted(means.items()))
+        logging.info("step %d/%d  %s  lr %.3g  %.1f examples/s", step, self.config.steps, parts, lr, rate)
+
+    def _validate(self, writers, step: int, validation_dataset, identity_dataset, best_manager) -> None:
+        metrics = {f"validation/{k}": v for k, v in self.evaluate(validation_dataset).items()}
+        if self.embed_fn is not None and identity_dataset is not None:
+            metrics.update({f"identity/{k}": v for k, v in self.evaluate_identity(identity_dataset).items()})
+        with writers["validation"].as_default(step=step):
+            for k, v in metrics.items():
+                summaries.scalar(k.replace("validation/", "loss/"), v)
+        score = self._score(metrics)
+        improved = score > float(self.best_score.numpy())
+        if improved:
+            self.best_score.assign(score)
+            best_manager.save(checkpoint_number=step)
+            if self.chief:
+                record = {"step": step, "score": score, **metrics}
+                io_utils.write_bytes_atomic(self.model_dir / BEST_FILE, json.dumps(record, indent=2).encode())
+        self.history.update(metrics)
+        best = json.loads((self.model_dir / BEST_FILE).read_text()) if (self.model_dir / BEST_FILE).is_file() else {}
+        self.history.update({f"best/{k}": v for k, v in best.items() if isinstance(v, (int, float))})
+        logging.info("validation at step %d: %s%s", step,
+                     "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())), "  (best so far)" if improved else "")

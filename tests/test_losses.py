@@ -1,0 +1,86 @@
+"""Tests of normface.losses: values by hand, per-example shapes, the identity metric, gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from normface import losses
+from normface.models import IMAGE, LANDMARKS, build_normalizer
+from normface.training.synthetic import fake_embed_fn, mean_landmarks, tiny_model_config
+
+RNG = np.random.default_rng(0)
+
+
+def test_landmark_mse_is_in_units_of_the_image_size():
+    true = RNG.uniform(0, 64, (3, 68, 2)).astype(np.float32)
+    pred = true + 6.4  # 10% of 64 px in x and y
+    loss = losses.LandmarkMSE(64)
+    per_example = loss.call(true, pred)
+    assert per_example.shape == (3,)
+    np.testing.assert_allclose(per_example, 0.01, rtol=1e-5)
+    np.testing.assert_allclose(loss(true, pred), 0.01, rtol=1e-5)
+    # Same relative error at another size, same loss.
+    np.testing.assert_allclose(losses.LandmarkMSE(128).call(true * 2, pred * 2), 0.01, rtol=1e-5)
+
+
+def test_texture_l1():
+    a = RNG.uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    b = RNG.uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    per_example = losses.TextureL1().call(a, b)
+    np.testing.assert_allclose(per_example, np.abs(a - b).mean(axis=(1, 2, 3)), rtol=1e-5)
+    with pytest.raises(ValueError, match="textures"):
+        losses.TextureL1().call(a, b[:, :4])
+
+
+def test_identity_loss_kinds():
+    a = RNG.normal(size=(4, 128)).astype(np.float32)
+    b = RNG.normal(size=(4, 128)).astype(np.float32)
+    sq = losses.IdentityLoss().call(a, b)
+    np.testing.assert_allclose(sq, ((a - b) ** 2).sum(-1), rtol=1e-5)
+    cos = losses.IdentityLoss("negative_cosine").call(a, b)
+    expected = -(a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    np.testing.assert_allclose(cos, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(losses.IdentityLoss("negative_cosine").call(a, 3 * a), -1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="identity loss kind"):
+        losses.IdentityLoss("cosine")
+
+
+def test_identity_metric_share_and_median():
+    metric = losses.IdentityMetric()
+    distances = RNG.uniform(0.1, 1.5, 1001).astype(np.float32)
+    metric.update_distances(distances[:500])
+    metric.update_distances(distances[500:])
+    result = {k: float(v) for k, v in metric.result().items()}
+    assert result["within"] == pytest.approx(np.mean(distances < 0.6), abs=1e-6)
+    assert result["median"] == pytest.approx(np.median(distances), abs=metric.max_distance / metric.bins)
+    metric.reset_state()
+    assert np.isnan(float(metric.result()["median"]))
+
+
+def test_identity_metric_from_descriptors():
+    a = RNG.normal(size=(6, 128)).astype(np.float32)
+    b = a.copy()
+    b[:2] += 1.0  # distance sqrt(128) > 0.6 for two of six
+    metric = losses.IdentityMetric()
+    metric.update_state(a, b)
+    assert float(metric.result()["within"]) == pytest.approx(4 / 6)
+
+
+def test_identity_loss_gradients_reach_decoder_weights():
+    net = build_normalizer(tiny_model_config(), mean_landmarks(32))
+    embed = fake_embed_fn()
+    features = RNG.normal(size=(2, 16)).astype(np.float32)
+    target = RNG.normal(size=(2, 128)).astype(np.float32)
+    with tf.GradientTape() as tape:
+        out = net.model(features)
+        loss = tf.reduce_mean(losses.IdentityLoss().call(target, embed(out[IMAGE], out[LANDMARKS])))
+    variables = net.model.trainable_variables
+    grads = {id(v): g for v, g in zip(variables, tape.gradient(loss, variables))}
+    for name in ("texture_cnn", "landmark_mlp", "feature_mlp"):
+        for v in net.model.get_layer(name).trainable_variables:
+            g = grads[id(v)]
+            assert g is not None and float(tf.norm(g)) > 0, f"identity loss gradient missed {name}/{v.path}"
+    # The encoder stays frozen.
+    assert not embed.model.trainable_variables
