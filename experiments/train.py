@@ -84,11 +84,22 @@ def load_records(records_dir: str, batch_size: int, seed: int):
     meta: dict with ``mean_landmarks`` ``[68, 2]`` (x, y) at the records' size, ``template``
     (AlignmentTemplate dict), ``size`` and anything worth recording in the model card.
     """
-    from normface.data import pipeline  # issue 5
+    from normface.data import pipeline
 
-    meta = pipeline.read_meta(records_dir)
-    train = pipeline.make_dataset(records_dir, split="train", batch_size=batch_size, shuffle=True, seed=seed)
-    validation = pipeline.make_dataset(records_dir, split="validation", batch_size=batch_size, shuffle=False)
+    records = pipeline.read_meta(records_dir)
+    train = pipeline.make_dataset(records_dir, "train", batch_size, shuffle=True, repeat=True, seed=seed,
+                                  drop_remainder=True)
+    validation = pipeline.make_dataset(records_dir, "validation", batch_size, shuffle=False)
+    meta = {
+        "mean_landmarks": records.mean_landmarks,
+        "template": records.template,
+        "size": records.size,
+        "data": {
+            "faceset": records.raw.get("faceset", {}),
+            "examples": {split: info["count"] for split, info in records.splits.items()},
+            "encoder": records.raw.get("encoder", ""),
+        },
+    }
     return train, validation, meta
 
 
@@ -109,16 +120,12 @@ def build_encoder(name: str):
     differentiable face chip from the landmarks, then the encoder. chip_encoder(chips in [0, 255])
     -> encoder output (for the export's normalize_chips signature).
     """
-    from normface import encoders, face  # issue 3
+    from normface import encoders, face
+    from normface.encoders.faces import embed_fn
 
     encoder = encoders.get_encoder(name)
-
-    def embed_fn(images, landmarks):
-        chips = face.extract_chips(images * 255.0, landmarks, size=encoder.chip_size)
-        return encoder.encode(chips).descriptor
-
     chip = {"size": encoder.chip_size, "padding": face.CHIP_PADDING, "landmarks": "68"}
-    return embed_fn, encoder, chip, encoder.feature_dim
+    return embed_fn(encoder), encoder, chip, encoder.feature_dim
 
 
 # ================================================================================================
