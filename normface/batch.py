@@ -130,7 +130,11 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
                 continue
             summary.processed += 1
             for res in faces:
-                written = write_result(item, res, options, inputs)
+                try:
+                    written = write_result(item, res, options, inputs)
+                except (ValueError, OSError) as err:
+                    problem(item.path, str(err))
+                    continue
                 summary.faces += 1
                 summary.outputs.extend(written)
                 if report:
@@ -170,8 +174,9 @@ def write_result(item: InputFile, res, options: BatchOptions, inputs: set[Path])
     return paths
 
 
-def progress_bar(done: int, total: int, stream=sys.stderr) -> None:
+def progress_bar(done: int, total: int, stream=None) -> None:
     """A one-line progress bar on stderr (only when it is a terminal or for long runs)."""
+    stream = stream or sys.stderr
     if total < 2 or not (stream.isatty() or total >= 50):
         return
     width = 30

@@ -1,0 +1,128 @@
+"""Tests of the user-facing pipeline: FaceNormalizer and ``normface normalize``.
+
+The model here is a tiny, untrained 32x32 export (the real encoder, random decoder weights): these
+tests check the plumbing — detection, alignment, batching, outputs, reports, bad input — not the
+quality of the faces (tests/test_pretrained.py does that for the shipped model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from normface import cli
+from normface.alignment import AlignmentTemplate
+from normface.inference import FaceNormalizer
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    import keras
+
+    from normface.alignment import eye_centers
+    from normface.models import build_normalizer
+    from normface.training import export, synthetic
+
+    keras.utils.set_random_seed(0)
+    config = synthetic.tiny_model_config(output_size=SIZE, feature_dim=256)
+    template = AlignmentTemplate.for_size(SIZE)
+    mean = synthetic.mean_landmarks(SIZE)
+    # Put the synthetic mean's eyes where the template wants them, as real records would.
+    mean = mean + (template.eye_centers().mean(0) - eye_centers(mean).mean(0))
+    net = build_normalizer(config, mean.astype(np.float32))
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    export.export_normalizer(net.model, config, out, template=template, encoder_id="dlib")
+    return out
+
+
+@pytest.fixture(scope="module")
+def photos(data_root, tmp_path_factory):
+    """A folder of inputs: two faces (one greyscale, in a subfolder), broken and odd files."""
+    root = tmp_path_factory.mktemp("photos")
+    face = Image.open(data_root / "lfw" / "Colin_Powell" / "Colin_Powell_0001.jpg").convert("RGB")
+    face.save(root / "powell.jpg")
+    (root / "sub").mkdir()
+    face.convert("L").save(root / "sub" / "powell_grey.png")
+    (root / "notes.jpg").write_text("not an image")
+    jpeg = (root / "powell.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 4])
+    Image.new("RGB", (8, 8)).save(root / "tiny.png")
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "noface.png")
+    face.resize((8000, 8000), Image.BILINEAR).save(root / "huge.jpg", quality=80)
+    return root
+
+
+def test_normalizer_results(tiny_export, data_root):
+    from normface import io_utils
+
+    normalizer = FaceNormalizer.from_pretrained(tiny_export)
+    photo = io_utils.read_rgb(data_root / "lfw" / "Colin_Powell" / "Colin_Powell_0001.jpg")
+    (res,) = normalizer.normalize(photo)
+    assert res.image.shape == (SIZE, SIZE, 3) and res.image.dtype == np.uint8
+    assert res.landmarks.shape == (68, 2) and res.texture.shape == (SIZE, SIZE, 3)
+    assert res.features.shape == (256,) and np.isfinite(res.confidence) and res.confidence > 0
+    assert res.num_faces == 1 and len(res.face_box) == 4
+    again = normalizer.normalize(photo)[0]
+    assert np.array_equal(res.image, again.image) and res.confidence == again.confidence
+    # Greyscale photos work.
+    grey = normalizer.normalize(photo.mean(-1).astype(np.uint8))
+    assert len(grey) == 1 and grey[0].image.shape == (SIZE, SIZE, 3)
+    json.dumps(res.to_json())
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        FaceNormalizer.from_pretrained(tmp_path / "nope")
+
+
+def test_cli_processes_good_files_and_reports_bad_ones(tiny_export, photos, tmp_path, capsys):
+    before = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+    out, report = tmp_path / "out", tmp_path / "report.jsonl"
+    code = cli.main(["normalize", str(photos), "-o", str(out), "--model", str(tiny_export), "--json",
+                     "--side-by-side", "--report", str(report), "--batch-size", "2"])
+    assert code == 0
+    err = capsys.readouterr().err
+    lines = [json.loads(x) for x in report.read_text().splitlines()]
+    status = {Path(x["input"]).name: x for x in lines}
+    assert {k for k, v in status.items() if v["status"] == "ok"} == {"powell.jpg", "powell_grey.png", "huge.jpg"}
+    assert status["notes.jpg"]["status"] == "error" and "not a readable image" in status["notes.jpg"]["reason"]
+    assert status["truncated.jpg"]["status"] == "error"
+    assert status["noface.png"]["reason"] == "no face found"
+    assert status["tiny.png"]["status"] == "error"
+    for name in ("notes.jpg", "truncated.jpg", "noface.png", "tiny.png"):
+        assert name in err  # one line per problem on stderr
+    side = np.asarray(Image.open(out / "sub" / "powell_grey_face0.png"))
+    assert side.shape == (SIZE, 2 * SIZE, 3)
+    assert json.loads((out / "powell_face0.json").read_text())["landmarks"]
+    # Inputs are untouched.
+    assert {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()} == before
+
+
+def test_cli_exit_codes(tiny_export, photos, tmp_path):
+    assert cli.main(["normalize", str(photos), "-o", str(tmp_path / "a"), "--model", str(tiny_export),
+                     "--strict"]) == 1
+    assert cli.main(["normalize", str(photos / "notes.jpg"), "-o", str(tmp_path / "b"), "--model",
+                     str(tiny_export)]) == 1
+    assert cli.main(["normalize", str(tmp_path / "missing*.jpg"), "-o", str(tmp_path / "c")]) == 1
+
+
+def test_cli_never_writes_over_an_input(tiny_export, photos, tmp_path):
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos / "powell.jpg", folder / "a.png")
+    shutil.copy(photos / "powell.jpg", folder / "a_face0.png")  # the name a.png's output would take
+    before = (folder / "a_face0.png").read_bytes()
+    code = cli.main(["normalize", str(folder / "a.png"), str(folder / "a_face0.png"), "-o", str(folder),
+                     "--model", str(tiny_export)])
+    assert (folder / "a_face0.png").read_bytes() == before
+    assert code == 0 and (folder / "a_face0_face0.png").is_file()
+
