@@ -107,7 +107,7 @@ class FaceNormalizer:
             out_desc = encoder.encode(face_chips(encoder, image * 255.0, out["landmarks"])).descriptor
             distance = tf.norm(out_desc - enc.descriptor, axis=-1)
             texture = out.get("texture", tf.zeros_like(image))
-            return enc.features, image, out["landmarks"], texture, distance
+            return enc.features, image, out["landmarks"], texture, distance, enc.descriptor, out_desc
 
         self._run = run
 
@@ -146,16 +146,18 @@ class FaceNormalizer:
 
     def normalize_aligned(self, aligned: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
         """Runs encoder + decoder on already-aligned faces ``[b, S, S, 3]`` uint8 with landmarks
-        ``[b, 68, 2]``; returns numpy arrays (features, image, landmarks, texture, confidence)."""
+        ``[b, 68, 2]``; returns numpy arrays (features, image, landmarks, texture, confidence,
+        input_descriptor, output_descriptor)."""
         import tensorflow as tf
 
         aligned = np.asarray(aligned)
         if aligned.ndim != 4 or aligned.shape[1:3] != (self.output_size, self.output_size):
             raise ValueError(f"aligned faces must be [b, {self.output_size}, {self.output_size}, 3], got {aligned.shape}")
-        feats, image, lms, texture, dist = self._run(tf.constant(aligned, tf.float32),
-                                                     tf.constant(landmarks, tf.float32))
+        feats, image, lms, texture, dist, in_desc, out_desc = self._run(
+            tf.constant(aligned, tf.float32), tf.constant(landmarks, tf.float32))
         return {"features": feats.numpy(), "image": _to_uint8(image.numpy()), "landmarks": lms.numpy(),
-                "texture": _to_uint8(texture.numpy()), "confidence": dist.numpy()}
+                "texture": _to_uint8(texture.numpy()), "confidence": dist.numpy(),
+                "input_descriptor": in_desc.numpy(), "output_descriptor": out_desc.numpy()}
 
     def normalize(self, image: np.ndarray, all_faces: bool = False) -> list[Result]:
         """Normalizes the largest (or every) face of an ``[h, w, 3]`` (or greyscale) photo."""

@@ -71,8 +71,7 @@ def average_all(
         per_split[split] += 1
         if faceset.has_face(out_root, split, person):
             continue
-        entries = [faceset.FaceEntry(**json.loads(faceset.face_paths(aligned_root, _entry_stub(r))[1].read_text()))
-                   for r in recs]
+        entries = [faceset.read_entry(aligned_root, r["split"], r["key"]) for r in recs]
         images = np.stack([faceset.load_face_image(aligned_root, e) for e in entries])
         lms = np.stack([e.landmarks_array for e in entries])
         avg, mean_lm = average_faces(images, lms)

@@ -85,6 +85,17 @@ def has_face(root: str | Path, split: str, key: str) -> bool:
     return (Path(root) / split / key).with_suffix(".json").is_file()
 
 
+def read_entry(root: str | Path, split: str, key: str) -> FaceEntry:
+    """The FaceEntry stored for ``key`` in ``split`` (FileNotFoundError naming the file)."""
+    meta = (Path(root) / split / key).with_suffix(".json")
+    if not meta.is_file():
+        raise FileNotFoundError(f"no face entry {meta}")
+    try:
+        return FaceEntry(**json.loads(meta.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{meta}: not a valid face entry ({err})") from err
+
+
 def iter_faces(root: str | Path, split: str | None = None) -> Iterator[FaceEntry]:
     """FaceEntries under ``root`` (one split or all), in sorted key order."""
     root = Path(root)

@@ -1,0 +1,39 @@
+"""Generates the evaluation report (issue 8) for a trained model.
+
+    python experiments/evaluate.py --model=workspace/runs/r128/export --faces=workspace/faces128 \
+        --output=workspace/eval/r128 [--quick]
+
+Writes report.md, results.json, identity_histogram.png and people_grid.png under --output.
+--quick evaluates a seeded subset of 25 test people (minutes).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from normface import paths  # noqa: E402
+from normface.evaluation import report  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Export folder of the model (default: the shipped model).")
+flags.DEFINE_string("faces", None, "Face-set folder of data_prep (default <workspace>/faces<size>).")
+flags.DEFINE_integer("size", 128, "Face-set size, for the default --faces.")
+flags.DEFINE_string("output", None, "Report folder (default <workspace>/eval/report).")
+flags.DEFINE_bool("quick", False, "Evaluate a seeded subset of test people.")
+flags.DEFINE_integer("seed", 0, "Seed of the --quick subset.")
+
+
+def main(argv):
+    del argv
+    faces = FLAGS.faces or str(paths.workspace_dir() / f"faces{FLAGS.size}")
+    output = FLAGS.output or str(paths.workspace_dir() / "eval" / "report")
+    results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed)
+    print(f"wrote {output}/report.md in {results['seconds']} s")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,115 @@
+"""The evaluation protocol on held-out people (paper Sec. 7, issue 8).
+
+Test photos are the aligned photos of LFW View 1 *test* people (never trained on), read from the
+stage-1 face set, plus the held-out London people's smiling and neutral photos. Each photo is
+normalized by a model (:class:`normface.inference.FaceNormalizer`) and, as the baseline,
+frontalized by warping (:mod:`normface.frontalize`); every descriptor comes from the same
+encoder path as training (aligned face + landmarks -> chip -> network).
+
+The measurements are plain functions of those arrays (:mod:`normface.evaluation.metrics`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from normface.data import align, faceset
+from normface.evaluation import metrics
+
+SAME_PERSON = 0.6  # dlib's threshold
+
+
+@dataclasses.dataclass
+class TestPhotos:
+    keys: list[str]
+    people: np.ndarray         # [n] person ids
+    images: np.ndarray         # [n, S, S, 3] uint8 aligned photos
+    landmarks: np.ndarray      # [n, 68, 2]
+
+
+def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people: int | None = None,
+                     seed: int = 0, keys: set[str] | None = None, min_photos: int = 1) -> TestPhotos:
+    """Aligned photos of test-split people with at least ``min_photos`` photos (optionally a
+    seeded subset of ``max_people`` of them)."""
+    records = [r for r in align.read_manifest(aligned_root)
+               if r["status"] == "aligned" and r["split"] == "test" and r["person"].startswith(prefix)
+               and (keys is None or r["key"] in keys)]
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        counts[r["person"]] += 1
+    people = sorted(p for p, c in counts.items() if c >= min_photos)
+    if max_people and len(people) > max_people:
+        rng = np.random.default_rng(seed)
+        people = sorted(rng.choice(people, max_people, replace=False).tolist())
+    chosen = set(people)
+    records = [r for r in records if r["person"] in chosen]
+    if not records:
+        raise ValueError(f"no aligned test photos with prefix {prefix!r} in {aligned_root}")
+    entries = [faceset.read_entry(aligned_root, "test", r["key"]) for r in records]
+    images = [faceset.load_face_image(aligned_root, e) for e in entries]
+    lms = [e.landmarks_array for e in entries]
+    return TestPhotos([r["key"] for r in records], np.array([r["person"] for r in records]),
+                      np.stack(images), np.stack(lms))
+
+
+def run_model(normalizer, photos: TestPhotos, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Normalizes every photo; returns stacked outputs and both descriptors."""
+    parts = defaultdict(list)
+    for start in range(0, len(photos.keys), batch_size):
+        out = normalizer.normalize_aligned(photos.images[start:start + batch_size],
+                                           photos.landmarks[start:start + batch_size])
+        for k, v in out.items():
+            parts[k].append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def identity_table(real: np.ndarray, out: np.ndarray, people: np.ndarray, far_threshold: float) -> dict:
+    """Output-vs-own-input and cross-photo identity numbers for one method."""
+    own = np.linalg.norm(out - real, axis=-1)
+    d = metrics.pairwise_distances(out, real)
+    same = people[:, None] == people[None, :]
+    other_photo = same & ~np.eye(len(people), dtype=bool)
+    genuine = d[other_photo]
+    impostor = d[~same]
+    row = {
+        "own_within_0.6": metrics.share_within(own, SAME_PERSON),
+        f"own_within_far0.1%({far_threshold:.3f})": metrics.share_within(own, far_threshold),
+        "own_median": float(np.median(own)),
+    }
+    if genuine.size:
+        row["cross_within_0.6"] = metrics.share_within(genuine, SAME_PERSON)
+        for far in (0.001, 0.01):
+            tar, _ = metrics.tar_at_far(genuine, impostor, far)
+            row[f"cross_TAR@FAR{far:.1%}"] = tar
+        row["rank1"] = rank1(out, real, people)
+    return row
+
+
+def rank1(out: np.ndarray, real: np.ndarray, people: np.ndarray) -> float:
+    """Gallery: the first real photo of each person; probes: outputs of their other photos."""
+    first: dict[str, int] = {}
+    for i, p in enumerate(people):
+        first.setdefault(p, i)
+    gallery_idx = np.array(sorted(first.values()))
+    probes = np.array([i for i in range(len(people)) if i not in set(gallery_idx)
+                       and (people == people[i]).sum() > 1])
+    if probes.size == 0:
+        return float("nan")
+    return metrics.rank1_identification(out[probes], people[probes], real[gallery_idx], people[gallery_idx])
+
+
+def invariance_table(images: np.ndarray, landmarks: np.ndarray | None, people: np.ndarray, min_photos: int = 3
+                     ) -> dict:
+    """Mean per-person spread (pixel L1, landmark px) over people with ``min_photos``+ photos."""
+    rows = []
+    for p in np.unique(people):
+        idx = np.flatnonzero(people == p)
+        if len(idx) >= min_photos:
+            rows.append(metrics.spread(images[idx], None if landmarks is None else landmarks[idx]))
+    if not rows:
+        return {}
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"people": len(rows)}

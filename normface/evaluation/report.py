@@ -1,0 +1,225 @@
+"""The evaluation report: every table and figure of issue 8 from one model and the face set.
+
+``build_report`` runs the protocol (:mod:`normface.evaluation.protocol`) for the model and the
+warping-based frontalization baseline, writes ``report.md`` with the tables, ``results.json``
+with every number, and PNG figures next to them. ``quick=True`` uses a seeded subset of test
+people so the whole report takes minutes (exercised by tests/test_report.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from normface import io_utils, viz
+from normface.evaluation import metrics, protocol
+
+QUICK_PEOPLE = 25
+
+
+def _encode(normalizer, images: np.ndarray, landmarks: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Encoder descriptors of aligned images (the pipeline's own encoder path)."""
+    import tensorflow as tf
+
+    from normface.encoders.faces import face_chips
+
+    out = []
+    for start in range(0, len(images), batch_size):
+        chips = face_chips(normalizer.encoder, tf.constant(images[start:start + batch_size], tf.float32),
+                           tf.constant(landmarks[start:start + batch_size], tf.float32))
+        out.append(normalizer.encoder.encode(chips).descriptor.numpy())
+    return np.concatenate(out)
+
+
+def _frontalize_all(photos: protocol.TestPhotos, template, data_root) -> np.ndarray:
+    from normface import frontalize
+
+    return np.stack([frontalize.frontalize(im, lm, template, data_root) for im, lm in zip(photos.images, photos.landmarks)])
+
+
+def _histogram(path: Path, series: dict[str, np.ndarray], threshold: float, far_threshold: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    bins = np.linspace(0, 1.2, 49)
+    for name, values in series.items():
+        ax.hist(values, bins=bins, alpha=0.55, label=f"{name} ({metrics.share_within(values, threshold):.0%} < {threshold})")
+    ax.axvline(threshold, color="k", lw=1, ls="--")
+    ax.axvline(far_threshold, color="r", lw=1, ls=":", label=f"FAR 0.1% threshold {far_threshold:.2f}")
+    ax.set_xlabel("encoder distance: output vs its input photo")
+    ax.set_ylabel("photos")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def _people_grid(photos: protocol.TestPhotos, rows: dict[str, np.ndarray], people: int = 4, per_person: int = 4
+                 ) -> np.ndarray:
+    """Fig. 8/16 style: per person, its photos (top) and each method's outputs (rows below)."""
+    names, counts = np.unique(photos.people, return_counts=True)
+    per_person = int(min(per_person, counts.max()))
+    chosen = [n for n, c in zip(names, counts) if c >= per_person][:people]
+    tiles, labels = [], []
+    for person in chosen:
+        idx = np.flatnonzero(photos.people == person)[:per_person]
+        for label, images in [("photo", photos.images)] + list(rows.items()):
+            for i in idx:
+                tiles.append(images[i])
+                labels.append(f"{label}")
+    if not tiles:
+        raise ValueError("no test person has enough photos for the grid")
+    return viz.image_grid(tiles, cols=per_person, labels=labels)
+
+
+def build_report(
+    model_path: str | Path,
+    faces_root: str | Path,
+    output: str | Path,
+    data_root: str | Path | None = None,
+    quick: bool = False,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Runs the evaluation and writes the report folder; returns the results dict."""
+    from normface.inference import FaceNormalizer
+    from normface.training.export import git_commit
+
+    started = time.time()
+    aligned_root = Path(faces_root) / "aligned"
+    output = Path(output)
+    normalizer = FaceNormalizer.from_pretrained(model_path)
+    template = normalizer.template
+    max_people = QUICK_PEOPLE if quick else None
+    # The quick subset takes people with 2+ photos, so the cross-photo numbers exist.
+    photos = protocol.load_test_photos(aligned_root, "lfw/", max_people=max_people, seed=seed,
+                                       min_photos=2 if quick else 1)
+    if photos.images.shape[1] != template.size:
+        raise ValueError(f"face set is {photos.images.shape[1]}px but the model is {template.size}px: "
+                         "use the face set of the model's size")
+    log(f"{len(photos.keys)} photos of {len(set(photos.people))} LFW test people")
+    out = protocol.run_model(normalizer, photos)
+    real = out["input_descriptor"]
+    impostor = metrics.impostor_distances(real, photos.people)
+    far_t = metrics.threshold_at_far(impostor, 0.001)
+    genuine_real = metrics.pairwise_distances(real, real)[
+        (photos.people[:, None] == photos.people[None, :]) & ~np.eye(len(real), dtype=bool)]
+    log("frontalizing (baseline)")
+    frontal = _frontalize_all(photos, template, None if data_root is None else str(data_root))
+    frontal_desc = _encode(normalizer, frontal, photos.landmarks)
+    results = {
+        "model": str(model_path),
+        "commit": git_commit(),
+        "date": datetime.date.today().isoformat(),
+        "quick": quick,
+        "test_photos": len(photos.keys),
+        "test_people": int(len(set(photos.people))),
+        "impostor_pairs": int(impostor.size),
+        "threshold_far_0.1%": far_t,
+        "real_photo_pairs_within_0.6": metrics.share_within(genuine_real, protocol.SAME_PERSON) if genuine_real.size else None,
+        "identity": {
+            "normalized (model)": protocol.identity_table(real, out["output_descriptor"], photos.people, far_t),
+            "frontalized (baseline)": protocol.identity_table(real, frontal_desc, photos.people, far_t),
+        },
+        "invariance": {
+            "aligned input photos": protocol.invariance_table(photos.images, photos.landmarks, photos.people),
+            "normalized (model)": protocol.invariance_table(out["image"], out["landmarks"], photos.people),
+            "frontalized (baseline)": protocol.invariance_table(frontal, None, photos.people),
+        },
+    }
+    results["expression"] = expression_table(normalizer, aligned_root)
+    output.mkdir(parents=True, exist_ok=True)
+    own = {
+        "normalized (model)": np.linalg.norm(out["output_descriptor"] - real, axis=-1),
+        "frontalized (baseline)": np.linalg.norm(frontal_desc - real, axis=-1),
+    }
+    _histogram(output / "identity_histogram.png", own, protocol.SAME_PERSON, far_t)
+    grid = _people_grid(photos, {"normalized": out["image"], "frontalized": frontal})
+    io_utils.save_image_atomic(output / "people_grid.png", grid)
+    results["seconds"] = round(time.time() - started, 1)
+    io_utils.write_bytes_atomic(output / "results.json", json.dumps(results, indent=1, default=float).encode())
+    io_utils.write_bytes_atomic(output / "report.md", render_markdown(results).encode())
+    return results
+
+
+def expression_table(normalizer, aligned_root: Path) -> dict:
+    """Held-out London people: normalized smiling photo vs the same person's neutral photo."""
+    photos = protocol.load_test_photos(aligned_root, "london/")
+    smiling = [i for i, k in enumerate(photos.keys) if k.endswith("_08")]
+    neutral_of = {photos.people[i]: i for i, k in enumerate(photos.keys) if k.endswith("_03")}
+    pairs = [(i, neutral_of[photos.people[i]]) for i in smiling if photos.people[i] in neutral_of]
+    if not pairs:
+        return {}
+    s_idx = np.array([p[0] for p in pairs])
+    n_idx = np.array([p[1] for p in pairs])
+    out = normalizer.normalize_aligned(photos.images[s_idx], photos.landmarks[s_idx])
+    rows = {}
+    for name, images, lms in [("aligned smiling photo (baseline)", photos.images[s_idx], photos.landmarks[s_idx]),
+                              ("normalized smiling photo (model)", out["image"], out["landmarks"])]:
+        l1, ssim_v, lm_err = [], [], []
+        for j, n in enumerate(n_idx):
+            mask = _hull_mask(photos.landmarks[n], images.shape[1])
+            l1.append(float(np.abs(images[j].astype(float) - photos.images[n].astype(float))[mask].mean()))
+            ssim_v.append(metrics.ssim(images[j], photos.images[n], mask))
+            lm_err.append(metrics.landmark_error(lms[j], photos.landmarks[n]))
+        rows[name] = {"landmark_error_iod": float(np.mean(lm_err)), "pixel_l1": float(np.mean(l1)),
+                      "ssim": float(np.mean(ssim_v)), "people": len(pairs)}
+    return rows
+
+
+def _hull_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 1)
+    return mask.astype(bool)
+
+
+def _table(rows: dict[str, dict]) -> str:
+    rows = {k: v for k, v in rows.items() if v}
+    if not rows:
+        return "(no data)\n"
+    cols = list(next(iter(rows.values())).keys())
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in rows.items():
+        cells = [f"{row.get(c, float('nan')):.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(r: dict) -> str:
+    """The report as markdown."""
+    return f"""# normface evaluation report
+
+Model `{r['model']}`, commit `{r['commit']}`, {r['date']}{' (QUICK: seeded subset of test people)' if r['quick'] else ''}.
+Test data: {r['test_photos']} aligned photos of {r['test_people']} LFW View 1 *test* people (never
+trained on). Encoder threshold at 0.1% false accepts over all {r['impostor_pairs']:,} impostor pairs
+of their real photos: **{r['threshold_far_0.1%']:.3f}** (dlib's same-person threshold: 0.6). Real
+photo pairs of the same person within 0.6: {r['real_photo_pairs_within_0.6']}. Run time: {r['seconds']} s.
+
+## Identity preservation (paper Fig. 12) and cross-photo identity
+
+`own_*`: output vs its own input photo. `cross_*`: output of photo A vs another photo B of the
+same person, against other people's photos (NbNet "type II"); rank-1: outputs against a gallery
+of one real photo per person.
+
+{_table(r['identity'])}
+![identity histogram](identity_histogram.png)
+
+## Invariance (paper Fig. 8): spread across a person's photos (people with 3+ photos)
+
+{_table(r['invariance'])}
+![people grid](people_grid.png)
+
+## Expression ground truth (held-out London people): smiling photo vs the neutral photo
+
+{_table(r['expression'])}
+"""

@@ -1,0 +1,75 @@
+"""The evaluation report's --quick mode end to end, on a tiny face set and a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from normface import splits
+from normface.alignment import AlignmentTemplate
+from normface.data import align
+from normface.evaluation import report
+
+TEST_PEOPLE = ["Colin_Powell", "Tony_Blair", "Serena_Williams"]
+
+
+@pytest.fixture(scope="module")
+def tiny_faces(data_root, tmp_path_factory):
+    """Three LFW people (3 photos each) and three London people, aligned at 32x32, all 'test'."""
+    root = tmp_path_factory.mktemp("data")
+    (root / "morphable_model").symlink_to(data_root / "morphable_model")
+    for name in TEST_PEOPLE:
+        (root / "lfw" / name).mkdir(parents=True)
+        for i in range(1, 4):
+            src = data_root / "lfw" / name / f"{name}_{i:04d}.jpg"
+            (root / "lfw" / name / src.name).symlink_to(src)
+    for folder, suffix in (("london_neutral", "_03"), ("london_smiling", "_08")):
+        (root / "studio" / folder).mkdir(parents=True)
+        for person in ("001", "002", "003"):
+            src = data_root / "studio" / folder / f"{person}{suffix}.jpg"
+            (root / "studio" / folder / src.name).symlink_to(src)
+    people = {"train": [], "validation": [],
+              "test": [f"lfw/{n}" for n in TEST_PEOPLE] + ["london/001", "london/002", "london/003"]}
+    faces = tmp_path_factory.mktemp("faces")
+    splits.write_splits(faces / "aligned" / align.SPLITS_FILE, people, seed=0)
+    align.align_all(root, faces / "aligned", AlignmentTemplate.for_size(32), sources=["lfw", "london"],
+                    workers=1, progress=lambda msg: None)
+    return faces
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    import keras
+    import numpy as np
+
+    from normface.alignment import eye_centers
+    from normface.models import build_normalizer
+    from normface.training import export, synthetic
+
+    keras.utils.set_random_seed(0)
+    config = synthetic.tiny_model_config(output_size=32, feature_dim=256)
+    template = AlignmentTemplate.for_size(32)
+    mean = synthetic.mean_landmarks(32)
+    mean = mean + (template.eye_centers().mean(0) - eye_centers(mean).mean(0))
+    net = build_normalizer(config, mean.astype(np.float32))
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    export.export_normalizer(net.model, config, out, template=template, encoder_id="dlib")
+    return out
+
+
+def test_quick_report(tiny_faces, export_dir, tmp_path):
+    results = report.build_report(export_dir, tiny_faces, tmp_path / "report", quick=True, log=lambda m: None)
+    assert results["test_people"] == 3 and results["test_photos"] == 9
+    ident = results["identity"]
+    assert set(ident) == {"normalized (model)", "frontalized (baseline)"}
+    for row in ident.values():
+        assert 0.0 <= row["own_within_0.6"] <= 1.0 and 0.0 <= row["rank1"] <= 1.0
+    # A warp of the photo itself keeps the identity far better than an untrained decoder.
+    assert ident["frontalized (baseline)"]["own_median"] < ident["normalized (model)"]["own_median"]
+    assert results["invariance"]["aligned input photos"]["people"] == 3
+    assert results["expression"]["aligned smiling photo (baseline)"]["people"] == 3
+    for name in ("report.md", "results.json", "identity_histogram.png", "people_grid.png"):
+        assert (tmp_path / "report" / name).is_file()
+    assert json.loads((tmp_path / "report" / "results.json").read_text())["quick"] is True
+    assert "Identity preservation" in (tmp_path / "report" / "report.md").read_text()
