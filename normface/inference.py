@@ -113,11 +113,16 @@ class FaceNormalizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest") -> "FaceNormalizer":
-        """Loads an export folder / ``.keras`` file (default: the model shipped in the package)."""
+        """Loads a packed model (:mod:`normface.pretrained`; default: the one shipped in the
+        package), an export folder or its ``.keras`` file."""
+        from normface import pretrained
         from normface.encoders import get_encoder
         from normface.training import export
 
         path = resolve_model_path(path)
+        if pretrained.is_packed(path):
+            model, metadata = pretrained.load(path)
+            return cls(model, metadata, get_encoder(metadata.encoder_id or "dlib"), choose=choose)
         export_dir = path if path.is_dir() else path.parent
         meta_file = export_dir / export.METADATA_FILE
         if not meta_file.is_file():

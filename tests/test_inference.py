@@ -126,3 +126,18 @@ def test_cli_never_writes_over_an_input(tiny_export, photos, tmp_path):
     assert (folder / "a_face0.png").read_bytes() == before
     assert code == 0 and (folder / "a_face0_face0.png").is_file()
 
+
+
+def test_packed_model_matches_its_export(tiny_export, data_root, tmp_path):
+    from normface import io_utils, pretrained
+
+    packed = pretrained.pack(tiny_export, tmp_path / "packed")
+    assert pretrained.is_packed(packed)
+    photo = io_utils.read_rgb(data_root / "lfw" / "Colin_Powell" / "Colin_Powell_0001.jpg")
+    a = FaceNormalizer.from_pretrained(tiny_export).normalize(photo)[0]
+    b = FaceNormalizer.from_pretrained(packed).normalize(photo)[0]
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).max() <= 2  # float16 weights
+    assert np.abs(a.landmarks - b.landmarks).max() < 0.05
+    (packed / "weights.npz").unlink()
+    with pytest.raises(FileNotFoundError):
+        pretrained.load(packed)

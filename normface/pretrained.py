@@ -1,0 +1,65 @@
+"""The model shipped inside the package: compact float16 weights + the export's metadata.
+
+A training export (``experiments/export.py``) holds a SavedModel and a float32 ``.keras`` file,
+~2x too big for the package's 60 MB budget. ``pack`` keeps what inference needs: the export's
+metadata JSON (model config, template, mean landmarks, encoder id), its model card, and the
+weights as float16 in one compressed ``weights.npz``. ``load`` rebuilds the network from the
+config and restores the weights (cast back to float32; float16 rounding changes outputs by
+about one grey level).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from normface import io_utils
+
+WEIGHTS_FILE = "weights.npz"
+METADATA_FILE = "normface.json"
+CARD_FILE = "MODEL_CARD.md"
+
+
+def is_packed(path: str | Path) -> bool:
+    return (Path(path) / WEIGHTS_FILE).is_file()
+
+
+def pack(export_dir: str | Path, out_dir: str | Path) -> Path:
+    """Writes a packed model from an export folder; returns ``out_dir``."""
+    from normface.training import export
+
+    export_dir, out_dir = Path(export_dir), Path(out_dir)
+    model = export.load_keras(export_dir)
+    arrays = {f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    io_utils.write_bytes_atomic(out_dir / WEIGHTS_FILE, buffer.getvalue())
+    shutil.copyfile(export_dir / export.METADATA_FILE, out_dir / METADATA_FILE)
+    if (export_dir / export.MODEL_CARD_FILE).is_file():
+        shutil.copyfile(export_dir / export.MODEL_CARD_FILE, out_dir / CARD_FILE)
+    return out_dir
+
+
+def load(packed_dir: str | Path):
+    """``(keras model, ExportMetadata)`` of a packed model."""
+    from normface.models import ModelConfig, build_normalizer
+    from normface.training.export import ExportMetadata
+
+    packed_dir = Path(packed_dir)
+    meta_path = packed_dir / METADATA_FILE
+    if not meta_path.is_file() or not (packed_dir / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{packed_dir}: not a packed normface model (needs {WEIGHTS_FILE} and {METADATA_FILE})")
+    metadata = ExportMetadata.from_json(meta_path.read_text())
+    net = build_normalizer(ModelConfig.from_dict(metadata.model_config),
+                           np.asarray(metadata.mean_landmarks, np.float32))
+    with np.load(packed_dir / WEIGHTS_FILE) as data:
+        weights = [data[k].astype(np.float32) for k in sorted(data.files)]
+    try:
+        net.model.set_weights(weights)
+    except ValueError as err:
+        raise ValueError(f"{packed_dir / WEIGHTS_FILE}: weights do not fit the model config ({err})") from err
+    return net.model, metadata
