@@ -24,6 +24,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 # Refuse images above this many pixels before decoding (decompression bombs; 100 MP).
 MAX_PIXELS = 100_000_000
 FORMATS = ("png", "jpg")
+SHEET_MAX = 32  # pairs on a contact sheet
 
 
 @dataclasses.dataclass
@@ -91,6 +92,7 @@ class BatchOptions:
     side_by_side: bool = False
     write_json: bool = False
     all_faces: bool = False
+    keep_pairs: bool = False  # keep (aligned input, output) pairs for a contact sheet
 
 
 @dataclasses.dataclass
@@ -100,6 +102,7 @@ class BatchSummary:
     faces: int = 0
     problems: int = 0
     outputs: list = dataclasses.field(default_factory=list)
+    pairs: list = dataclasses.field(default_factory=list)
 
 
 def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
@@ -137,6 +140,8 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
                     continue
                 summary.faces += 1
                 summary.outputs.extend(written)
+                if options.keep_pairs and len(summary.pairs) < SHEET_MAX:
+                    summary.pairs.append((item.rel.stem, res.aligned_input, res.image))
                 if report:
                     report({"input": str(item.path), "status": "ok", "outputs": [str(p) for p in written],
                             **res.to_json()})
@@ -184,3 +189,15 @@ def progress_bar(done: int, total: int, stream=None) -> None:
     end = "\n" if done == total else ""
     stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
     stream.flush()
+
+
+def write_sheet(path: Path, pairs: list) -> Path:
+    """A contact sheet of (name, aligned input, output) pairs: two pairs per row."""
+    from normface import viz
+
+    tiles, labels = [], []
+    for name, aligned, output in pairs:
+        tiles += [aligned, output]
+        labels += [name, "normalized"]
+    io_utils.save_image_atomic(path, viz.image_grid(tiles, cols=4, labels=labels))
+    return path

@@ -39,7 +39,8 @@ def _normalize(args: argparse.Namespace) -> int:
         return 1
     normalizer = FaceNormalizer.from_pretrained(args.model, choose="largest")
     options = batch.BatchOptions(output=Path(args.output), fmt=args.format, batch_size=args.batch_size,
-                                 side_by_side=args.side_by_side, write_json=args.json, all_faces=args.all_faces)
+                                 side_by_side=args.side_by_side, write_json=args.json, all_faces=args.all_faces,
+                                 keep_pairs=args.sheet)
     report_file = open(args.report, "a") if args.report else None
     try:
         def report(line: dict) -> None:
@@ -53,6 +54,9 @@ def _normalize(args: argparse.Namespace) -> int:
     finally:
         if report_file:
             report_file.close()
+    if args.sheet and summary.pairs:
+        sheet = batch.write_sheet(options.output / "sheet.png", summary.pairs)
+        print(f"wrote {sheet}")
     failed = summary.problems + len(problems)
     print(f"normalized {summary.faces} face(s) from {summary.processed} of {summary.files} file(s) into "
           f"{options.output}" + (f"; {failed} problem(s) (see stderr)" if failed else ""))
@@ -79,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--json", action="store_true", help="also write each face's landmarks and confidence as JSON")
     norm.add_argument("--all-faces", action="store_true", help="one output per face (default: the largest face)")
     norm.add_argument("--report", default=None, help="append one JSON line per input to this file")
+    norm.add_argument("--sheet", action="store_true", help="also write <output>/sheet.png: input|output pairs")
     norm.add_argument("--strict", action="store_true", help="exit 1 if any input fails")
     norm.set_defaults(func=_normalize)
     demo = sub.add_parser("warp-demo", help="warp a studio face by hand-placed control-point moves")

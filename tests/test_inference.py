@@ -86,8 +86,9 @@ def test_cli_processes_good_files_and_reports_bad_ones(tiny_export, photos, tmp_
     before = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
     out, report = tmp_path / "out", tmp_path / "report.jsonl"
     code = cli.main(["normalize", str(photos), "-o", str(out), "--model", str(tiny_export), "--json",
-                     "--side-by-side", "--report", str(report), "--batch-size", "2"])
+                     "--side-by-side", "--report", str(report), "--batch-size", "2", "--sheet"])
     assert code == 0
+    assert (out / "sheet.png").is_file()
     err = capsys.readouterr().err
     lines = [json.loads(x) for x in report.read_text().splitlines()]
     status = {Path(x["input"]).name: x for x in lines}
