@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from normface.encoders import verification
+from normface.encoders.base import EncoderOutput, IdentityEncoder
+
+
+class _ChannelMeans(IdentityEncoder):
+    """A cheap stand-in network: descriptor = per-channel means plus the top-left pixel."""
+
+    name, chip_size, feature_dim, descriptor_dim = "channel_means", 150, 3, 6
+
+    def encode(self, chips):
+        chips = self.check_chips(chips)
+        means = tf.reduce_mean(chips, axis=[1, 2])
+        return EncoderOutput(means, tf.concat([means, chips[:, 0, 0, :]], axis=1))
 
 
 def test_reads_the_official_lfw_pairs(data_root):
@@ -65,3 +78,40 @@ def test_chip_options_tag_and_bad_method():
     image = np.zeros([60, 60, 3], np.uint8)
     with pytest.raises(ValueError, match="chip_method"):
         verification.face_chip(image, verification.ChipOptions(chip_method="bicubic"))
+
+
+def test_jittered_descriptor_is_the_mean_over_dlib_jitter_copies():
+    pytest.importorskip("dlib")
+    rng = np.random.default_rng(0)
+    chips = rng.integers(0, 256, (2, 150, 150, 3)).astype(np.uint8)
+    chips[:, :, :75] //= 4  # left/right asymmetric, so mirrored copies differ
+    encoder = _ChannelMeans()
+    made = []
+
+    def recording_jitter(chip, n):
+        copies = verification.dlib_jitter(chip, n)
+        made.append(copies)
+        return copies
+
+    descriptors = verification.chip_descriptors(chips, encoder, 5, jitter_fn=recording_jitter)
+    assert descriptors.shape == (2, 6) and descriptors.dtype == np.float32
+    assert len(made) == 2 and all(c.shape == (5, 150, 150, 3) and c.dtype == np.uint8 for c in made)
+    assert not np.array_equal(made[0][0], chips[0])  # jittered, and dlib adds no plain copy
+    for chip_copies, descriptor in zip(made, descriptors):
+        np.testing.assert_allclose(descriptor, encoder.encode_numpy(chip_copies)[1].mean(0),
+                                   rtol=1e-5)
+    # As dlib's num_jitters: 0 and 1 mean the network's plain descriptor.
+    plain = encoder.encode_numpy(chips)[1]
+    for off in (0, 1):
+        np.testing.assert_array_equal(
+            verification.chip_descriptors(chips, encoder, off, jitter_fn=recording_jitter), plain)
+    assert len(made) == 2
+
+
+def test_jitter_option_tag_and_validation():
+    assert verification.ChipOptions(jitter=10).tag() == "dlib_center_hog_jitter10"
+    assert verification.ChipOptions(jitter=1).tag() == verification.ChipOptions().tag()
+    with pytest.raises(ValueError, match="jitter"):
+        verification.ChipOptions(jitter=-1)
+    with pytest.raises(ValueError, match="square"):
+        verification.dlib_jitter(np.zeros([150, 120, 3], np.uint8), 2)

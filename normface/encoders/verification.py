@@ -10,6 +10,15 @@ the largest face is sometimes a bystander), 5 landmarks, 150x150 chip; images wh
 finds no face (optionally after dlib's CNN detector) fall back to landmarks inside a centred box
 (counted and reported). Descriptors are cached per
 image in one ``.npz`` (written atomically, checkpointed) so reruns are fast.
+
+Jittered descriptors (``ChipOptions.jitter``) follow dlib's python ``compute_face_descriptor(...,
+num_jitters=N)`` exactly (dlib/tools/python/src/face_recognition.cpp): for ``N <= 1`` the
+descriptor is the network's output on the chip; for ``N > 1`` it is the mean of the network's
+outputs on ``N`` copies of the chip from ``dlib::jitter_image`` (each slightly rotated, zoomed,
+translated, and mirrored with probability 1/2); the unjittered chip is not included. dlib's
+published 99.38% on LFW used such jittered descriptors (``num_jitters=100``). The python
+``dlib.jitter_image`` draws from one process-wide, unseedable generator with a fixed start, so a
+fresh process jittering the same chips in the same order gets the same copies.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ NUM_FOLDS = 10
 CHIP_METHODS = ("dlib", "tf")  # dlib.get_face_chip, or face.extract_chips (differentiable)
 CHECKPOINT_EVERY = 256  # images between cache writes
 ENCODE_BATCH = 32
+
+# (chip [s, s, 3] uint8, n) -> n jittered copies [n, s, s, 3] uint8.
+JitterFn = Callable[[np.ndarray, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -110,17 +122,27 @@ class ChipOptions:
     detectors: tried in order until one finds a face; then the centred-box fallback.
     flip_average: also encode the mirrored chip and average the two descriptors (test-time
       augmentation; off for the plain network figure).
+    jitter: dlib's ``num_jitters``: above 1, a face's descriptor is the mean over that many
+      ``dlib.jitter_image`` copies of its chip (see the module docstring); 0 or 1 = off.
     """
 
     chip_method: str = "dlib"
     choose: str = "center"
     detectors: tuple[str, ...] = ("hog",)
     flip_average: bool = False
+    jitter: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, np.integer)) \
+                or self.jitter < 0:
+            raise ValueError(f"jitter: expected an int >= 0 (number of jittered copies, 0 = off); "
+                             f"got {self.jitter!r}")
 
     def tag(self) -> str:
-        """A short name for cache files, e.g. ``dlib_center_hog``."""
+        """A short name for cache files, e.g. ``dlib_center_hog``, ``dlib_center_hog_jitter10``."""
         return "_".join([self.chip_method, self.choose, "+".join(self.detectors)]
-                        + (["flip"] if self.flip_average else []))
+                        + (["flip"] if self.flip_average else [])
+                        + ([f"jitter{self.jitter}"] if self.jitter > 1 else []))
 
 
 def face_chip(image: np.ndarray, options: ChipOptions = ChipOptions()) -> tuple[np.ndarray, str]:
@@ -133,6 +155,38 @@ def face_chip(image: np.ndarray, options: ChipOptions = ChipOptions()) -> tuple[
     else:
         raise ValueError(f"chip_method: expected one of {CHIP_METHODS}; got {options.chip_method!r}")
     return chip, found.detector
+
+
+def dlib_jitter(chip: np.ndarray, num_jitters: int) -> np.ndarray:
+    """``num_jitters`` copies ``[n, s, s, 3]`` uint8 of a square RGB ``chip`` by
+    ``dlib.jitter_image`` (colours undisturbed, as in dlib's ``compute_face_descriptor``)."""
+    import dlib
+
+    chip = face.as_rgb_uint8(chip, "chip")
+    if chip.shape[0] != chip.shape[1]:
+        raise ValueError(f"chip: dlib.jitter_image needs a square chip; got shape {chip.shape}")
+    if num_jitters < 1:
+        raise ValueError(f"num_jitters: expected >= 1; got {num_jitters}")
+    copies = dlib.jitter_image(chip, num_jitters=int(num_jitters), disturb_colors=False)
+    return np.stack([np.asarray(c, dtype=np.uint8) for c in copies])
+
+
+def chip_descriptors(chips: np.ndarray, encoder: IdentityEncoder, jitter: int = 0,
+                     jitter_fn: JitterFn = dlib_jitter, batch_size: int = ENCODE_BATCH
+                     ) -> np.ndarray:
+    """Descriptors ``[n, D]`` of ``chips`` ``[n, s, s, 3]``, as dlib's ``compute_face_descriptor``
+    with ``num_jitters=jitter``: the network's descriptor for ``jitter <= 1``, else the mean of
+    the descriptors of ``jitter`` copies of each chip made by ``jitter_fn``."""
+    chips = np.asarray(chips)
+    if jitter <= 1:
+        return encoder.encode_numpy(chips, batch_size=batch_size)[1]
+    copies = np.concatenate([jitter_fn(chip, jitter) for chip in chips])
+    if copies.shape[0] != len(chips) * jitter:
+        raise ValueError(f"jitter_fn: expected {jitter} copies per chip; got "
+                         f"{copies.shape[0]} for {len(chips)} chips")
+    descriptors = encoder.encode_numpy(copies, batch_size=batch_size)[1]
+    mean = descriptors.reshape(len(chips), jitter, -1).mean(axis=1, dtype=np.float64)
+    return mean.astype(descriptors.dtype)
 
 
 class DescriptorCache:
@@ -168,9 +222,10 @@ def encode_images(paths: Iterable[Path], encoder: IdentityEncoder, cache: Descri
         batch = todo[begin : begin + ENCODE_BATCH]
         chips, sources = zip(*(face_chip(read_rgb(p), options) for p in batch))
         chips = np.stack(chips)
-        _, descriptors = encoder.encode_numpy(chips, batch_size=ENCODE_BATCH)
+        descriptors = chip_descriptors(chips, encoder, options.jitter)
         if options.flip_average:
-            descriptors = (descriptors + encoder.encode_numpy(chips[:, :, ::-1])[1]) / 2.0
+            mirrored = np.ascontiguousarray(chips[:, :, ::-1])
+            descriptors = (descriptors + chip_descriptors(mirrored, encoder, options.jitter)) / 2.0
         for p, d, source in zip(batch, descriptors, sources):
             cache.entries[cache.key(p)] = (d, source)
         since_save += len(batch)
