@@ -23,22 +23,9 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
-    import keras
+    from normface.training import synthetic
 
-    from normface.alignment import eye_centers
-    from normface.models import build_normalizer
-    from normface.training import export, synthetic
-
-    keras.utils.set_random_seed(0)
-    config = synthetic.tiny_model_config(output_size=SIZE, feature_dim=256)
-    template = AlignmentTemplate.for_size(SIZE)
-    mean = synthetic.mean_landmarks(SIZE)
-    # Put the synthetic mean's eyes where the template wants them, as real records would.
-    mean = mean + (template.eye_centers().mean(0) - eye_centers(mean).mean(0))
-    net = build_normalizer(config, mean.astype(np.float32))
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    export.export_normalizer(net.model, config, out, template=template, encoder_id="dlib")
-    return out
+    return synthetic.tiny_export(tmp_path_factory.mktemp("export") / "tiny", size=SIZE)
 
 
 @pytest.fixture(scope="module")

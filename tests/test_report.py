@@ -40,22 +40,9 @@ def tiny_faces(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    import keras
-    import numpy as np
+    from normface.training import synthetic
 
-    from normface.alignment import eye_centers
-    from normface.models import build_normalizer
-    from normface.training import export, synthetic
-
-    keras.utils.set_random_seed(0)
-    config = synthetic.tiny_model_config(output_size=32, feature_dim=256)
-    template = AlignmentTemplate.for_size(32)
-    mean = synthetic.mean_landmarks(32)
-    mean = mean + (template.eye_centers().mean(0) - eye_centers(mean).mean(0))
-    net = build_normalizer(config, mean.astype(np.float32))
-    out = tmp_path_factory.mktemp("export") / "tiny"
-    export.export_normalizer(net.model, config, out, template=template, encoder_id="dlib")
-    return out
+    return synthetic.tiny_export(tmp_path_factory.mktemp("export") / "tiny", size=32)
 
 
 def test_quick_report(tiny_faces, export_dir, tmp_path):

@@ -89,3 +89,21 @@ def tiny_model_config(output_size: int = 32, feature_dim: int = 16, **overrides)
     base = dict(output_size=output_size, feature_dim=feature_dim, feature_hidden=(32,), landmark_hidden=(16,),
                 grid_channels=8, channels=(8, 8, 8, 8))
     return ModelConfig(**{**base, **overrides})
+
+
+def tiny_export(out_dir, size: int = 32, encoder_id: str = "dlib", seed: int = 0):
+    """Exports an untrained tiny normalizer (real 256-D encoder features in, ``size`` px out) whose
+    mean landmarks sit on the template's eyes: plumbing tests of inference and evaluation."""
+    import keras
+
+    from normface.alignment import AlignmentTemplate, eye_centers
+    from normface.models import build_normalizer
+    from normface.training import export
+
+    keras.utils.set_random_seed(seed)
+    config = tiny_model_config(output_size=size, feature_dim=256)
+    template = AlignmentTemplate.for_size(size)
+    mean = mean_landmarks(size)
+    mean = mean + (template.eye_centers().mean(0) - eye_centers(mean).mean(0))
+    net = build_normalizer(config, mean.astype(np.float32))
+    return export.export_normalizer(net.model, config, out_dir, template=template, encoder_id=encoder_id)
