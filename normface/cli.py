@@ -65,6 +65,56 @@ def _normalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adjust(args: argparse.Namespace) -> int:
+    from normface import adjust, batch, io_utils
+    from normface.inference import FaceNormalizer
+
+    files, problems = batch.discover(args.inputs)
+    for p in problems:
+        print(f"normface: {p}", file=sys.stderr)
+    normalizer = FaceNormalizer.from_pretrained(args.model)
+    single = len(files) == 1 and Path(args.output).suffix.lower() in (".jpg", ".jpeg", ".png")
+    done = 0
+    for item in files:
+        try:
+            photo = batch.read_photo(item.path)
+            results = normalizer.normalize(photo)
+            if not results:
+                raise ValueError("no face found")
+            res = results[0]
+            fixed = adjust.adjust_photo(
+                photo, adjust.mean_face_color(res.aligned_input, normalizer.template),
+                adjust.mean_face_color(res.image, normalizer.template))
+            out = Path(args.output) if single else Path(args.output) / item.rel.with_suffix(".jpg")
+            if out.resolve() == item.path.resolve():
+                raise ValueError("output would overwrite the input; choose another -o")
+            io_utils.save_image_atomic(out, fixed)
+            print(f"wrote {out}")
+            done += 1
+        except (ValueError, OSError) as err:
+            print(f"normface: {item.path}: {err}", file=sys.stderr)
+    return 0 if done else 1
+
+
+def _avatar(args: argparse.Namespace) -> int:
+    from normface import apps, batch
+    from normface.inference import FaceNormalizer
+
+    normalizer = FaceNormalizer.from_pretrained(args.model)
+    photo = batch.read_photo(Path(args.photo))
+    results = normalizer.normalize(photo)
+    if not results:
+        raise ValueError(f"{args.photo}: no face found")
+    res = results[0]
+    out = Path(args.output)
+    if out.suffix.lower() not in (".obj", ".ply"):
+        raise ValueError(f"-o/--output must end in .obj or .ply, got {out}")
+    result = apps.make_avatar(res.image, res.landmarks, out)
+    print(f"wrote {out} and {out.with_name(out.stem + '_views.png')} "
+          f"(landmark fit error {result.error_px:.2f} px)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="normface",
@@ -86,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--sheet", action="store_true", help="also write <output>/sheet.png: input|output pairs")
     norm.add_argument("--strict", action="store_true", help="exit 1 if any input fails")
     norm.set_defaults(func=_normalize)
+    adj = sub.add_parser("adjust", help="white balance and exposure from the normalized face (paper Sec. 7.4)")
+    adj.add_argument("inputs", nargs="+", help="photos, folders or globs")
+    adj.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    adj.add_argument("--model", default=None, help="export folder or .keras file (default: the shipped model)")
+    adj.set_defaults(func=_adjust)
+    av = sub.add_parser("avatar", help="a coloured 3-D face mesh from the normalized face (paper Sec. 7.3)")
+    av.add_argument("photo", help="a photo with a face")
+    av.add_argument("-o", "--output", required=True, help="mesh path ending in .obj or .ply")
+    av.add_argument("--model", default=None, help="export folder or .keras file (default: the shipped model)")
+    av.set_defaults(func=_avatar)
     demo = sub.add_parser("warp-demo", help="warp a studio face by hand-placed control-point moves")
     demo.add_argument("-o", "--output", default="out", help="output .png file or folder (default: out/)")
     demo.add_argument("--photo", default=None, help="photo to warp (default: the London set's 001_03.jpg)")

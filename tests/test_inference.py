@@ -129,3 +129,16 @@ def test_packed_model_matches_its_export(tiny_export, data_root, tmp_path):
     (packed / "weights.npz").unlink()
     with pytest.raises(FileNotFoundError):
         pretrained.load(packed)
+
+
+def test_adjust_and_avatar_commands(tiny_export, photos, tmp_path):
+    """The application subcommands run end to end on a model (plumbing; quality is issue 9's)."""
+    out = tmp_path / "fixed.jpg"
+    assert cli.main(["adjust", str(photos / "powell.jpg"), "-o", str(out), "--model", str(tiny_export)]) == 0
+    fixed = np.asarray(Image.open(out))
+    assert fixed.shape == np.asarray(Image.open(photos / "powell.jpg")).shape
+    mesh = tmp_path / "face.ply"
+    assert cli.main(["avatar", str(photos / "powell.jpg"), "-o", str(mesh), "--model", str(tiny_export)]) == 0
+    assert mesh.is_file() and (tmp_path / "face_views.png").is_file()
+    assert cli.main(["avatar", str(photos / "noface.png"), "-o", str(tmp_path / "x.obj"), "--model",
+                     str(tiny_export)]) == 1
