@@ -29,6 +29,7 @@ flags.DEFINE_string("records_dir", None, "Folder of the TFRecords written by dat
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config; resumed if it exists.")
 flags.DEFINE_string("export_dir", None, "Export folder (default <model_dir>/export).")
 flags.DEFINE_bool("export", True, "Export the best checkpoint at the end (chief only).")
+flags.DEFINE_string("init_from", None, "Fine-tune: start a fresh run from another run folder's best weights.")
 flags.DEFINE_bool("synthetic", False, "Smoke test: random in-memory data and a fake encoder.")
 flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train set.")
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
@@ -230,7 +231,7 @@ def run() -> dict:
     }
     trainer = Trainer(model_config, train_config, mean, FLAGS.model_dir, embed_fn=embed_fn, strategy=strategy,
                       metadata=metadata)
-    history = trainer.fit(train_ds, val_ds)
+    history = trainer.fit(train_ds, val_ds, init_from=FLAGS.init_from)
     if FLAGS.export and is_chief(strategy):
         out = export.export_from_model_dir(FLAGS.model_dir, FLAGS.export_dir or Path(FLAGS.model_dir) / "export",
                                            chip_encoder=chip_encoder, chip=chip)

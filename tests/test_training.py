@@ -119,6 +119,23 @@ def test_validation_identity_metric_and_best_checkpoint(tmp_path):
     assert list((tmp_path / "logs" / "validation").glob("events.out.tfevents.*"))
 
 
+def test_fine_tuning_starts_from_another_runs_best_weights(tmp_path):
+    first = make_trainer(tmp_path / "a", steps=4, eval_every=2, checkpoint_every=2, eval_batches=2,
+                         identity_eval_examples=4)
+    first.fit(data(), data(seed=3, shuffle=False))
+    first.restore_best()
+    # One step at a negligible learning rate (Adam moves each weight by ~1e-9).
+    tuned = make_trainer(tmp_path / "b", steps=1, identity_weight=1.0, learning_rate=1e-9)
+    before = weights(tuned.net.model)
+    tuned.fit(data(), init_from=str(tmp_path / "a"))
+    restored = weights(tuned.net.model)
+    assert int(tuned.step) == 1
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(restored, weights(first.net.model)))
+    assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(restored, before))
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        make_trainer(tmp_path / "c").fit(data(), init_from=str(tmp_path / "nothing"))
+
+
 def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     kwargs = dict(steps=8, checkpoint_every=4, seed=7)
     straight = make_trainer(tmp_path / "straight", **kwargs)

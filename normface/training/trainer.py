@@ -378,10 +378,13 @@ class Trainer:
         validation_dataset: tf.data.Dataset | None = None,
         identity_dataset: tf.data.Dataset | None = None,
         max_steps: int | None = None,
+        init_from: str | None = None,
     ) -> dict[str, float]:
         """Trains until ``train_config.steps`` (or ``max_steps``, to stop early), resuming from the
-        latest checkpoint in ``model_dir``. Returns the last logged losses and validation metrics
-        (``train/*``, ``validation/*``, ``identity/*``, ``best/*``)."""
+        latest checkpoint in ``model_dir``. A fresh run with ``init_from`` (another run's folder)
+        starts from that run's best weights (a fine-tuning phase: new optimizer, step 0).
+        Returns the last logged losses and validation metrics (``train/*``, ``validation/*``,
+        ``identity/*``, ``best/*``)."""
         cfg = self.config
         self._check_dataset(train_dataset, "train_dataset")
         if validation_dataset is not None:
@@ -405,6 +408,13 @@ class Trainer:
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step.numpy()))
+        elif init_from:
+            source = next((c for c in (tf.train.latest_checkpoint(str(Path(init_from) / f))
+                                       for f in ("best", "checkpoints")) if c), None)
+            if source is None:
+                raise FileNotFoundError(f"init_from={init_from}: no checkpoint in its best/ or checkpoints/")
+            tf.train.Checkpoint(model=self.net.model).restore(source).expect_partial()
+            logging.info("initialized the model from %s", source)
         writers = self._writers()
         panel_batch = self._panel_batch(validation_dataset or train_dataset)
         if self._train_fn is None:
