@@ -25,13 +25,15 @@ flags.DEFINE_integer("size", 128, "Face-set size, for the default --faces.")
 flags.DEFINE_string("output", None, "Report folder (default <workspace>/eval/report).")
 flags.DEFINE_bool("quick", False, "Evaluate a seeded subset of test people.")
 flags.DEFINE_integer("seed", 0, "Seed of the --quick subset.")
+flags.DEFINE_string("ablations", None, "Folder written by experiments/ablations.py, to include.")
 
 
 def main(argv):
     del argv
     faces = FLAGS.faces or str(paths.workspace_dir() / f"faces{FLAGS.size}")
     output = FLAGS.output or str(paths.workspace_dir() / "eval" / "report")
-    results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed)
+    results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,
+                                  ablations=FLAGS.ablations)
     print(f"wrote {output}/report.md in {results['seconds']} s")
 
 

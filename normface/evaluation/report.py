@@ -87,9 +87,13 @@ def build_report(
     data_root: str | Path | None = None,
     quick: bool = False,
     seed: int = 0,
+    ablations: str | Path | None = None,
     log=print,
 ) -> dict:
-    """Runs the evaluation and writes the report folder; returns the results dict."""
+    """Runs the evaluation and writes the report folder; returns the results dict.
+
+    ``ablations``: the folder written by ``experiments/ablations.py`` (its table and grid are
+    copied into the report)."""
     from normface.inference import FaceNormalizer
     from normface.training.export import git_commit
 
@@ -144,10 +148,22 @@ def build_report(
     _histogram(output / "identity_histogram.png", own, protocol.SAME_PERSON, far_t)
     grid = _people_grid(photos, {"normalized": out["image"], "frontalized": frontal})
     io_utils.save_image_atomic(output / "people_grid.png", grid)
+    results["ablations"] = include_ablations(ablations, output) if ablations else None
     results["seconds"] = round(time.time() - started, 1)
     io_utils.write_bytes_atomic(output / "results.json", json.dumps(results, indent=1, default=float).encode())
     io_utils.write_bytes_atomic(output / "report.md", render_markdown(results).encode())
     return results
+
+
+def include_ablations(folder: str | Path, output: Path) -> dict:
+    """Reads ``ablations.json`` and copies its grid next to the report."""
+    import shutil
+
+    folder = Path(folder)
+    summary = json.loads((folder / "ablations.json").read_text())
+    if (folder / "ablations.png").is_file():
+        shutil.copyfile(folder / "ablations.png", output / "ablations.png")
+    return summary
 
 
 def expression_table(normalizer, aligned_root: Path) -> dict:
@@ -222,4 +238,14 @@ of one real photo per person.
 ## Expression ground truth (held-out London people): smiling photo vs the neutral photo
 
 {_table(r['expression'])}
-"""
+## Ablations (paper Figs. 9-11)
+
+{_ablation_section(r.get('ablations'))}"""
+
+
+def _ablation_section(ablations: dict | None) -> str:
+    if not ablations:
+        return "Not run for this report (`python experiments/ablations.py`, then `--ablations=<folder>`).\n"
+    rows = {name: {k: v for k, v in row.items() if k != "model_dir"} for name, row in ablations["rows"].items()}
+    return (f"{ablations['size']}x{ablations['size']}, {ablations['steps']} steps, batch {ablations['batch_size']}, "
+            f"validation metrics of each variant's best checkpoint:\n\n{_table(rows)}\n![ablations](ablations.png)\n")
