@@ -85,12 +85,17 @@ def load_records(records_dir: str, batch_size: int, seed: int):
     meta: dict with ``mean_landmarks`` ``[68, 2]`` (x, y) at the records' size, ``template``
     (AlignmentTemplate dict), ``size`` and anything worth recording in the model card.
     """
+    import tensorflow as tf
+
     from normface.data import pipeline
 
     records = pipeline.read_meta(records_dir)
     train = pipeline.make_dataset(records_dir, "train", batch_size, shuffle=True, repeat=True, seed=seed,
                                   drop_remainder=True)
+    val_count = records.splits["validation"]["count"]
     validation = pipeline.make_dataset(records_dir, "validation", batch_size, shuffle=False)
+    # Known size: validation reads each face once.
+    validation = validation.apply(tf.data.experimental.assert_cardinality(-(-val_count // batch_size)))
     meta = {
         "mean_landmarks": records.mean_landmarks,
         "template": records.template,

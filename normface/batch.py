@@ -21,8 +21,6 @@ import numpy as np
 from normface import io_utils
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
-# Refuse images above this many pixels before decoding (decompression bombs; 100 MP).
-MAX_PIXELS = 100_000_000
 FORMATS = ("png", "jpg")
 SHEET_MAX = 32  # pairs on a contact sheet
 
@@ -33,20 +31,32 @@ class InputFile:
     rel: Path  # path relative to the root it was found under (names the outputs)
 
 
-def discover(inputs: Iterable[str]) -> tuple[list[InputFile], list[str]]:
+def discover(inputs: Iterable[str], exclude: Path | None = None) -> tuple[list[InputFile], list[str]]:
     """Expands files, folders (recursively, image suffixes only) and globs, in sorted order.
 
-    Returns (files, problems) where problems name inputs that matched nothing.
+    Files under ``exclude`` (the output folder) are skipped, so a rerun does not normalize its own
+    outputs. Each file's ``rel`` (which names its outputs) is unique: colliding names from
+    different folders get ``_2``, ``_3``... Returns (files, problems) where problems name
+    inputs that matched nothing.
     """
     files: list[InputFile] = []
     problems: list[str] = []
     seen: set[Path] = set()
+    used: set[str] = set()
+    skip = exclude.resolve() if exclude is not None else None
 
     def add(path: Path, root: Path):
         real = path.resolve()
-        if real not in seen:
-            seen.add(real)
-            files.append(InputFile(path, path.relative_to(root) if root != path else Path(path.name)))
+        if real in seen or (skip is not None and (real == skip or skip in real.parents)):
+            return
+        seen.add(real)
+        rel = path.relative_to(root) if root != path else Path(path.name)
+        stem, n = rel.with_suffix(""), 1
+        while str(rel.with_suffix("")).lower() in used:
+            n += 1
+            rel = stem.parent / f"{stem.name}_{n}{rel.suffix}"
+        used.add(str(rel.with_suffix("")).lower())
+        files.append(InputFile(path, rel))
 
     for item in inputs:
         path = Path(item)
@@ -72,15 +82,7 @@ def output_path(out_dir: Path, item: InputFile, face_index: int, fmt: str, suffi
 
 
 def read_photo(path: Path) -> np.ndarray:
-    """Reads a photo, refusing absurd sizes before decoding them."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ValueError(f"{path}: {im.width}x{im.height} is larger than {MAX_PIXELS // 1_000_000} MP")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path}: not a readable image ({err})") from err
+    """Reads a photo (``io_utils.read_rgb``: converts modes, refuses absurd sizes)."""
     return io_utils.read_rgb(path)
 
 
@@ -125,9 +127,19 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
     def flush():
         if not pending:
             return
-        results = normalizer.normalize_many([img for _, img in pending], all_faces=options.all_faces,
-                                            batch_size=options.batch_size)
-        for (item, _), faces in zip(pending, results):
+        errors: dict[int, str] = {}
+        try:
+            results = normalizer.normalize_many([img for _, img in pending], all_faces=options.all_faces,
+                                                batch_size=options.batch_size, errors=errors)
+        except Exception as err:  # a failure of the networks themselves: record every file of the batch
+            for item, _ in pending:
+                problem(item.path, f"normalization failed: {err!r}")
+            pending.clear()
+            return
+        for j, ((item, _), faces) in enumerate(zip(pending, results)):
+            if j in errors:
+                problem(item.path, errors[j])
+                continue
             if not faces:
                 problem(item.path, "no face found")
                 continue

@@ -31,7 +31,7 @@ def _normalize(args: argparse.Namespace) -> int:
 
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    files, problems = batch.discover(args.inputs)
+    files, problems = batch.discover(args.inputs, exclude=Path(args.output))
     for p in problems:
         print(f"normface: {p}", file=sys.stderr)
     if not files:
@@ -48,8 +48,8 @@ def _normalize(args: argparse.Namespace) -> int:
                 report_file.write(json.dumps(line) + "\n")
                 report_file.flush()
 
-        for p in problems:
-            report({"input": p.split(":")[0], "status": "error", "reason": p})
+        for item, p in zip(problems_inputs(args.inputs, problems), problems):
+            report({"input": item, "status": "error", "reason": p})
         summary = batch.run_batch(normalizer, files, options, report=report, progress=batch.progress_bar)
     finally:
         if report_file:
@@ -63,6 +63,11 @@ def _normalize(args: argparse.Namespace) -> int:
     if summary.processed == 0 or (args.strict and failed):
         return 1
     return 0
+
+
+def problems_inputs(inputs: list[str], problems: list[str]) -> list[str]:
+    """The input argument each discovery problem is about (problems start with it)."""
+    return [next((i for i in inputs if p.startswith(f"{i}: ")), p) for p in problems]
 
 
 def _adjust(args: argparse.Namespace) -> int:
@@ -85,13 +90,14 @@ def _adjust(args: argparse.Namespace) -> int:
             fixed = adjust.adjust_photo(
                 photo, adjust.mean_face_color(res.aligned_input, normalizer.template),
                 adjust.mean_face_color(res.image, normalizer.template))
-            out = Path(args.output) if single else Path(args.output) / item.rel.with_suffix(".jpg")
+            suffix = item.rel.suffix if item.rel.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+            out = Path(args.output) if single else Path(args.output) / item.rel.with_suffix(suffix)
             if out.resolve() == item.path.resolve():
                 raise ValueError("output would overwrite the input; choose another -o")
             io_utils.save_image_atomic(out, fixed)
             print(f"wrote {out}")
             done += 1
-        except (ValueError, OSError) as err:
+        except Exception as err:  # one bad photo must not stop the batch
             print(f"normface: {item.path}: {err}", file=sys.stderr)
     return 0 if done else 1
 
@@ -100,15 +106,15 @@ def _avatar(args: argparse.Namespace) -> int:
     from normface import apps, batch
     from normface.inference import FaceNormalizer
 
-    normalizer = FaceNormalizer.from_pretrained(args.model)
+    out = Path(args.output)
+    if out.suffix.lower() not in (".obj", ".ply"):
+        raise ValueError(f"-o/--output must end in .obj or .ply, got {out}")
     photo = batch.read_photo(Path(args.photo))
+    normalizer = FaceNormalizer.from_pretrained(args.model)
     results = normalizer.normalize(photo)
     if not results:
         raise ValueError(f"{args.photo}: no face found")
     res = results[0]
-    out = Path(args.output)
-    if out.suffix.lower() not in (".obj", ".ply"):
-        raise ValueError(f"-o/--output must end in .obj or .ply, got {out}")
     result = apps.make_avatar(res.image, res.landmarks, out)
     print(f"wrote {out} and {out.with_name(out.stem + '_views.png')} "
           f"(landmark fit error {result.error_px:.2f} px)")
@@ -127,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("-o", "--output", default="normalized", help="output folder (default: normalized/)")
     norm.add_argument("--model", default=None, help="export folder or .keras file (default: the shipped model)")
     norm.add_argument("--batch-size", type=int, default=8, help="faces per network batch (default 8)")
-    norm.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="run on the CPU (default) or a GPU")
+    norm.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                      help="cpu (default) hides any GPU; gpu uses one when TensorFlow sees it")
     norm.add_argument("--format", choices=("png", "jpg"), default="png", help="output image format")
     norm.add_argument("--side-by-side", action="store_true", help="write input|output pairs")
     norm.add_argument("--json", action="store_true", help="also write each face's landmarks and confidence as JSON")

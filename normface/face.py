@@ -70,7 +70,6 @@ SIXTY_EIGHT_POINT_TEMPLATE = np.stack(
     [np.asarray(_MEAN_FACE_X)[SIXTY_EIGHT_POINT_INDICES - 17],
      np.asarray(_MEAN_FACE_Y)[SIXTY_EIGHT_POINT_INDICES - 17]], axis=-1
 )
-_MODELS_PACKAGE_HINT = "install the PyPI package `face-recognition-models`"
 
 
 @dataclass(frozen=True)
@@ -142,12 +141,10 @@ def _as_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
 # --- dlib detection, landmarks and reference chips ----------------------------------------------
 
 
-def _model_file(what: str, locate: str) -> str:
-    try:
-        import face_recognition_models
-    except ImportError as err:
-        raise FileNotFoundError(f"{what} not found: {_MODELS_PACKAGE_HINT}") from err
-    return getattr(face_recognition_models, locate)()
+def _model_file(filename: str) -> str:
+    from normface.paths import dlib_model_file
+
+    return str(dlib_model_file(filename))
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,7 +160,7 @@ def _cnn_detector():
     import dlib
 
     detector = dlib.cnn_face_detection_model_v1(
-        _model_file("CNN face detector", "cnn_face_detector_model_location"))
+        _model_file("mmod_human_face_detector.dat"))
     return lambda rgb, upsample: [d.rect for d in detector(rgb, upsample)]
 
 
@@ -176,7 +173,7 @@ def _five_point_predictor():
     import dlib
 
     return dlib.shape_predictor(
-        _model_file("5-point shape predictor", "pose_predictor_five_point_model_location"))
+        _model_file("shape_predictor_5_face_landmarks.dat"))
 
 
 def _dlib_rect(box: Sequence[int]):
@@ -367,7 +364,7 @@ def extract_chips(images: tf.Tensor, landmarks: tf.Tensor, size: int = CHIP_SIZE
 def _sixty_eight_point_predictor():
     import dlib
 
-    return dlib.shape_predictor(_model_file("68-point shape predictor", "pose_predictor_model_location"))
+    return dlib.shape_predictor(_model_file("shape_predictor_68_face_landmarks.dat"))
 
 
 def landmarks68(image: np.ndarray, box: Sequence[int]) -> np.ndarray:

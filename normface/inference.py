@@ -169,12 +169,22 @@ class FaceNormalizer:
         return self.normalize_many([image], all_faces=all_faces)[0]
 
     def normalize_many(self, images: Sequence[np.ndarray], all_faces: bool = False,
-                       batch_size: int = BATCH_SIZE) -> list[list[Result]]:
-        """Normalizes photos, batching their faces through the networks."""
+                       batch_size: int = BATCH_SIZE, errors: dict[int, str] | None = None) -> list[list[Result]]:
+        """Normalizes photos, batching their faces through the networks.
+
+        With ``errors`` (a dict), a photo that cannot be prepared (unusable image, degenerate
+        landmarks) gets no results and ``errors[index]`` says why; without it, the error is raised.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        faces = [(i, k, item) for i, image in enumerate(images)
-                 for k, item in enumerate(self.align(image, all_faces))]
+        faces = []
+        for i, image in enumerate(images):
+            try:
+                faces += [(i, k, item) for k, item in enumerate(self.align(image, all_faces))]
+            except ValueError as err:
+                if errors is None:
+                    raise
+                errors[i] = str(err)
         results: list[list[Result]] = [[] for _ in images]
         for start in range(0, len(faces), batch_size):
             chunk = faces[start:start + batch_size]

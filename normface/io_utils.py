@@ -14,6 +14,9 @@ from typing import Iterator
 
 import numpy as np
 
+# Photos above this many pixels are refused before decoding (decompression bombs; 100 MP).
+MAX_PIXELS = 100_000_000
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -60,13 +63,15 @@ def save_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as ``[h, w, 3]`` uint8 RGB (greyscale, palette, alpha and CMYK converted).
 
-    Raises ValueError naming the file when it cannot be decoded.
+    Raises ValueError naming the file when it cannot be decoded or is larger than MAX_PIXELS.
     """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"{im.width}x{im.height} is larger than {MAX_PIXELS // 1_000_000} MP")
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 # 16-bit greyscale: scale to 8 bits rather than clip.
@@ -77,5 +82,5 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"{path}: not a readable image ({err})") from err

@@ -53,3 +53,23 @@ def cache_dir() -> Path:
 def workspace_dir() -> Path:
     """The on-disk workspace root (see WORKSPACE.md); not created here."""
     return Path(os.environ.get(WORKSPACE_ENV, "workspace")).expanduser()
+
+
+MODELS_PACKAGE = "face-recognition-models"
+
+
+def dlib_model_file(filename: str) -> Path:
+    """A dlib model file shipped by the PyPI package ``face-recognition-models``.
+
+    Located without importing that package (its ``__init__`` needs ``pkg_resources``, which
+    setuptools >= 82 no longer has). Raises FileNotFoundError naming the package to install.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{filename} not found: install the PyPI package `{MODELS_PACKAGE}`")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: reinstall the PyPI package `{MODELS_PACKAGE}`")
+    return path

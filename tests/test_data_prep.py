@@ -103,9 +103,17 @@ def test_average_stage_filters_and_averages(tiny_data, tmp_path):
     assert summary["people_averaged"] == 3 and summary["lfw_kept_all_filters"] == 8
     # A strict smile threshold rejects photos and the summary says by which filter.
     strict = quality.QualityThresholds(max_yaw=90, max_pitch=90, max_roll=90, max_smile=0.0, min_saturation=0.0)
+    with pytest.raises(ValueError, match="thresholds differ"):  # would keep stale averages
+        average.average_all(tmp_path / "aligned", tmp_path / "averaged", strict, progress=lambda msg: None)
     shutil.rmtree(tmp_path / "averaged")
     summary = average.average_all(tmp_path / "aligned", tmp_path / "averaged", strict, progress=lambda msg: None)
     assert summary["rejected_expression"] == 8 and summary["people_averaged"] == 0
+
+
+def test_resume_with_other_settings_is_refused(tiny_data, tmp_path):
+    run_align(tiny_data, tmp_path, limit=5)
+    with pytest.raises(ValueError, match="limit"):
+        run_align(tiny_data, tmp_path)
 
 
 def test_missing_face_model_fails_at_start(tiny_data, tmp_path):

@@ -150,6 +150,12 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_resume_refuses_a_different_schedule(tmp_path):
+    make_trainer(tmp_path, steps=2).fit(data())
+    with pytest.raises(ValueError, match="other steps"):
+        make_trainer(tmp_path, steps=4).fit(data())
+
+
 def test_resume_refuses_a_different_model(tmp_path):
     make_trainer(tmp_path).fit(data())
     with pytest.raises(ValueError, match="different model"):

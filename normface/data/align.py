@@ -165,6 +165,9 @@ def align_all(
     if limit:
         photos = photos[:limit]
     shards = [photos[i:i + shard_size] for i in range(0, len(photos), shard_size)]
+    check_run_config(out_root, {"sources": sorted(set(sources)), "shard_size": shard_size, "limit": limit or 0,
+                                "template": template.to_dict(), "photos": len(photos),
+                                "keys_sha256": _keys_digest(p.key for p in photos)})
     todo = [i for i in range(len(shards)) if not shard_path(out_root, i).is_file()]
     progress(f"{len(photos)} photos in {len(shards)} shards; {len(shards) - len(todo)} already done")
     model_path = str(expression_model_path) if expression_model_path else None
@@ -182,6 +185,29 @@ def align_all(
         pool.close()
         pool.join()
     return merge_manifest(out_root, len(shards))
+
+
+RUN_FILE = "run.json"
+
+
+def _keys_digest(keys) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
+
+
+def check_run_config(out_root: Path, config: dict) -> None:
+    """Records the run's settings; refuses to resume a folder made with other settings (its
+    finished shards would hold other photos, and photos would be silently skipped)."""
+    path = out_root / RUN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        if changed:
+            raise ValueError(f"{out_root} was made with other settings ({', '.join(changed)} differ): "
+                             "use another output folder or the same flags")
+        return
+    io_utils.write_bytes_atomic(path, json.dumps(config, indent=1).encode())
 
 
 def merge_manifest(out_root: Path, num_shards: int) -> dict:

@@ -58,6 +58,9 @@ def average_all(
         raise ValueError(f"min_photos must be >= 1, got {min_photos}")
     template = faceset.read_template(aligned_root)
     faceset.write_template(out_root, template)
+    # Finished people are skipped on a rerun: that is only right with the same settings.
+    align.check_run_config(out_root, {"thresholds": dataclasses.asdict(thresholds), "min_photos": min_photos,
+                                      "max_photos": max_photos})
     records = align.read_manifest(aligned_root)
     kept, counts = filter_records(records, thresholds)
     by_person: dict[str, list[dict]] = defaultdict(list)

@@ -315,13 +315,9 @@ def default_dat_path() -> Path:
 
     Raises FileNotFoundError saying which package to install when it is not installed.
     """
-    try:
-        import face_recognition_models
-    except ImportError as err:
-        raise FileNotFoundError(
-            f"dlib_face_recognition_resnet_model_v1.dat not found: {PACKAGE_HINT}"
-        ) from err
-    return Path(face_recognition_models.face_recognition_model_location())
+    from normface.paths import dlib_model_file
+
+    return dlib_model_file("dlib_face_recognition_resnet_model_v1.dat")
 
 
 def read_dat(path: str | os.PathLike | None = None) -> DlibNetwork:

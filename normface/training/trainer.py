@@ -55,6 +55,11 @@ PANEL_EXAMPLES = 3
 # ----------------------------------------------------------------------------------------------
 # Strategies.
 # ----------------------------------------------------------------------------------------------
+# TrainConfig fields a resumed run may not change.
+TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
+                     "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss")
+
+
 def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """The tf.distribute strategy called ``name`` (default | mirrored | multi_worker | tpu).
 
@@ -273,12 +278,14 @@ class Trainer:
         return self._fns[name]
 
     def _eval_batches(self, dataset: tf.data.Dataset, examples: int = 0) -> int:
-        if examples:
-            return max(1, -(-examples // self.config.batch_size))
-        if self.config.eval_batches:
-            return self.config.eval_batches
+        # A dataset of known size is never read past its end: evaluating 16 faces 8 times over
+        # only costs time.
         n = int(dataset.cardinality())
-        return n if n > 0 else DEFAULT_EVAL_BATCHES
+        if examples:
+            wanted = max(1, -(-examples // self.config.batch_size))
+        else:
+            wanted = self.config.eval_batches or (n if n > 0 else DEFAULT_EVAL_BATCHES)
+        return min(wanted, n) if n > 0 else wanted
 
     def _distributed_batches(self, dataset: tf.data.Dataset, count: int):
         # Repeated, so every worker gets a batch on every one of the ``count`` collective steps.
@@ -331,6 +338,13 @@ class Trainer:
                 raise ValueError(
                     f"model_dir {self.model_dir} holds a different model ({path}); use another --model_dir"
                 )
+            # A resumed run must follow the same optimization (a new --steps would bend the
+            # learning-rate schedule mid-run, a new loss weight would change the objective).
+            old_train = old.get("train", {})
+            changed = sorted(k for k in TRAJECTORY_FIELDS if old_train.get(k) != record["train"].get(k))
+            if changed:
+                raise ValueError(f"model_dir {self.model_dir} was trained with other {', '.join(changed)} "
+                                 f"({path}); use the same flags or another --model_dir")
         if self.chief:
             io_utils.write_bytes_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
 
