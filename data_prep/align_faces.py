@@ -2,9 +2,10 @@
 
     python data_prep/align_faces.py --size=128 --output=workspace/faces128
 
-Writes, under --output: template.json, splits.json (the person split every later stage reads),
-aligned/<split>/<key>.png|json for each photo with a face, manifest/shard-*.jsonl and the merged
-manifest.jsonl (one line per input photo: measures, or the failure reason), summary.json.
+Writes, under <output>/aligned: template.json, splits.json (the person split every later stage
+reads), run.json (the settings; a rerun with others is refused), <split>/<key>.png|json for each
+photo with a face, manifest/shard-*.jsonl and the merged manifest.jsonl (one line per input photo:
+measures, or the failure reason), summary.json.
 Resumable: rerun the same command after an interruption. Exit code 0 even when some photos fail
 (they are in the manifest and the summary); 1 when nothing could be aligned.
 """

@@ -5,7 +5,9 @@ random morphs (paper Sec. 5), validation and test records un-augmented, ``meta.j
 contact sheet like the paper's Fig. 6. Resumable: re-run the same command after an interruption.
 
     python data_prep/build_records.py --faces=workspace/faces128/averaged \\
-        --output=workspace/records128 --num_examples=100000 --encoder=none
+        --output=workspace/records128 --num_examples=100000 --shard_size=2000
+
+(``--encoder=none`` stores no features: only for augmentation experiments, not for training.)
 
 All the work is in :func:`normface.data.records.build_records`.
 """

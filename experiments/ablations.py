@@ -30,7 +30,7 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("records", None, "Augmented records (the default data).")
 flags.DEFINE_string("records_plain", None, "Un-augmented records (--morphs_per_face=0), for the no-augmentation variant.")
-flags.DEFINE_string("output", "workspace/ablations", "Folder of the variant runs and the summary.")
+flags.DEFINE_string("output", None, "Folder of the variant runs and the summary (default <workspace>/ablations).")
 flags.DEFINE_integer("steps", 1500, "Training steps of every variant.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every variant.")
 flags.DEFINE_integer("output_size", 64, "Image size (must match the records).")
@@ -106,7 +106,9 @@ def main(argv):
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise app.UsageError(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-    out = Path(FLAGS.output)
+    from normface import paths
+
+    out = Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "ablations"
     rows = {name: run_variant(name, out) for name in variants}
     io_utils.write_bytes_atomic(out / "ablations.json", json.dumps(
         {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "size": FLAGS.output_size, "rows": rows},

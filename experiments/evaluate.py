@@ -30,6 +30,10 @@ flags.DEFINE_string("ablations", None, "Folder written by experiments/ablations.
 
 def main(argv):
     del argv
+    try:
+        import matplotlib  # noqa: F401  (figures; fail now, not after the compute)
+    except ImportError as err:
+        raise app.UsageError('the report needs matplotlib: pip install -e ".[eval]"') from err
     faces = FLAGS.faces or str(paths.workspace_dir() / f"faces{FLAGS.size}")
     output = FLAGS.output or str(paths.workspace_dir() / "eval" / "report")
     results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,

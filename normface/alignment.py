@@ -129,8 +129,12 @@ def align_image(
         h, w = src.shape[:2]
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         src = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
-        shrink = np.diag([size[0] / w, size[1] / h])
-        sample = np.concatenate([matrix[:, :2] @ np.linalg.inv(shrink), matrix[:, 2:]], axis=1)
+        # cv2.resize keeps pixel centres aligned: small = f * (x + 0.5) - 0.5, per axis.
+        f = np.array([size[0] / w, size[1] / h])
+        to_original = np.diag(1.0 / f)
+        offset = (0.5 / f - 0.5)  # original = small / f + offset
+        sample = np.concatenate([matrix[:, :2] @ to_original, (matrix[:, :2] @ offset + matrix[:, 2])[:, None]],
+                                axis=1)
     aligned = cv2.warpAffine(
         src, sample, (template.size, template.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )

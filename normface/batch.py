@@ -34,8 +34,8 @@ class InputFile:
 def discover(inputs: Iterable[str], exclude: Path | None = None) -> tuple[list[InputFile], list[str]]:
     """Expands files, folders (recursively, image suffixes only) and globs, in sorted order.
 
-    Files under ``exclude`` (the output folder) are skipped, so a rerun does not normalize its own
-    outputs. Each file's ``rel`` (which names its outputs) is unique: colliding names from
+    Files found in folders or globs under ``exclude`` (the output folder) are skipped, so a rerun
+    does not normalize its own outputs; files named explicitly are always taken. Each file's ``rel`` (which names its outputs) is unique: colliding names from
     different folders get ``_2``, ``_3``... Returns (files, problems) where problems name
     inputs that matched nothing.
     """
@@ -45,9 +45,9 @@ def discover(inputs: Iterable[str], exclude: Path | None = None) -> tuple[list[I
     used: set[str] = set()
     skip = exclude.resolve() if exclude is not None else None
 
-    def add(path: Path, root: Path):
+    def add(path: Path, root: Path, explicit: bool = False):
         real = path.resolve()
-        if real in seen or (skip is not None and (real == skip or skip in real.parents)):
+        if real in seen or (not explicit and skip is not None and skip in real.parents):
             return
         seen.add(real)
         rel = path.relative_to(root) if root != path else Path(path.name)
@@ -64,7 +64,7 @@ def discover(inputs: Iterable[str], exclude: Path | None = None) -> tuple[list[I
             for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
                 add(f, path)
         elif path.is_file():
-            add(path, path)
+            add(path, path, explicit=True)
         else:
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:

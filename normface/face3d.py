@@ -2,7 +2,7 @@
 
 The Surrey Face Model (``$NORMFACE_DATA/morphable_model``, loaded with ``eos-py``) is the project's
 one 3-D face. Its mean shape taken at the ``ibug_to_sfm.txt`` vertices is a ready 3-D model of the
-68 iBUG/dlib landmarks (52 of them: the jaw contour 1-8, 10-17 and the inner mouth corners have no
+68 iBUG/dlib landmarks (50 of them: the jaw contour 1-8, 10-17 and the inner mouth corners have no
 fixed vertex). Head pose comes from matching those points to detected 2-D landmarks with
 ``cv2.solvePnP``; the evaluation's frontalization baseline (issue 8) and the avatar (issue 9)
 reuse the same model.

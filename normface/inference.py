@@ -128,7 +128,7 @@ class FaceNormalizer:
         if not meta_file.is_file():
             raise FileNotFoundError(f"{export_dir}: no {export.METADATA_FILE} (not a normface export)")
         metadata = export.ExportMetadata.from_json(meta_file.read_text())
-        model = export.load_keras(export_dir) if path.is_dir() else _load_keras_file(path)
+        model = export.load_keras(path)
         encoder = get_encoder(metadata.encoder_id or "dlib")
         return cls(model, metadata, encoder, choose=choose)
 
@@ -198,11 +198,3 @@ class FaceNormalizer:
                     aligned_input=aligned, num_faces=det.num_faces, face_index=k,
                 ))
         return results
-
-
-def _load_keras_file(path: Path):
-    import keras
-
-    import normface.models  # noqa: F401  (registers the custom layers)
-
-    return keras.models.load_model(path, compile=False)

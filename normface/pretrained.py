@@ -11,7 +11,6 @@ about one grey level).
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +37,9 @@ def pack(export_dir: str | Path, out_dir: str | Path) -> Path:
     np.savez_compressed(buffer, **arrays)
     out_dir.mkdir(parents=True, exist_ok=True)
     io_utils.write_bytes_atomic(out_dir / WEIGHTS_FILE, buffer.getvalue())
-    shutil.copyfile(export_dir / export.METADATA_FILE, out_dir / METADATA_FILE)
+    io_utils.write_bytes_atomic(out_dir / METADATA_FILE, (export_dir / export.METADATA_FILE).read_bytes())
     if (export_dir / export.MODEL_CARD_FILE).is_file():
-        shutil.copyfile(export_dir / export.MODEL_CARD_FILE, out_dir / CARD_FILE)
+        io_utils.write_bytes_atomic(out_dir / CARD_FILE, (export_dir / export.MODEL_CARD_FILE).read_bytes())
     return out_dir
 
 

@@ -113,6 +113,23 @@ def test_cli_never_writes_over_an_input(tiny_export, photos, tmp_path):
                      "--model", str(tiny_export)])
     assert (folder / "a_face0.png").read_bytes() == before
     assert code == 0 and (folder / "a_face0_face0.png").is_file()
+    # A rerun over the folder skips what it wrote there... and normalizes only the inputs.
+    out = folder / "out"
+    assert cli.main(["normalize", str(folder), "-o", str(out), "--model", str(tiny_export)]) == 0
+    assert cli.main(["normalize", str(folder), "-o", str(out), "--model", str(tiny_export)]) == 0
+    assert not list(out.rglob("*_face0_face0_face0*"))
+
+
+def test_same_names_in_different_folders_do_not_collide(tiny_export, photos, tmp_path):
+    import shutil
+
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(photos / "powell.jpg", tmp_path / sub / "p.jpg")
+    out = tmp_path / "out"
+    assert cli.main(["normalize", str(tmp_path / "x" / "p.jpg"), str(tmp_path / "y" / "p.jpg"), "-o", str(out),
+                     "--model", str(tiny_export)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["p_2_face0.png", "p_face0.png"]
 
 
 

@@ -38,7 +38,7 @@ def expression_examples(data_root: str | Path, people: set[str]) -> tuple[list[d
         if person not in people:
             continue
         image = io_utils.read_rgb(path)
-        faces = face.detect_faces68(image)
+        faces = face.find_faces68(image)
         if not faces:
             raise ValueError(f"{path}: no face found in a studio photo")
         _, aligned_lm, _ = align_image(image, faces[0].landmarks, FEATURE_TEMPLATE)

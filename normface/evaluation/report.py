@@ -157,12 +157,10 @@ def build_report(
 
 def include_ablations(folder: str | Path, output: Path) -> dict:
     """Reads ``ablations.json`` and copies its grid next to the report."""
-    import shutil
-
     folder = Path(folder)
     summary = json.loads((folder / "ablations.json").read_text())
     if (folder / "ablations.png").is_file():
-        shutil.copyfile(folder / "ablations.png", output / "ablations.png")
+        io_utils.write_bytes_atomic(output / "ablations.png", (folder / "ablations.png").read_bytes())
     return summary
 
 

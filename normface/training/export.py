@@ -66,7 +66,15 @@ class ExportMetadata:
 
     @classmethod
     def from_json(cls, text: str) -> "ExportMetadata":
-        return cls(**json.loads(text))
+        try:
+            data = json.loads(text)
+            meta = cls(**data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"not a normface model metadata file ({err})") from err
+        if meta.format_version > FORMAT_VERSION:
+            raise ValueError(f"model format {meta.format_version} is newer than this normface reads "
+                             f"({FORMAT_VERSION}): upgrade normface")
+        return meta
 
     @property
     def alignment_template(self) -> AlignmentTemplate | None:
@@ -277,8 +285,9 @@ def load_export(export_dir: str | os.PathLike):
     return tf.saved_model.load(str(export_dir)), meta
 
 
-def load_keras(export_dir: str | os.PathLike) -> keras.Model:
-    """The ``.keras`` model of an export folder."""
+def load_keras(path: str | os.PathLike) -> keras.Model:
+    """The ``.keras`` model of an export folder (or a ``.keras`` file itself)."""
     import normface.models  # noqa: F401  (registers the custom layers)
 
-    return keras.models.load_model(Path(export_dir) / KERAS_FILE, compile=False)
+    path = Path(path)
+    return keras.models.load_model(path if path.suffix == ".keras" else path / KERAS_FILE, compile=False)
