@@ -190,11 +190,9 @@ def expression_table(normalizer, aligned_root: Path) -> dict:
 
 
 def _hull_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
-    import cv2
+    from normface.data.composite import hull_mask
 
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 1)
-    return mask.astype(bool)
+    return hull_mask(landmarks, size, blur_sigma=0.0) > 0.5
 
 
 def _table(rows: dict[str, dict]) -> str:
