@@ -26,6 +26,7 @@ flags.DEFINE_string("output", None, "Report folder (default <workspace>/eval/rep
 flags.DEFINE_bool("quick", False, "Evaluate a seeded subset of test people.")
 flags.DEFINE_integer("seed", 0, "Seed of the --quick subset.")
 flags.DEFINE_string("ablations", None, "Folder written by experiments/ablations.py, to include.")
+flags.DEFINE_multi_string("compare", [], "name=export_dir of another model to compare (e.g. without identity loss).")
 
 
 def main(argv):
@@ -37,7 +38,8 @@ def main(argv):
     faces = FLAGS.faces or str(paths.workspace_dir() / f"faces{FLAGS.size}")
     output = FLAGS.output or str(paths.workspace_dir() / "eval" / "report")
     results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,
-                                  ablations=FLAGS.ablations)
+                                  ablations=FLAGS.ablations,
+                                  compare=dict(c.split("=", 1) for c in FLAGS.compare))
     print(f"wrote {output}/report.md in {results['seconds']} s")
 
 

@@ -88,12 +88,14 @@ def build_report(
     quick: bool = False,
     seed: int = 0,
     ablations: str | Path | None = None,
+    compare: dict[str, str | Path] | None = None,
     log=print,
 ) -> dict:
     """Runs the evaluation and writes the report folder; returns the results dict.
 
     ``ablations``: the folder written by ``experiments/ablations.py`` (its table and grid are
-    copied into the report)."""
+    copied into the report). ``compare``: other models (name -> export) whose identity numbers
+    and histogram go next to the main model's (e.g. the same model without the identity loss)."""
     from normface.inference import FaceNormalizer
     from normface.training.export import git_commit
 
@@ -139,10 +141,17 @@ def build_report(
             "frontalized (baseline)": protocol.invariance_table(frontal, None, photos.people),
         },
     }
+    own_extra = {}
+    for name, path in (compare or {}).items():
+        other = FaceNormalizer.from_pretrained(path)
+        other_out = protocol.run_model(other, photos)
+        results["identity"][name] = protocol.identity_table(real, other_out["output_descriptor"], photos.people, far_t)
+        own_extra[name] = np.linalg.norm(other_out["output_descriptor"] - real, axis=-1)
     results["expression"] = expression_table(normalizer, aligned_root)
     output.mkdir(parents=True, exist_ok=True)
     own = {
         "normalized (model)": np.linalg.norm(out["output_descriptor"] - real, axis=-1),
+        **own_extra,
         "frontalized (baseline)": np.linalg.norm(frontal_desc - real, axis=-1),
     }
     _histogram(output / "identity_histogram.png", own, protocol.SAME_PERSON, far_t)
