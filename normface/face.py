@@ -379,13 +379,18 @@ def detect_faces68(image: np.ndarray, upsample: int = 0, max_upsample: int = 1) 
     more (up to ``max_upsample``) only when nothing is found: most photos need no upsampling,
     which is ~4x faster."""
     rgb = as_rgb_uint8(image)
+    boxes = _hog_boxes(rgb, upsample, max_upsample)
+    return [FaceDetection(box=b, landmarks=landmarks68(rgb, b), num_faces=len(boxes)) for b in boxes]
+
+
+def _hog_boxes(rgb: np.ndarray, upsample: int = 0, max_upsample: int = 1) -> list[tuple[int, int, int, int]]:
+    """HOG face boxes, largest first, upsampling only until something is found."""
     rects = []
     for level in range(upsample, max(upsample, max_upsample) + 1):
         rects = sorted(_hog_detector()(rgb, level), key=lambda r: r.area(), reverse=True)
         if rects:
             break
-    boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
-    return [FaceDetection(box=b, landmarks=landmarks68(rgb, b), num_faces=len(boxes)) for b in boxes]
+    return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
 
 
 MAX_DETECT_SIDE = 1600  # larger photos are downscaled for detection only (HOG time grows with area)
@@ -407,11 +412,9 @@ def find_faces68(image: np.ndarray, choose: str = "largest", max_side: int = MAX
     scale = min(1.0, max_side / max(height, width))
     small = rgb if scale == 1.0 else cv2.resize(
         rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-    faces = detect_faces68(small)
-    if scale != 1.0:
-        faces = [FaceDetection(box=tuple(int(round(v / scale)) for v in f.box),
-                               landmarks=landmarks68(rgb, tuple(int(round(v / scale)) for v in f.box)),
-                               num_faces=f.num_faces) for f in faces]
+    # Boxes from the small copy, landmarks once, on the full-resolution photo.
+    boxes = [tuple(int(round(v / scale)) for v in box) for box in _hog_boxes(small)]
+    faces = [FaceDetection(box=box, landmarks=landmarks68(rgb, box), num_faces=len(boxes)) for box in boxes]
     if choose == "center" and len(faces) > 1:
         mid = np.array([width - 1, height - 1]) / 2.0
         offsets = [np.hypot(*(np.add(f.box[:2], f.box[2:]) / 2.0 - mid)) for f in faces]
