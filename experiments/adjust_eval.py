@@ -1,14 +1,15 @@
-"""White balance / exposure evaluation (paper Sec. 7.4, Fig. 14) on LFW test people.
+"""White balance / exposure evaluation (paper Sec. 7.4, Fig. 14) on LFW test people, standalone.
 
-Takes the first photo of the first ``--num`` LFW View 1 *test* people, finds their 68 landmarks
-(dlib; photos without a face are skipped), degrades each with a known random exposure gain
-(x0.5..x2) and colour cast, corrects it by the Appendix C colour shift toward a reference face
-colour and by the grey-world and white-patch baselines, and prints the mean CIELAB Delta E of the
-face region against the untouched photo (normface.apps.evaluate_adjustment). Until the trained
-model exists the reference is the oracle (each untouched photo's own face colour), i.e. the best
-the method can do with a perfect normalized face; writes a Fig. 14-style grid to --output.
+Takes the first photo of the first ``--num`` LFW View 1 *test* people (photos without a face are
+skipped), degrades each with a known random exposure gain (x0.5..x2) and colour cast, and
+corrects it by the Appendix C colour shift with the normalized face of the degraded photo as the
+reference (what ``normface adjust`` does), with the oracle reference (the untouched photo's own
+face colour: the method's upper bound), optionally toward the training faces' mean colour
+(``--faces``), and by the grey-world and white-patch baselines. Prints the mean CIELAB Delta E of
+the face region against the untouched photo. The same numbers are part of the evaluation report
+(experiments/evaluate.py); this script needs only the raw data and a model, no face set.
 
-    python experiments/adjust_eval.py [--num=50] [--output=DIR]
+    python experiments/adjust_eval.py [--model=EXPORT] [--num=100] [--faces=workspace/faces128]
 """
 
 from __future__ import annotations
@@ -19,37 +20,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import apps, face, io_utils, paths, splits  # noqa: E402
+from normface import apps, paths, splits  # noqa: E402
+from normface.evaluation import applications  # noqa: E402
+from normface.inference import FaceNormalizer  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("num", 50, "How many LFW test people (one photo each).")
+flags.DEFINE_string("model", None, "Model export or packed model (default: the shipped model).")
+flags.DEFINE_integer("num", 100, "How many LFW test people (one photo each).")
 flags.DEFINE_integer("seed", 0, "Seed of the random degradations.")
-flags.DEFINE_string("output", None, "Output folder for the grid (default <workspace>/adjust_eval).")
+flags.DEFINE_string("faces", None, "Face set of data_prep, for the training-mean-colour control (optional).")
 flags.DEFINE_string("data_root", None, "Face data folder (default $NORMFACE_DATA or ../shared/data).")
 
 
 def main(argv):
     del argv
     root = paths.Path(FLAGS.data_root) if FLAGS.data_root else paths.require_data_dir()
-    out_dir = paths.Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "adjust_eval"
-    photos, landmarks, names = [], [], []
-    for name in sorted(splits.read_lfw_people(root / "lfw_peopleDevTest.txt")):
-        if len(photos) >= FLAGS.num:
-            break
-        path = root / "lfw" / name / f"{name}_0001.jpg"
-        image = io_utils.read_rgb(path)
-        faces = face.detect_faces68(image)
-        if faces:
-            photos.append(image)
-            landmarks.append(faces[0].landmarks)
-            names.append(name)
-    report = apps.evaluate_adjustment(photos, landmarks, apps.oracle_reference(photos, landmarks),
-                                      apps.DegradeConfig(seed=FLAGS.seed))
+    people = sorted(splits.read_lfw_people(root / "lfw_peopleDevTest.txt"))[: FLAGS.num]
+    photos, landmarks, _ = applications.load_raw_photos(root, [f"lfw/{n}/{n}_0001.jpg" for n in people])
+    normalizer = FaceNormalizer.from_pretrained(FLAGS.model)
+    train_color = applications.training_mean_color(FLAGS.faces, normalizer.template) if FLAGS.faces else None
+    correctors = applications.adjustment_correctors(normalizer, photos, landmarks, train_color)
+    report = apps.evaluate_adjustment(photos, landmarks, correctors, apps.DegradeConfig(seed=FLAGS.seed), num_examples=0)
     print(f"{len(photos)} LFW test photos, seed {FLAGS.seed}: mean face Delta E (CIE76) vs the original")
-    print(report.table(reference_name="face shift (oracle reference)"))
-    grid_path = out_dir / "adjust_grid.png"
-    io_utils.save_image_atomic(grid_path, report.grid())
-    print(f"wrote {grid_path}")
+    print(report.table())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python experiments/evaluate.py --model=workspace/runs/r128/export --faces=workspace/faces128 \
         --output=workspace/eval/r128 [--quick]
 
-Writes report.md, results.json, identity_histogram.png and people_grid.png under --output.
+Writes report.md, results.json, identity_histogram.png, people_grid.png and the applications'
+figures (adjust_grid.png, avatar_views.png, from the --samples photos) under --output.
 --quick evaluates a seeded subset of 25 test people (minutes).
 """
 
@@ -27,6 +28,8 @@ flags.DEFINE_bool("quick", False, "Evaluate a seeded subset of test people.")
 flags.DEFINE_integer("seed", 0, "Seed of the --quick subset.")
 flags.DEFINE_string("ablations", None, "Folder written by experiments/ablations.py, to include.")
 flags.DEFINE_multi_string("compare", [], "name=export_dir of another model to compare (e.g. without identity loss).")
+flags.DEFINE_list("samples", None, "Publishable photos for the applications' figures (default: the repository's "
+                  "samples/*.jpg, London Set, CC BY); '' for none.")
 
 
 def main(argv):
@@ -37,9 +40,11 @@ def main(argv):
         raise app.UsageError('the report needs matplotlib: pip install -e ".[eval]"') from err
     faces = FLAGS.faces or str(paths.workspace_dir() / f"faces{FLAGS.size}")
     output = FLAGS.output or str(paths.workspace_dir() / "eval" / "report")
+    samples = FLAGS.samples if FLAGS.samples is not None else sorted(map(str, (paths.REPO_ROOT / "samples").glob("*.jpg")))
     results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,
                                   ablations=FLAGS.ablations,
-                                  compare=dict(c.split("=", 1) for c in FLAGS.compare))
+                                  compare=dict(c.split("=", 1) for c in FLAGS.compare),
+                                  samples=[s for s in samples if s])
     print(f"wrote {output}/report.md in {results['seconds']} s")
 
 

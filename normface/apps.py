@@ -3,33 +3,40 @@
 - :func:`make_avatar`: fit the Surrey model to a face's 68 landmarks, colour it from the image,
   write OBJ (+MTL and baked texture) or PLY and a picture of the face from two angles (Fig. 13).
   The CLI passes the normalized face and its predicted landmarks; any photo with landmarks works.
+- :func:`auto_adjust`: Appendix C white balance and exposure: shift a photo so its face's mean
+  colour becomes the normalized face's.
 - :func:`evaluate_adjustment`: the white balance / exposure experiment of issue 9. Known random
   exposure gains (x0.5..x2) and colour casts are applied to photos in linear light, then undone
-  by the Appendix C colour shift toward a reference face colour, and by two scene-level
-  baselines (grey world, white patch); the score is the mean CIELAB Delta E (CIE76) of the face
-  region against the untouched photo. The reference is an injected callable, so the same code
-  scores the oracle (the untouched photo's own face colour: the upper bound of the method) and,
-  once it exists, the normalized face synthesized from the degraded photo.
+  by named correctors and by two scene-level baselines (grey world, white patch); the score is
+  the mean CIELAB Delta E (CIE76) of the face region against the untouched photo. The correctors
+  are injected callables: :func:`normalized_corrector` is the real method (the degraded photo is
+  normalized and its normalized face is the reference, exactly what ``normface adjust`` does);
+  :func:`oracle_corrector` takes the untouched photo's own face colour as the reference, the
+  upper bound of the method with a perfect normalized face.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
 from normface import adjust, alignment, avatar, face3d, io_utils, mesh_io, render, viz
 
+if TYPE_CHECKING:
+    from normface.inference import FaceNormalizer, Result
+
 # Aligned size at which face colours are averaged (the box of ``adjust.face_box``).
 COLOR_TEMPLATE_SIZE = 128
 WHITE_PATCH_PERCENTILE = 99.0
 VIEWS_SUFFIX = "_views.png"
-METHODS = ("degraded", "reference", "grey_world", "white_patch")
+BASELINES = ("grey world", "white patch")
 
-# (photo index, degraded photo [h, w, 3] uint8) -> target mean face colour, YCrCb [3].
-ReferenceFn = Callable[[int, np.ndarray], np.ndarray]
+# (photo index, degraded photo [h, w, 3] uint8) -> corrected photo, or None when the method
+# cannot handle this photo (e.g. no face found: the tool would leave the photo as it is).
+Corrector = Callable[[int, np.ndarray], "np.ndarray | None"]
 
 
 # --- avatar ---------------------------------------------------------------------------------
@@ -132,6 +139,12 @@ def mean_delta_e(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -
     return float(diff.mean())
 
 
+def color_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    """CIE76 Delta E between two mean colours given in YCrCb ``[3]`` (as :func:`face_color`)."""
+    lab = srgb_to_lab(np.clip(adjust.to_rgb(np.stack([np.asarray(a, float), np.asarray(b, float)])), 0, 255))
+    return float(np.linalg.norm(lab[0] - lab[1]))
+
+
 # --- degradation and corrections -----------------------------------------------------------------
 
 
@@ -188,11 +201,50 @@ def correct_to_reference(photo: np.ndarray, landmarks: np.ndarray, target: np.nd
     return adjust.adjust_photo(photo, face_color(photo, landmarks, template), np.asarray(target, dtype=np.float64))
 
 
-def oracle_reference(photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
-                     template: alignment.AlignmentTemplate | None = None) -> ReferenceFn:
-    """The reference an ideal normalized face would give: each untouched photo's own face colour."""
+def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> tuple[np.ndarray, "Result"]:
+    """White balance and exposure of ``photo`` ``[h, w, 3]`` uint8 from its normalized face
+    (paper Sec. 7.4): the mean colour of the central box of the aligned input face is shifted
+    onto that of the normalized face. Returns the adjusted photo and the normalization result
+    of its largest face; raises ValueError when no face is found."""
+    results = normalizer.normalize(photo)
+    if not results:
+        raise ValueError("no face found")
+    res = results[0]
+    fixed = adjust.adjust_photo(np.asarray(photo), adjust.mean_face_color(res.aligned_input, normalizer.template),
+                                adjust.mean_face_color(res.image, normalizer.template))
+    return fixed, res
+
+
+def normalized_corrector(normalizer: "FaceNormalizer",
+                         reference_colors: dict[int, np.ndarray] | None = None) -> Corrector:
+    """The method itself: :func:`auto_adjust` on the degraded photo (None when no face is found).
+    With ``reference_colors``, records there each photo's normalized face colour (YCrCb)."""
+
+    def correct(index: int, degraded: np.ndarray) -> np.ndarray | None:
+        try:
+            fixed, res = auto_adjust(degraded, normalizer)
+        except ValueError:
+            return None
+        if reference_colors is not None:
+            reference_colors[index] = adjust.mean_face_color(res.image, normalizer.template)
+        return fixed
+
+    return correct
+
+
+def oracle_corrector(photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
+                     template: alignment.AlignmentTemplate | None = None) -> Corrector:
+    """The reference an ideal normalized face would give: each untouched photo's own face colour
+    (the face is located by the untouched photo's landmarks)."""
     colors = [face_color(p, lm, template) for p, lm in zip(photos, landmarks)]
-    return lambda index, _degraded: colors[index]
+    return lambda index, degraded: correct_to_reference(degraded, landmarks[index], colors[index], template)
+
+
+def constant_corrector(target: np.ndarray, landmarks: Sequence[np.ndarray],
+                       template: alignment.AlignmentTemplate | None = None) -> Corrector:
+    """Shifts every face toward one fixed colour (YCrCb ``[3]``): a control that knows nothing
+    about the person (e.g. the mean face colour of the training set)."""
+    return lambda index, degraded: correct_to_reference(degraded, landmarks[index], target, template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,68 +252,93 @@ class AdjustmentReport:
     """Per-photo results of :func:`evaluate_adjustment`.
 
     gains: ``[n, 3]`` applied RGB gains. delta_e: method -> ``[n]`` mean face Delta E against the
-    untouched photo, for :data:`METHODS` ("degraded" is before any correction). examples: for
-    the first photos, method -> image (plus "original"), for :meth:`grid`.
+    untouched photo ("degraded" is before any correction, then the correctors, then
+    :data:`BASELINES`). failures: corrector -> photos it could not handle (scored as left
+    degraded). examples: for the first photos, method -> image (plus "original"), for :meth:`grid`.
     """
 
     gains: np.ndarray
     delta_e: dict[str, np.ndarray]
+    failures: dict[str, int]
     examples: list[dict[str, np.ndarray]]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.delta_e)
 
     def summary(self) -> dict[str, float]:
         return {m: float(v.mean()) for m, v in self.delta_e.items()}
 
-    def table(self, reference_name: str = "reference") -> str:
+    def rows(self) -> dict[str, dict]:
+        """method -> mean / median Delta E and failures, for reports."""
+        return {m: {"mean_delta_e": float(v.mean()), "median_delta_e": float(np.median(v)),
+                    "failures": int(self.failures.get(m, 0))} for m, v in self.delta_e.items()}
+
+    def table(self) -> str:
         """Markdown table: mean and median Delta E per method."""
-        rows = ["| method | mean Delta E | median Delta E |", "|---|---|---|"]
-        for m, v in self.delta_e.items():
-            name = reference_name if m == "reference" else m
-            rows.append(f"| {name} | {v.mean():.2f} | {np.median(v):.2f} |")
+        rows = ["| method | mean Delta E | median Delta E | no face found |", "|---|---|---|---|"]
+        for m, row in self.rows().items():
+            rows.append(f"| {m} | {row['mean_delta_e']:.2f} | {row['median_delta_e']:.2f} | {row['failures']} |")
         return "\n".join(rows)
 
-    def grid(self, tile: int = 128) -> np.ndarray:
-        """Paper Fig. 14-style sheet: one column per example photo, rows original, degraded,
-        reference-corrected, grey world, white patch."""
-        order = ("original",) + METHODS
-        images = [ex[m] for m in order for ex in self.examples]
-        labels = [m for m in order for _ in self.examples]
+    def grid(self, tile: int = 128, extra_rows: Mapping[str, Sequence[np.ndarray]] | None = None) -> np.ndarray:
+        """Paper Fig. 14-style sheet: one column per example photo, one row per method, the
+        untouched photo on top; ``extra_rows`` (name -> one image per example, e.g. the
+        normalized faces used as references) go right after the degraded row."""
+        extra = dict(extra_rows or {})
+        for name, images in extra.items():
+            if len(images) != len(self.examples):
+                raise ValueError(f"extra row {name!r} has {len(images)} images for {len(self.examples)} examples")
+        columns = [{**ex, **{name: images[j] for name, images in extra.items()}} for j, ex in enumerate(self.examples)]
+        order = ["original", "degraded", *extra, *self.methods[1:]]
+        images = [col[m] for m in order for col in columns]
+        labels = [m for m in order for _ in columns]
         return viz.image_grid(images, cols=len(self.examples), labels=labels, tile=tile)
 
 
 def evaluate_adjustment(
-    photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], reference: ReferenceFn,
-    config: DegradeConfig = DegradeConfig(), template: alignment.AlignmentTemplate | None = None,
-    num_examples: int = 6,
+    photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], correctors: Mapping[str, Corrector],
+    config: DegradeConfig = DegradeConfig(), num_examples: int = 6,
 ) -> AdjustmentReport:
-    """Degrades each ``[h, w, 3]`` uint8 photo with known random gains, corrects it three ways
-    and scores the face region (the landmarks' convex hull) by mean Delta E against the photo.
+    """Degrades each ``[h, w, 3]`` uint8 photo with known random gains, corrects it with every
+    corrector and the baselines, and scores the face region (the landmarks' convex hull) by mean
+    Delta E against the untouched photo.
 
     Args:
-      photos, landmarks: the photos and their ``[68, 2]`` (x, y) landmarks (same length).
-      reference: ``(index, degraded photo) -> target face colour`` (YCrCb ``[3]``), e.g.
-        :func:`oracle_reference` or the normalized face's ``adjust.mean_face_color``.
+      photos, landmarks: the photos and their ``[68, 2]`` (x, y) landmarks (same length); the
+        landmarks only define the scored region (correctors find faces their own way).
+      correctors: name -> :data:`Corrector`, e.g. :func:`normalized_corrector`,
+        :func:`oracle_corrector`. Names must differ from "degraded" and :data:`BASELINES`.
     """
     if len(photos) != len(landmarks) or not len(photos):
         raise ValueError(f"evaluate_adjustment: need as many landmarks as photos (>0), got "
                          f"{len(photos)} photos and {len(landmarks)} landmark sets")
+    clash = set(correctors) & {"degraded", "original", *BASELINES}
+    if clash:
+        raise ValueError(f"evaluate_adjustment: corrector names {sorted(clash)} are reserved")
     rng = np.random.default_rng(config.seed)
-    all_gains, scores, examples = [], {m: [] for m in METHODS}, []
+    methods = ["degraded", *correctors, *BASELINES]
+    all_gains, scores, examples = [], {m: [] for m in methods}, []
+    failures = {name: 0 for name in correctors}
     for i, (photo, lm) in enumerate(zip(photos, landmarks)):
         photo = np.asarray(photo, dtype=np.uint8)
         lm = np.asarray(lm, dtype=np.float64)
         gains = random_gains(rng, config)
         degraded = degrade(photo, gains)
-        outputs = {
-            "degraded": degraded,
-            "reference": correct_to_reference(degraded, lm, reference(i, degraded), template),
-            "grey_world": grey_world(degraded),
-            "white_patch": white_patch(degraded),
-        }
+        outputs = {"degraded": degraded}
+        for name, correct in correctors.items():
+            fixed = correct(i, degraded)
+            if fixed is None:
+                failures[name] += 1
+                fixed = degraded
+            outputs[name] = fixed
+        outputs["grey world"] = grey_world(degraded)
+        outputs["white patch"] = white_patch(degraded)
         mask = avatar.hull_mask(lm, photo.shape[1], photo.shape[0], margin=0) > 0
-        for m in METHODS:
+        for m in methods:
             scores[m].append(mean_delta_e(outputs[m], photo, mask))
         all_gains.append(gains)
         if i < num_examples:
             examples.append({"original": photo, **outputs})
     return AdjustmentReport(gains=np.array(all_gains), delta_e={m: np.array(v) for m, v in scores.items()},
-                            examples=examples)
+                            failures=failures, examples=examples)

@@ -71,7 +71,7 @@ def problems_inputs(inputs: list[str], problems: list[str]) -> list[str]:
 
 
 def _adjust(args: argparse.Namespace) -> int:
-    from normface import adjust, batch, io_utils
+    from normface import apps, batch, io_utils
     from normface.inference import FaceNormalizer
 
     files, problems = batch.discover(args.inputs)
@@ -83,13 +83,7 @@ def _adjust(args: argparse.Namespace) -> int:
     for item in files:
         try:
             photo = batch.read_photo(item.path)
-            results = normalizer.normalize(photo)
-            if not results:
-                raise ValueError("no face found")
-            res = results[0]
-            fixed = adjust.adjust_photo(
-                photo, adjust.mean_face_color(res.aligned_input, normalizer.template),
-                adjust.mean_face_color(res.image, normalizer.template))
+            fixed, _ = apps.auto_adjust(photo, normalizer)
             suffix = item.rel.suffix if item.rel.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             out = Path(args.output) if single else Path(args.output) / item.rel.with_suffix(suffix)
             if out.resolve() == item.path.resolve():

@@ -1,5 +1,6 @@
 """Tests of the photo-adjustment evaluation (normface.apps): colour spaces, degradations,
-baselines and the Delta E report with the oracle reference."""
+baselines and the Delta E report with injected correctors (the shipped model's own corrector
+is tested in tests/test_pretrained.py)."""
 
 from __future__ import annotations
 
@@ -59,26 +60,52 @@ def lfw_faces(data_root):
 
 def test_oracle_reference_reduces_delta_e(lfw_faces):
     photos, landmarks = lfw_faces
-    report = apps.evaluate_adjustment(photos, landmarks, apps.oracle_reference(photos, landmarks),
+    report = apps.evaluate_adjustment(photos, landmarks, {"oracle": apps.oracle_corrector(photos, landmarks)},
                                       apps.DegradeConfig(seed=0), num_examples=2)
     summary = report.summary()
-    assert set(summary) == set(apps.METHODS)
+    assert list(summary) == ["degraded", "oracle", *apps.BASELINES]
     assert all(np.isfinite(v).all() and (v >= 0).all() for v in report.delta_e.values())
-    assert summary["reference"] < 0.6 * summary["degraded"], summary
+    assert summary["oracle"] < 0.6 * summary["degraded"], summary
+    assert report.failures == {"oracle": 0}
     assert report.gains.shape == (len(photos), 3)
     grid = report.grid(tile=32)
     assert grid.ndim == 3 and grid.shape[1] > 2 * 32
     assert "| degraded |" in report.table()
+    # An extra row (e.g. the reference faces) adds one row of tiles.
+    taller = report.grid(tile=32, extra_rows={"faces": [p[:40, :40] for p in photos[:2]]})
+    assert taller.shape[0] > grid.shape[0] and taller.shape[1] == grid.shape[1]
+    with pytest.raises(ValueError, match="extra row"):
+        report.grid(tile=32, extra_rows={"faces": [photos[0]]})
 
 
 def test_a_wrong_reference_does_not_help(lfw_faces):
     """The score follows the reference: a face colour far from the truth makes things worse."""
     photos, landmarks = lfw_faces
-    wrong = lambda _i, _d: np.array([60.0, 160.0, 100.0])  # dark and very red  # noqa: E731
-    report = apps.evaluate_adjustment(photos, landmarks, wrong, apps.DegradeConfig(seed=0))
-    assert report.summary()["reference"] > report.summary()["degraded"]
+    wrong = apps.constant_corrector(np.array([60.0, 160.0, 100.0]), landmarks)  # dark and very red
+    report = apps.evaluate_adjustment(photos, landmarks, {"wrong": wrong}, apps.DegradeConfig(seed=0))
+    assert report.summary()["wrong"] > report.summary()["degraded"]
 
 
-def test_evaluate_adjustment_checks_lengths():
+def test_a_corrector_that_gives_up_is_scored_as_the_degraded_photo(lfw_faces):
+    photos, landmarks = lfw_faces
+    report = apps.evaluate_adjustment(photos, landmarks, {"none": lambda _i, _d: None}, apps.DegradeConfig(seed=1))
+    assert report.failures == {"none": len(photos)}
+    np.testing.assert_array_equal(report.delta_e["none"], report.delta_e["degraded"])
+    assert report.rows()["none"]["failures"] == len(photos)
+
+
+def test_evaluate_adjustment_checks_its_arguments():
     with pytest.raises(ValueError, match="as many landmarks"):
-        apps.evaluate_adjustment([np.zeros((8, 8, 3), np.uint8)], [], lambda i, d: np.zeros(3))
+        apps.evaluate_adjustment([np.zeros((8, 8, 3), np.uint8)], [], {})
+    with pytest.raises(ValueError, match="reserved"):
+        apps.evaluate_adjustment([np.zeros((8, 8, 3), np.uint8)], [np.zeros((68, 2))],
+                                 {"grey world": lambda _i, d: d})
+
+
+def test_color_delta_e():
+    skin = np.array([150.0, 150.0, 110.0])
+    assert apps.color_delta_e(skin, skin) == 0.0
+    darker = skin - [30.0, 0.0, 0.0]
+    # A luma step of 30/255 is a large lightness step: more than 10 L* units.
+    assert apps.color_delta_e(skin, darker) > 10.0
+    assert apps.color_delta_e(skin, darker) == pytest.approx(apps.color_delta_e(darker, skin))

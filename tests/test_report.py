@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from normface import splits
+from normface import paths, splits
 from normface.alignment import AlignmentTemplate
 from normface.data import align
 from normface.evaluation import report
@@ -45,8 +45,10 @@ def export_dir(tmp_path_factory):
     return synthetic.tiny_export(tmp_path_factory.mktemp("export") / "tiny", size=32)
 
 
-def test_quick_report(tiny_faces, export_dir, tmp_path):
-    results = report.build_report(export_dir, tiny_faces, tmp_path / "report", quick=True, log=lambda m: None)
+def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
+    sample = paths.REPO_ROOT / "samples" / "london_012_03.jpg"
+    results = report.build_report(export_dir, tiny_faces, tmp_path / "report", quick=True, log=lambda m: None,
+                                  data_root=data_root, samples=[sample])
     assert results["test_people"] == 3 and results["test_photos"] == 9
     ident = results["identity"]
     assert set(ident) == {"normalized (model)", "frontalized (baseline)"}
@@ -56,7 +58,22 @@ def test_quick_report(tiny_faces, export_dir, tmp_path):
     assert ident["frontalized (baseline)"]["own_median"] < ident["normalized (model)"]["own_median"]
     assert results["invariance"]["aligned input photos"]["people"] == 3
     assert results["expression"]["aligned smiling photo (baseline)"]["people"] == 3
-    for name in ("report.md", "results.json", "identity_histogram.png", "people_grid.png"):
+    # Applications: both adjustment sets (3 LFW people's first photos, 3 London neutral photos),
+    # with every corrector scored; avatars fitted to both landmark sources.
+    adjustment = results["applications"]["adjustment"]
+    assert {name: block["photos"] for name, block in adjustment.items()} == {"LFW test": 3, "London held-out (studio)": 3}
+    for block in adjustment.values():
+        assert set(block["rows"]) == {"degraded", "normalized face", "oracle colour", "grey world", "white patch"}
+        assert block["rows"]["oracle colour"]["mean_delta_e"] < block["rows"]["degraded"]["mean_delta_e"]
+        assert block["input_shift"] > 0
+    avatars = results["applications"]["avatar"]["rows"]
+    assert avatars["aligned input photo"]["faces"] == 3 and avatars["normalized face (model)"]["faces"] == 3
+    # dlib landmarks of real photos are fitted to within a tenth of the eye distance.
+    assert avatars["aligned input photo"]["mean_error_iod"] < 0.1
+    assert results["applications"]["figures"] == {"adjust": "adjust_grid.png", "avatar": "avatar_views.png"}
+    for name in ("report.md", "results.json", "identity_histogram.png", "people_grid.png", "adjust_grid.png",
+                 "avatar_views.png"):
         assert (tmp_path / "report" / name).is_file()
     assert json.loads((tmp_path / "report" / "results.json").read_text())["quick"] is True
-    assert "Identity preservation" in (tmp_path / "report" / "report.md").read_text()
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Identity preservation" in text and "Automatic white balance" in text and "3-D avatar" in text

@@ -29,6 +29,7 @@ class TestPhotos:
     people: np.ndarray         # [n] person ids
     images: np.ndarray         # [n, S, S, 3] uint8 aligned photos
     landmarks: np.ndarray      # [n, 68, 2]
+    sources: list[str] = dataclasses.field(default_factory=list)  # [n] photo paths under the data root
 
 
 def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people: int | None = None,
@@ -53,7 +54,7 @@ def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people:
     images = [faceset.load_face_image(aligned_root, e) for e in entries]
     lms = [e.landmarks_array for e in entries]
     return TestPhotos([r["key"] for r in records], np.array([r["person"] for r in records]),
-                      np.stack(images), np.stack(lms))
+                      np.stack(images), np.stack(lms), [r["photo"] for r in records])
 
 
 def run_model(normalizer, photos: TestPhotos, batch_size: int = 32) -> dict[str, np.ndarray]:

@@ -1,24 +1,28 @@
 """The evaluation report: every table and figure of issue 8 from one model and the face set.
 
 ``build_report`` runs the protocol (:mod:`normface.evaluation.protocol`) for the model and the
-warping-based frontalization baseline, writes ``report.md`` with the tables, ``results.json``
-with every number, and PNG figures next to them. ``quick=True`` uses a seeded subset of test
+warping-based frontalization baseline, and the applications (photo adjustment and avatars,
+:mod:`normface.evaluation.applications`); it writes ``report.md`` with the tables,
+``results.json`` with every number, and PNG figures next to them. ``quick=True`` uses a seeded subset of test
 people so the whole report takes minutes (exercised by tests/test_report.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from normface import io_utils, viz
-from normface.evaluation import metrics, protocol
+from normface import io_utils, paths, viz
+from normface.evaluation import applications, metrics, protocol
 
 QUICK_PEOPLE = 25
+QUICK_APPLICATIONS = applications.ApplicationsConfig(adjust_people=4, avatar_people=3, picture_avatars=1)
 
 
 def _encode(normalizer, images: np.ndarray, landmarks: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -89,13 +93,15 @@ def build_report(
     seed: int = 0,
     ablations: str | Path | None = None,
     compare: dict[str, str | Path] | None = None,
+    samples: Sequence[str | Path] = (),
     log=print,
 ) -> dict:
     """Runs the evaluation and writes the report folder; returns the results dict.
 
     ``ablations``: the folder written by ``experiments/ablations.py`` (its table and grid are
     copied into the report). ``compare``: other models (name -> export) whose identity numbers
-    and histogram go next to the main model's (e.g. the same model without the identity loss)."""
+    and histogram go next to the main model's (e.g. the same model without the identity loss).
+    ``samples``: photos that may be published (not LFW) for the applications' figures."""
     from normface.inference import FaceNormalizer
     from normface.training.export import git_commit
 
@@ -158,6 +164,9 @@ def build_report(
     grid = _people_grid(photos, {"normalized": out["image"], "frontalized": frontal})
     io_utils.save_image_atomic(output / "people_grid.png", grid)
     results["ablations"] = include_ablations(ablations, output) if ablations else None
+    app_config = dataclasses.replace(QUICK_APPLICATIONS if quick else applications.ApplicationsConfig(), seed=seed)
+    results["applications"] = applications.applications(
+        normalizer, photos, out, faces_root, data_root or paths.data_dir(), output, samples, app_config, log)
     results["seconds"] = round(time.time() - started, 1)
     io_utils.write_bytes_atomic(output / "results.json", json.dumps(results, indent=1, default=float).encode())
     io_utils.write_bytes_atomic(output / "report.md", render_markdown(results).encode())
@@ -245,7 +254,8 @@ of one real photo per person.
 {_table(r['expression'])}
 ## Ablations (paper Figs. 9-11)
 
-{_ablation_section(r.get('ablations'))}"""
+{_ablation_section(r.get('ablations'))}
+{_applications_section(r.get('applications'))}"""
 
 
 def _ablation_section(ablations: dict | None) -> str:
@@ -254,3 +264,41 @@ def _ablation_section(ablations: dict | None) -> str:
     rows = {name: {k: v for k, v in row.items() if k != "model_dir"} for name, row in ablations["rows"].items()}
     return (f"{ablations['size']}x{ablations['size']}, {ablations['steps']} steps, batch {ablations['batch_size']}, "
             f"validation metrics of each variant's best checkpoint:\n\n{_table(rows)}\n![ablations](ablations.png)\n")
+
+
+def _applications_section(apps_result: dict | None) -> str:
+    if not apps_result:
+        return ""
+    adj, av, figures = apps_result.get("adjustment") or {}, apps_result.get("avatar") or {}, apps_result.get("figures", {})
+    text = "## Automatic white balance and exposure (paper Sec. 7.4, Fig. 14)\n\n"
+    if adj:
+        text += ("Each photo is degraded in linear light by a known random exposure gain (x0.5..x2) and "
+                 "red/blue casts (x0.7..x1.4), then corrected. Score: CIELAB Delta E (CIE76) of the face region "
+                 f"against the untouched photo, lower is better. *{applications.NORMALIZED}*: the method (the "
+                 f"degraded photo's normalized face is the reference, as `normface adjust`); *{applications.ORACLE}*: "
+                 "the untouched photo's own face colour as the reference, the method's upper bound; "
+                 f"*{applications.TRAIN_MEAN}*: every face shifted to the training faces' mean colour, a control "
+                 "that knows nothing of the person. `reference shift`: how far (Delta E) the normalized face's "
+                 "colour moves when its photo is degraded; `input shift`: how far the photo's own face colour "
+                 "moves.\n\n")
+    for name, block in adj.items():
+        lo, hi = block["exposure_range"]
+        shift = block["reference_shift"]
+        text += (f"**{name}**: {block['photos']} photos, exposure gains x{lo:.2f}..x{hi:.2f}; reference shift "
+                 f"{'n/a' if shift is None else f'{shift:.2f}'}, input shift {block['input_shift']:.2f}.\n\n"
+                 + _table(block["rows"]) + "\n")
+    if "adjust" in figures:
+        text += f"![adjustment examples]({figures['adjust']})\n\n"
+    text += "## 3-D avatar (paper Sec. 7.3, Fig. 13)\n\n"
+    if av:
+        text += (f"Surrey model fitted to 68 landmarks of the first photo of each of {next(iter(av['rows'].values()))['faces']} "
+                 f"LFW test people; reprojection error in pixels of the {av['image_size']}x{av['image_size']} frame "
+                 "and in inter-ocular distances (IOD); `mean_coef_norm`: length of the fitted shape "
+                 "coefficients (in standard deviations).\n\n" + _table(av["rows"]) + "\n")
+    if "avatar" in figures:
+        text += (f"![avatars]({figures['avatar']})\n\nEach row: the normalized face of a sample photo with its "
+                 "predicted landmarks (green) and the fitted model's (red), then renders at yaw 0 and 30 degrees.\n")
+    if figures:
+        text += ("\nPictures: held-out people of the Face Research Lab London Set (CC BY 4.0, DeBruine & Jones "
+                 "2017); LFW photos are not published.\n")
+    return text
