@@ -5,7 +5,8 @@
 
 Writes report.md, results.json, identity_histogram.png, people_grid.png and the applications'
 figures (adjust_grid.png, avatar_views.png, from the --samples photos) under --output.
---quick evaluates a seeded subset of 25 test people (minutes).
+--quick evaluates a seeded subset of 25 test people (minutes). --publish=DIR copies the report
+without the figures that show LFW faces (for the repository).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ flags.DEFINE_bool("quick", False, "Evaluate a seeded subset of test people.")
 flags.DEFINE_integer("seed", 0, "Seed of the --quick subset.")
 flags.DEFINE_string("ablations", None, "Folder written by experiments/ablations.py, to include.")
 flags.DEFINE_multi_string("compare", [], "name=export_dir of another model to compare (e.g. without identity loss).")
+flags.DEFINE_string("publish", None, "Also copy the report here without the figures that show LFW faces "
+                    "(e.g. experiments/results/eval_r128_id).")
 flags.DEFINE_list("samples", None, "Publishable photos for the applications' figures (default: the repository's "
                   "samples/*.jpg, London Set, CC BY); '' for none.")
 
@@ -46,6 +49,9 @@ def main(argv):
                                   compare=dict(c.split("=", 1) for c in FLAGS.compare),
                                   samples=[s for s in samples if s])
     print(f"wrote {output}/report.md in {results['seconds']} s")
+    if FLAGS.publish:
+        for path in report.publish_report(output, FLAGS.publish):
+            print(f"published {path}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python experiments/ship_model.py --export=workspace/runs/r128/export [--name=normface128]
 
 Writes normface/pretrained/<name>/ (weights.npz in float16, normface.json, MODEL_CARD.md) and
-prints its size; the package must stay under 60 MB.
+prints its size; the package must stay under 60 MB. The card comes from the export; sections of
+the shipped card that the export's lacks (the evaluation, the limitations) are kept.
 """
 
 from __future__ import annotations

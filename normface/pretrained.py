@@ -39,8 +39,31 @@ def pack(export_dir: str | Path, out_dir: str | Path) -> Path:
     io_utils.write_bytes_atomic(out_dir / WEIGHTS_FILE, buffer.getvalue())
     io_utils.write_bytes_atomic(out_dir / METADATA_FILE, (export_dir / export.METADATA_FILE).read_bytes())
     if (export_dir / export.MODEL_CARD_FILE).is_file():
-        io_utils.write_bytes_atomic(out_dir / CARD_FILE, (export_dir / export.MODEL_CARD_FILE).read_bytes())
+        card = (export_dir / export.MODEL_CARD_FILE).read_text()
+        if (out_dir / CARD_FILE).is_file():
+            card = merge_cards(card, (out_dir / CARD_FILE).read_text())
+        io_utils.write_bytes_atomic(out_dir / CARD_FILE, card.encode())
     return out_dir
+
+
+def _sections(card: str) -> list[tuple[str, str]]:
+    """``(heading, text)`` per ``## `` section of a markdown card (the preamble has heading "")."""
+    out: list[tuple[str, str]] = [("", "")]
+    for line in card.splitlines(keepends=True):
+        if line.startswith("## "):
+            out.append((line.strip(), ""))
+        out[-1] = (out[-1][0], out[-1][1] + line)
+    return out
+
+
+def merge_cards(generated: str, existing: str) -> str:
+    """The generated card plus the sections of the existing card that it lacks (those written
+    by hand after shipping, such as the evaluation and limitations), so re-shipping loses none."""
+    have = {heading for heading, _ in _sections(generated)}
+    extra = [text for heading, text in _sections(existing) if heading and heading not in have]
+    if not extra:
+        return generated
+    return generated.rstrip("\n") + "\n\n" + "".join(t.rstrip("\n") + "\n\n" for t in extra).rstrip("\n") + "\n"
 
 
 def load(packed_dir: str | Path):

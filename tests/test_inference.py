@@ -148,6 +148,30 @@ def test_packed_model_matches_its_export(tiny_export, data_root, tmp_path):
         pretrained.load(packed)
 
 
+def test_repacking_keeps_hand_written_card_sections(tiny_export, tmp_path):
+    from normface import pretrained
+
+    packed = pretrained.pack(tiny_export, tmp_path / "packed")
+    card = (packed / pretrained.CARD_FILE).read_text()
+    assert "## " in card
+    added = "## Evaluation (by hand)\n\nown within 0.6: 90.8%\n"
+    (packed / pretrained.CARD_FILE).write_text(card + "\n" + added)
+    pretrained.pack(tiny_export, packed)
+    again = (packed / pretrained.CARD_FILE).read_text()
+    assert again.count("own within 0.6: 90.8%") == 1 and again.startswith(card.rstrip("\n"))
+    pretrained.pack(tiny_export, packed)  # idempotent
+    assert (packed / pretrained.CARD_FILE).read_text() == again
+
+
+def test_merge_cards_prefers_the_generated_sections():
+    from normface.pretrained import merge_cards
+
+    generated = "# card\n\n## Data\n\nnew data\n"
+    existing = "# card\n\n## Data\n\nold data\n\n## Limitations\n\nblurry\n"
+    merged = merge_cards(generated, existing)
+    assert "new data" in merged and "old data" not in merged and merged.endswith("## Limitations\n\nblurry\n")
+
+
 def test_adjust_and_avatar_commands(tiny_export, photos, tmp_path):
     """The application subcommands run end to end on a model (plumbing; quality is issue 9's)."""
     out = tmp_path / "fixed.jpg"

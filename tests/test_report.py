@@ -77,3 +77,10 @@ def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     assert json.loads((tmp_path / "report" / "results.json").read_text())["quick"] is True
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Identity preservation" in text and "Automatic white balance" in text and "3-D avatar" in text
+
+    published = report.publish_report(tmp_path / "report", tmp_path / "published")
+    names = {p.name for p in published}
+    assert {"report.md", "results.json", "adjust_grid.png", "avatar_views.png"} <= names
+    assert not names & set(report.LFW_FIGURES)
+    text = (tmp_path / "published" / "report.md").read_text()
+    assert "](people_grid.png)" not in text and "`people_grid.png`, shows LFW faces" in text

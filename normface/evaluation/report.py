@@ -22,6 +22,9 @@ from normface import io_utils, paths, viz
 from normface.evaluation import applications, metrics, protocol
 
 QUICK_PEOPLE = 25
+# Figures that show LFW faces: LFW's terms do not cover redistribution, so published copies of
+# the report (publish_report) leave them out.
+LFW_FIGURES = {"people_grid.png": "people grid", "ablations.png": "ablation grid"}
 QUICK_APPLICATIONS = applications.ApplicationsConfig(adjust_people=4, avatar_people=3, picture_avatars=1)
 
 
@@ -302,3 +305,23 @@ def _applications_section(apps_result: dict | None) -> str:
         text += ("\nPictures: held-out people of the Face Research Lab London Set (CC BY 4.0, DeBruine & Jones "
                  "2017); LFW photos are not published.\n")
     return text
+
+
+def publish_report(report_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Copies a report folder to ``dest`` (e.g. into the repository) without the figures that
+    show LFW faces (:data:`LFW_FIGURES`); their links in ``report.md`` become a note saying they
+    stay in the workspace. Returns the files written."""
+    report_dir, dest = Path(report_dir), Path(dest)
+    text = (report_dir / "report.md").read_text()
+    written = []
+    for name, label in LFW_FIGURES.items():
+        for line in [ln for ln in text.splitlines() if f"]({name})" in ln]:
+            text = text.replace(line, f"(The {label}, `{name}`, shows LFW faces and stays in the workspace: "
+                                      "LFW's terms do not cover redistribution.)")
+    io_utils.write_bytes_atomic(dest / "report.md", text.encode())
+    written.append(dest / "report.md")
+    for path in sorted(report_dir.iterdir()):
+        if path.name != "report.md" and path.suffix in (".json", ".png") and path.name not in LFW_FIGURES:
+            io_utils.write_bytes_atomic(dest / path.name, path.read_bytes())
+            written.append(dest / path.name)
+    return written
