@@ -14,6 +14,7 @@ The split is written once (``splits.json``) beside the data it governs; later st
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,8 +28,40 @@ VALIDATION_FRACTION = 0.05
 LONDON_TRAIN_PEOPLE = 72
 
 
+# Studio folders under <data>/studio: folder -> (source, smiling). London photos are named
+# NNN_03 (neutral) and NNN_08 (smiling), so the person is the stem before "_"; Canada photos are
+# one per person, named by the person.
+STUDIO_FOLDERS = {"london_neutral": ("london", False), "london_smiling": ("london", True),
+                  "canada_neutral": ("canada", False)}
+
+
 def person_id(source: str, name: str) -> str:
     return f"{source}/{name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StudioPhoto:
+    path: Path        # the photo
+    source: str       # "london" or "canada"
+    name: str         # the person's name within the source ("001", "003f")
+    smiling: bool
+
+    @property
+    def person(self) -> str:
+        return person_id(self.source, self.name)
+
+
+def studio_photos(data_root: str | Path, sources: tuple[str, ...] = ("london", "canada")) -> list[StudioPhoto]:
+    """Every studio photo of ``sources``, folder by folder in :data:`STUDIO_FOLDERS` order and
+    sorted by file name: the one place that reads people from studio file names."""
+    out = []
+    for folder, (source, smiling) in STUDIO_FOLDERS.items():
+        if source not in sources:
+            continue
+        for path in sorted((Path(data_root) / "studio" / folder).glob("*.jpg")):
+            name = path.stem.split("_")[0] if source == "london" else path.stem
+            out.append(StudioPhoto(path, source, name, smiling))
+    return out
 
 
 def read_lfw_people(path: str | Path) -> list[str]:
@@ -45,10 +78,11 @@ def read_lfw_people(path: str | Path) -> list[str]:
     return names
 
 
-def studio_people(data_root: Path, folder: str, suffix: str) -> list[str]:
-    """Person names of a studio set: file stems with ``suffix`` removed (``001_03`` -> ``001``)."""
-    files = sorted((data_root / "studio" / folder).glob(f"*{suffix}.jpg"))
-    return [f.name[: -len(f"{suffix}.jpg")] for f in files]
+def studio_people(data_root: str | Path, folder: str) -> list[str]:
+    """Sorted, distinct person names of one studio folder (``001``, ``003f``)."""
+    source, _ = STUDIO_FOLDERS[folder]
+    return sorted({p.name for p in studio_photos(data_root, (source,))
+                   if p.path.parent.name == folder})
 
 
 def make_splits(
@@ -64,12 +98,12 @@ def make_splits(
     lfw_test = sorted(read_lfw_people(root / "lfw_peopleDevTest.txt"))
     n_val = int(round(validation_fraction * len(lfw_train)))
     val_idx = set(rng.permutation(len(lfw_train))[:n_val].tolist())
-    london = studio_people(root, "london_neutral", "_03")
+    london = studio_people(root, "london_neutral")
     if london_train > len(london):
         raise ValueError(f"london_train={london_train} but only {len(london)} London people")
     london_perm = rng.permutation(len(london))
     london_tr = {london[i] for i in london_perm[:london_train]}
-    canada = studio_people(root, "canada_neutral", "")
+    canada = studio_people(root, "canada_neutral")
     splits = {
         "train": [person_id("lfw", n) for i, n in enumerate(lfw_train) if i not in val_idx]
         + [person_id("london", n) for n in london if n in london_tr]

@@ -19,8 +19,6 @@ import traceback
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
 from normface import io_utils, splits as splits_lib
 from normface.alignment import AlignmentTemplate
 from normface.data import faceset
@@ -54,14 +52,9 @@ def list_photos(data_root: str | Path, sources: Iterable[str] = ("lfw", "london"
         for path in sorted((root / "lfw").glob("*/*.jpg")):
             name = path.parent.name
             photos.append(Photo(f"lfw/{name}/{path.stem}", f"lfw/{name}", str(path.relative_to(root)), "center"))
-    if "london" in sources:
-        for folder in ("london_neutral", "london_smiling"):
-            for path in sorted((root / "studio" / folder).glob("*.jpg")):
-                person = path.stem.split("_")[0]
-                photos.append(Photo(f"london/{path.stem}", f"london/{person}", str(path.relative_to(root)), "largest"))
-    if "canada" in sources:
-        for path in sorted((root / "studio" / "canada_neutral").glob("*.jpg")):
-            photos.append(Photo(f"canada/{path.stem}", f"canada/{path.stem}", str(path.relative_to(root)), "largest"))
+    for studio in splits_lib.studio_photos(root, tuple(s for s in ("london", "canada") if s in sources)):
+        photos.append(Photo(f"{studio.source}/{studio.path.stem}", studio.person,
+                            str(studio.path.relative_to(root)), "largest"))
     return photos
 
 

@@ -12,21 +12,13 @@ from pathlib import Path
 from normface import io_utils, splits
 from normface.alignment import AlignmentTemplate, align_image
 
-STUDIO_FOLDERS = {"london_neutral": False, "london_smiling": True, "canada_neutral": False}
 # Expression features do not depend on the crop size; 128 keeps the alignment cheap.
 FEATURE_TEMPLATE = AlignmentTemplate.for_size(128)
 
 
 def studio_photos(data_root: str | Path) -> list[tuple[str, Path, bool]]:
-    """``(person id, path, smiling)`` of every studio photo."""
-    root = Path(data_root) / "studio"
-    out = []
-    for folder, smiling in STUDIO_FOLDERS.items():
-        source = folder.split("_")[0]
-        for path in sorted((root / folder).glob("*.jpg")):
-            name = path.stem.split("_")[0] if source == "london" else path.stem
-            out.append((splits.person_id(source, name), path, smiling))
-    return out
+    """``(person id, path, smiling)`` of every studio photo (:func:`normface.splits.studio_photos`)."""
+    return [(p.person, p.path, p.smiling) for p in splits.studio_photos(data_root)]
 
 
 def expression_examples(data_root: str | Path, people: set[str]) -> tuple[list[dict], list[bool], dict]:
