@@ -5,7 +5,8 @@ central box of the aligned input face and of the normalized face gives two mean 
 the whole photo is then shifted per channel so the input's face mean lands on the normalized
 one. The shift is piecewise linear in YCrCb with knots at 0, the input face mean (mapped to the
 normalized mean) and 255, so black and white stay put and the map is monotonic (no tone
-reversals). YCrCb separates exposure (Y) from white balance (Cr, Cb).
+reversals). YCrCb separates exposure (Y) from white balance (Cr, Cb), which lets greyscale
+photos get the exposure shift alone (a white balance would tint them).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from normface.alignment import AlignmentTemplate
+
+# Largest channel difference (0-255) at which a photo still counts as greyscale (JPEG noise).
+GREYSCALE_TOLERANCE = 2
 
 # Central box of the aligned face that is averaged: 1 IOD wide, from the eyes to the mouth, so
 # it holds skin and features but no hair or background (the paper's "central pixels").
@@ -71,3 +75,17 @@ def adjust_photo(photo: np.ndarray, input_face_mean: np.ndarray, target_face_mea
     ycc = to_ycrcb(photo)
     out = np.stack([shift_curve(ycc[..., c], input_face_mean[c], target_face_mean[c]) for c in range(3)], -1)
     return np.clip(np.rint(to_rgb(out)), 0, 255).astype(np.uint8)
+
+
+def is_greyscale(photo: np.ndarray, tolerance: int = GREYSCALE_TOLERANCE) -> bool:
+    """True when the three channels of ``photo`` ``[h, w, 3]`` agree within ``tolerance``."""
+    photo = np.asarray(photo, dtype=np.int16)
+    if photo.ndim == 2 or photo.shape[-1] == 1:
+        return True
+    return bool(np.abs(photo[..., 0] - photo[..., 1]).max() <= tolerance
+                and np.abs(photo[..., 1] - photo[..., 2]).max() <= tolerance)
+
+
+def exposure_only(input_face_mean: np.ndarray, target_face_mean: np.ndarray) -> np.ndarray:
+    """The target with the input's chroma: :func:`adjust_photo` then changes Y alone."""
+    return np.array([target_face_mean[0], input_face_mean[1], input_face_mean[2]], dtype=np.float64)

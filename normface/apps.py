@@ -204,15 +204,18 @@ def correct_to_reference(photo: np.ndarray, landmarks: np.ndarray, target: np.nd
 def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> tuple[np.ndarray, "Result"]:
     """White balance and exposure of ``photo`` ``[h, w, 3]`` uint8 from its normalized face
     (paper Sec. 7.4): the mean colour of the central box of the aligned input face is shifted
-    onto that of the normalized face. Returns the adjusted photo and the normalization result
-    of its largest face; raises ValueError when no face is found."""
+    onto that of the normalized face. A greyscale photo gets the exposure shift only (white
+    balance would tint it). Returns the adjusted photo and the normalization result of its
+    largest face; raises ValueError when no face is found."""
     results = normalizer.normalize(photo)
     if not results:
         raise ValueError("no face found")
     res = results[0]
-    fixed = adjust.adjust_photo(np.asarray(photo), adjust.mean_face_color(res.aligned_input, normalizer.template),
-                                adjust.mean_face_color(res.image, normalizer.template))
-    return fixed, res
+    source = adjust.mean_face_color(res.aligned_input, normalizer.template)
+    target = adjust.mean_face_color(res.image, normalizer.template)
+    if adjust.is_greyscale(photo):
+        target = adjust.exposure_only(source, target)
+    return adjust.adjust_photo(np.asarray(photo), source, target), res
 
 
 def normalized_corrector(normalizer: "FaceNormalizer",

@@ -71,7 +71,7 @@ def problems_inputs(inputs: list[str], problems: list[str]) -> list[str]:
 
 
 def _adjust(args: argparse.Namespace) -> int:
-    from normface import apps, batch, io_utils
+    from normface import adjust, apps, batch, io_utils
     from normface.inference import FaceNormalizer
 
     files, problems = batch.discover(args.inputs)
@@ -89,7 +89,7 @@ def _adjust(args: argparse.Namespace) -> int:
             if out.resolve() == item.path.resolve():
                 raise ValueError("output would overwrite the input; choose another -o")
             io_utils.save_image_atomic(out, fixed)
-            print(f"wrote {out}")
+            print(f"wrote {out}" + (" (greyscale: exposure only)" if adjust.is_greyscale(photo) else ""))
             done += 1
         except Exception as err:  # one bad photo must not stop the batch
             print(f"normface: {item.path}: {err}", file=sys.stderr)

@@ -42,3 +42,18 @@ def test_face_mean_moves_to_target():
 def test_wrong_size_is_rejected():
     with pytest.raises(ValueError, match="64x64"):
         adjust.mean_face_color(np.zeros((32, 32, 3)), AlignmentTemplate.for_size(64))
+
+
+def test_exposure_only_keeps_a_greyscale_photo_grey():
+    rng = np.random.default_rng(2)
+    grey = rng.integers(30, 220, (20, 20, 1)).repeat(3, -1).astype(np.uint8)
+    assert adjust.is_greyscale(grey) and adjust.is_greyscale(grey[..., 0])
+    source = adjust.to_ycrcb(grey.reshape(-1, 3).astype(float)).mean(0)
+    skin = np.array([150.0, 150.0, 110.0])  # a warm target
+    tinted = adjust.adjust_photo(grey, source, skin)
+    assert not adjust.is_greyscale(tinted)  # the full shift would tint it
+    brighter = adjust.adjust_photo(grey, source, adjust.exposure_only(source, skin))
+    assert adjust.is_greyscale(brighter) and brighter.mean() > grey.mean()
+    colour = grey.copy()
+    colour[..., 0] = np.clip(colour[..., 0].astype(int) + 10, 0, 255)
+    assert not adjust.is_greyscale(colour)

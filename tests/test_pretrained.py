@@ -89,3 +89,13 @@ def test_application_commands_on_the_shipped_model(tmp_path):
     mesh = mesh_io.read_obj(mesh_path)
     assert mesh.triangles.max() < len(mesh.vertices) and mesh.texcoords is not None
     assert (tmp_path / "face_views.png").is_file() and (tmp_path / "face.mtl").is_file()
+
+
+def test_auto_adjust_keeps_greyscale_photos_grey():
+    normalizer = FaceNormalizer.from_pretrained()
+    grey = io_utils.read_rgb(paths.REPO_ROOT / "samples" / "london_030_08_grey.jpg")
+    dark = apps.degrade(grey, [0.5, 0.5, 0.5])
+    fixed, res = apps.auto_adjust(dark, normalizer)
+    assert adjust.is_greyscale(fixed)
+    assert not adjust.is_greyscale(res.image)  # the reference itself is in colour
+    assert fixed.mean() > dark.mean() + 10  # the exposure is still corrected

@@ -170,7 +170,7 @@ def sample_pictures(normalizer, sample_paths: Sequence[str | Path], output: Path
     if not photos:
         return {}
     figures = {}
-    colour = [i for i, p in enumerate(photos) if not is_greyscale(p)]
+    colour = [i for i, p in enumerate(photos) if not adjust.is_greyscale(p)]
     if colour:
         cp, cl = [photos[i] for i in colour], [lms[i] for i in colour]
         result = apps.evaluate_adjustment(cp, cl, adjustment_correctors(normalizer, cp, cl, None),
@@ -193,13 +193,6 @@ def sample_pictures(normalizer, sample_paths: Sequence[str | Path], output: Path
         io_utils.save_image_atomic(output / "avatar_views.png", viz.image_grid(panels, cols=1))
         figures["avatar"] = "avatar_views.png"
     return figures
-
-
-def is_greyscale(image: np.ndarray, tolerance: int = 2) -> bool:
-    """True when the three channels agree (a white balance test is meaningless there)."""
-    image = np.asarray(image, dtype=np.int16)
-    return bool(np.abs(image[..., 0] - image[..., 1]).max() <= tolerance
-                and np.abs(image[..., 1] - image[..., 2]).max() <= tolerance)
 
 
 def adjustment_sets(photos: protocol.TestPhotos, aligned_root: str | Path, config: ApplicationsConfig
