@@ -74,7 +74,8 @@ def _adjust(args: argparse.Namespace) -> int:
     from normface import adjust, apps, batch, io_utils
     from normface.inference import FaceNormalizer
 
-    files, problems = batch.discover(args.inputs)
+    # A rerun must not adjust its own outputs when the output folder sits inside an input folder.
+    files, problems = batch.discover(args.inputs, exclude=Path(args.output))
     for p in problems:
         print(f"normface: {p}", file=sys.stderr)
     normalizer = FaceNormalizer.from_pretrained(args.model)

@@ -183,3 +183,13 @@ def test_adjust_and_avatar_commands(tiny_export, photos, tmp_path):
     assert mesh.is_file() and (tmp_path / "face_views.png").is_file()
     assert cli.main(["avatar", str(photos / "noface.png"), "-o", str(tmp_path / "x.obj"), "--model",
                      str(tiny_export)]) == 1
+
+
+def test_adjust_rerun_skips_its_own_outputs(tiny_export, data_root, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "powell.jpg").symlink_to(data_root / "lfw" / "Colin_Powell" / "Colin_Powell_0001.jpg")
+    out = folder / "fixed"
+    for _ in range(2):
+        assert cli.main(["adjust", str(folder), "-o", str(out), "--model", str(tiny_export)]) == 0
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg")) == ["fixed/powell.jpg", "powell.jpg"]
