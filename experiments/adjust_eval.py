@@ -36,13 +36,15 @@ def main(argv):
     del argv
     root = paths.Path(FLAGS.data_root) if FLAGS.data_root else paths.require_data_dir()
     people = sorted(splits.read_lfw_people(root / "lfw_peopleDevTest.txt"))[: FLAGS.num]
-    photos, landmarks, _ = applications.load_raw_photos(root, [f"lfw/{n}/{n}_0001.jpg" for n in people])
-    normalizer = FaceNormalizer.from_pretrained(FLAGS.model)
+    # LFW photos are centred on their person (as stage 1 aligns them).
+    photo_set = applications.PhotoSet([f"lfw/{n}/{n}_0001.jpg" for n in people], choose="center")
+    photos, landmarks, _ = applications.load_raw_photos(root, photo_set)
+    normalizer = FaceNormalizer.from_pretrained(FLAGS.model, choose="center")
     train_color = applications.training_mean_color(FLAGS.faces, normalizer.template) if FLAGS.faces else None
-    correctors = applications.adjustment_correctors(normalizer, photos, landmarks, train_color)
-    report = apps.evaluate_adjustment(photos, landmarks, correctors, apps.DegradeConfig(seed=FLAGS.seed), num_examples=0)
+    result = applications.adjustment_experiment(normalizer, photos, landmarks, train_color, FLAGS.seed)
     print(f"{len(photos)} LFW test photos, seed {FLAGS.seed}: mean face Delta E (CIE76) vs the original")
-    print(report.table())
+    print(apps.rows_table(result["rows"]))
+    print({k: v for k, v in result.items() if k != "rows"})
 
 
 if __name__ == "__main__":

@@ -31,8 +31,12 @@ flags.DEFINE_string("ablations", None, "Folder written by experiments/ablations.
 flags.DEFINE_multi_string("compare", [], "name=export_dir of another model to compare (e.g. without identity loss).")
 flags.DEFINE_string("publish", None, "Also copy the report here without the figures that show LFW faces "
                     "(e.g. experiments/results/eval_r128_id).")
-flags.DEFINE_list("samples", None, "Publishable photos for the applications' figures (default: the repository's "
-                  "samples/*.jpg, London Set, CC BY); '' for none.")
+flags.DEFINE_list("samples", None, "Publishable photos (never LFW) for the applications' figures (default: the "
+                  "repository's samples/*.jpg, London Set, CC BY); '' for none.")
+flags.DEFINE_string("samples_credit", "", "Attribution of --samples, printed under the figures.")
+
+SAMPLES_CREDIT = ("held-out people of the Face Research Lab London Set (CC BY 4.0; DeBruine, L. & Jones, B. "
+                  "(2017), doi:10.6084/m9.figshare.5047666), from `samples/`. LFW photos are not published.")
 
 
 def main(argv):
@@ -43,11 +47,14 @@ def main(argv):
         raise app.UsageError('the report needs matplotlib: pip install -e ".[eval]"') from err
     faces = FLAGS.faces or str(paths.workspace_dir() / f"faces{FLAGS.size}")
     output = FLAGS.output or str(paths.workspace_dir() / "eval" / "report")
-    samples = FLAGS.samples if FLAGS.samples is not None else sorted(map(str, (paths.REPO_ROOT / "samples").glob("*.jpg")))
+    if FLAGS.samples is None:
+        samples, credit = sorted(map(str, (paths.REPO_ROOT / "samples").glob("*.jpg"))), SAMPLES_CREDIT
+    else:
+        samples, credit = [s for s in FLAGS.samples if s], FLAGS.samples_credit
     results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,
                                   ablations=FLAGS.ablations,
                                   compare=dict(c.split("=", 1) for c in FLAGS.compare),
-                                  samples=[s for s in samples if s])
+                                  samples=samples, samples_credit=credit)
     print(f"wrote {output}/report.md in {results['seconds']} s")
     if FLAGS.publish:
         for path in report.publish_report(output, FLAGS.publish):

@@ -15,8 +15,10 @@ import numpy as np
 
 from normface.alignment import AlignmentTemplate
 
-# Largest channel difference (0-255) at which a photo still counts as greyscale (JPEG noise).
+# A photo is greyscale when its channels differ by at most GREYSCALE_TOLERANCE (0-255; JPEG
+# noise) on at least GREYSCALE_SHARE of its pixels.
 GREYSCALE_TOLERANCE = 2
+GREYSCALE_SHARE = 0.99
 
 # Central box of the aligned face that is averaged: 1 IOD wide, from the eyes to the mouth, so
 # it holds skin and features but no hair or background (the paper's "central pixels").
@@ -72,18 +74,24 @@ def shift_curve(values: np.ndarray, source: float, target: float, top: float = 2
 
 def adjust_photo(photo: np.ndarray, input_face_mean: np.ndarray, target_face_mean: np.ndarray) -> np.ndarray:
     """Shifts ``photo`` ``[h, w, 3]`` (uint8 RGB) so its face mean (YCrCb) becomes the target's."""
+    if np.ndim(photo) != 3 or np.shape(photo)[-1] != 3:
+        raise ValueError(f"adjust_photo: photo must be [h, w, 3] RGB, got shape {np.shape(photo)}")
     ycc = to_ycrcb(photo)
     out = np.stack([shift_curve(ycc[..., c], input_face_mean[c], target_face_mean[c]) for c in range(3)], -1)
     return np.clip(np.rint(to_rgb(out)), 0, 255).astype(np.uint8)
 
 
-def is_greyscale(photo: np.ndarray, tolerance: int = GREYSCALE_TOLERANCE) -> bool:
-    """True when the three channels of ``photo`` ``[h, w, 3]`` agree within ``tolerance``."""
-    photo = np.asarray(photo, dtype=np.int16)
+def is_greyscale(photo: np.ndarray, tolerance: float = GREYSCALE_TOLERANCE, share: float = GREYSCALE_SHARE) -> bool:
+    """True when the channels of ``photo`` (``[h, w, 3]`` on a 0-255 scale, or ``[h, w]`` /
+    ``[h, w, 1]``) agree within ``tolerance`` on at least ``share`` of the pixels (so a coloured
+    logo or date stamp on a black-and-white photo does not make it colour)."""
+    photo = np.asarray(photo, dtype=np.float64)
+    if photo.size == 0:
+        raise ValueError("is_greyscale: empty image")
     if photo.ndim == 2 or photo.shape[-1] == 1:
         return True
-    return bool(np.abs(photo[..., 0] - photo[..., 1]).max() <= tolerance
-                and np.abs(photo[..., 1] - photo[..., 2]).max() <= tolerance)
+    spread = photo[..., :3].max(axis=-1) - photo[..., :3].min(axis=-1)
+    return bool(np.mean(spread <= tolerance) >= share)
 
 
 def exposure_only(input_face_mean: np.ndarray, target_face_mean: np.ndarray) -> np.ndarray:

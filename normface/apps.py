@@ -201,53 +201,93 @@ def correct_to_reference(photo: np.ndarray, landmarks: np.ndarray, target: np.nd
     return adjust.adjust_photo(photo, face_color(photo, landmarks, template), np.asarray(target, dtype=np.float64))
 
 
-def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> tuple[np.ndarray, "Result"]:
-    """White balance and exposure of ``photo`` ``[h, w, 3]`` uint8 from its normalized face
-    (paper Sec. 7.4): the mean colour of the central box of the aligned input face is shifted
-    onto that of the normalized face. A greyscale photo gets the exposure shift only (white
-    balance would tint it). Returns the adjusted photo and the normalization result of its
-    largest face; raises ValueError when no face is found."""
+@dataclasses.dataclass(frozen=True)
+class Adjustment:
+    """What :func:`auto_adjust` did to one photo.
+
+    image: the adjusted ``[h, w, 3]`` uint8 photo. result: the normalization of its face.
+    source_color / target_color: YCrCb ``[3]`` face-box means of the aligned input face and of
+    the normalized face (what the photo was shifted toward). exposure_only: the photo was
+    greyscale, so only luma moved.
+    """
+
+    image: np.ndarray
+    result: "Result"
+    source_color: np.ndarray
+    target_color: np.ndarray
+    exposure_only: bool
+
+
+def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> Adjustment:
+    """White balance and exposure of ``photo`` (``[h, w, 3]`` RGB, or greyscale) from its
+    normalized face (paper Sec. 7.4): the mean colour of the central box of the aligned input
+    face is shifted onto that of the normalized face. A greyscale photo gets the exposure shift
+    only (white balance would tint it). Uses the normalizer's face choice (largest by default);
+    raises ValueError for unusable images and when no face is found."""
+    from normface import face
+
+    photo = face.as_rgb_uint8(photo, "photo")
     results = normalizer.normalize(photo)
     if not results:
         raise ValueError("no face found")
     res = results[0]
     source = adjust.mean_face_color(res.aligned_input, normalizer.template)
     target = adjust.mean_face_color(res.image, normalizer.template)
-    if adjust.is_greyscale(photo):
-        target = adjust.exposure_only(source, target)
-    return adjust.adjust_photo(np.asarray(photo), source, target), res
+    grey = adjust.is_greyscale(photo)
+    shift_to = adjust.exposure_only(source, target) if grey else target
+    return Adjustment(adjust.adjust_photo(photo, source, shift_to), res, source, target, grey)
 
 
-def normalized_corrector(normalizer: "FaceNormalizer",
-                         reference_colors: dict[int, np.ndarray] | None = None) -> Corrector:
-    """The method itself: :func:`auto_adjust` on the degraded photo (None when no face is found).
-    With ``reference_colors``, records there each photo's normalized face colour (YCrCb)."""
+def normalized_corrector(normalizer: "FaceNormalizer", record: dict[int, Adjustment] | None = None) -> Corrector:
+    """The method itself: :func:`auto_adjust` on the degraded photo (None when it cannot handle
+    the photo: no face, degenerate landmarks). With ``record``, keeps each photo's
+    :class:`Adjustment` there (by index)."""
 
     def correct(index: int, degraded: np.ndarray) -> np.ndarray | None:
         try:
-            fixed, res = auto_adjust(degraded, normalizer)
+            adjustment = auto_adjust(degraded, normalizer)
         except ValueError:
             return None
-        if reference_colors is not None:
-            reference_colors[index] = adjust.mean_face_color(res.image, normalizer.template)
-        return fixed
+        if record is not None:
+            record[index] = adjustment
+        return adjustment.image
 
     return correct
+
+
+def target_corrector(targets: np.ndarray, landmarks: Sequence[np.ndarray],
+                     template: alignment.AlignmentTemplate | None = None) -> Corrector:
+    """Shifts each photo's face (located by ``landmarks``) toward a given colour: ``targets`` is
+    YCrCb ``[3]`` for all photos (e.g. the training faces' mean colour, a control that knows
+    nothing about the person) or ``[n, 3]``, one per photo."""
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.ndim == 1:
+        targets = np.broadcast_to(targets, (len(landmarks), 3))
+    if targets.shape != (len(landmarks), 3):
+        raise ValueError(f"targets must be [3] or [{len(landmarks)}, 3], got {targets.shape}")
+    return lambda index, degraded: correct_to_reference(degraded, landmarks[index], targets[index], template)
 
 
 def oracle_corrector(photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
                      template: alignment.AlignmentTemplate | None = None) -> Corrector:
     """The reference an ideal normalized face would give: each untouched photo's own face colour
     (the face is located by the untouched photo's landmarks)."""
-    colors = [face_color(p, lm, template) for p, lm in zip(photos, landmarks)]
-    return lambda index, degraded: correct_to_reference(degraded, landmarks[index], colors[index], template)
+    return target_corrector(np.array([face_color(p, lm, template) for p, lm in zip(photos, landmarks)]),
+                            landmarks, template)
 
 
-def constant_corrector(target: np.ndarray, landmarks: Sequence[np.ndarray],
-                       template: alignment.AlignmentTemplate | None = None) -> Corrector:
-    """Shifts every face toward one fixed colour (YCrCb ``[3]``): a control that knows nothing
-    about the person (e.g. the mean face colour of the training set)."""
-    return lambda index, degraded: correct_to_reference(degraded, landmarks[index], target, template)
+def face_mask(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``[h, w]`` bool: the convex hull of ``[68, 2]`` landmarks in an image of ``shape``; the
+    region every adjustment score is measured on."""
+    return avatar.hull_mask(np.asarray(landmarks, np.float64), shape[1], shape[0], margin=0) > 0
+
+
+def rows_table(rows: Mapping[str, Mapping]) -> str:
+    """Markdown table of :meth:`AdjustmentReport.rows`."""
+    lines = ["| method | mean Delta E | median Delta E | failures |", "|---|---|---|---|"]
+    for m, row in rows.items():
+        lines.append(f"| {m} | {row['mean_delta_e']:.2f} | {row['median_delta_e']:.2f} | {row['failures']} |")
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,11 +318,8 @@ class AdjustmentReport:
                     "failures": int(self.failures.get(m, 0))} for m, v in self.delta_e.items()}
 
     def table(self) -> str:
-        """Markdown table: mean and median Delta E per method."""
-        rows = ["| method | mean Delta E | median Delta E | no face found |", "|---|---|---|---|"]
-        for m, row in self.rows().items():
-            rows.append(f"| {m} | {row['mean_delta_e']:.2f} | {row['median_delta_e']:.2f} | {row['failures']} |")
-        return "\n".join(rows)
+        """Markdown table: mean and median Delta E per method (:func:`rows_table`)."""
+        return rows_table(self.rows())
 
     def grid(self, tile: int = 128, extra_rows: Mapping[str, Sequence[np.ndarray]] | None = None) -> np.ndarray:
         """Paper Fig. 14-style sheet: one column per example photo, one row per method, the
@@ -311,7 +348,8 @@ def evaluate_adjustment(
       photos, landmarks: the photos and their ``[68, 2]`` (x, y) landmarks (same length); the
         landmarks only define the scored region (correctors find faces their own way).
       correctors: name -> :data:`Corrector`, e.g. :func:`normalized_corrector`,
-        :func:`oracle_corrector`. Names must differ from "degraded" and :data:`BASELINES`.
+        :func:`oracle_corrector`. Names must differ from "degraded", "original" and
+        :data:`BASELINES`.
     """
     if len(photos) != len(landmarks) or not len(photos):
         raise ValueError(f"evaluate_adjustment: need as many landmarks as photos (>0), got "
@@ -337,7 +375,7 @@ def evaluate_adjustment(
             outputs[name] = fixed
         outputs["grey world"] = grey_world(degraded)
         outputs["white patch"] = white_patch(degraded)
-        mask = avatar.hull_mask(lm, photo.shape[1], photo.shape[0], margin=0) > 0
+        mask = face_mask(lm, photo.shape)
         for m in methods:
             scores[m].append(mean_delta_e(outputs[m], photo, mask))
         all_gains.append(gains)

@@ -71,7 +71,7 @@ def problems_inputs(inputs: list[str], problems: list[str]) -> list[str]:
 
 
 def _adjust(args: argparse.Namespace) -> int:
-    from normface import adjust, apps, batch, io_utils
+    from normface import apps, batch, io_utils
     from normface.inference import FaceNormalizer
 
     # A rerun must not adjust its own outputs when the output folder sits inside an input folder.
@@ -84,13 +84,13 @@ def _adjust(args: argparse.Namespace) -> int:
     for item in files:
         try:
             photo = batch.read_photo(item.path)
-            fixed, _ = apps.auto_adjust(photo, normalizer)
+            adjustment = apps.auto_adjust(photo, normalizer)
             suffix = item.rel.suffix if item.rel.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             out = Path(args.output) if single else Path(args.output) / item.rel.with_suffix(suffix)
             if out.resolve() == item.path.resolve():
                 raise ValueError("output would overwrite the input; choose another -o")
-            io_utils.save_image_atomic(out, fixed)
-            print(f"wrote {out}" + (" (greyscale: exposure only)" if adjust.is_greyscale(photo) else ""))
+            io_utils.save_image_atomic(out, adjustment.image)
+            print(f"wrote {out}" + (" (greyscale: exposure only)" if adjustment.exposure_only else ""))
             done += 1
         except Exception as err:  # one bad photo must not stop the batch
             print(f"normface: {item.path}: {err}", file=sys.stderr)

@@ -19,6 +19,7 @@ this is the whole photo-to-face pipeline around it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from pathlib import Path
@@ -131,6 +132,13 @@ class FaceNormalizer:
         model = export.load_keras(path)
         encoder = get_encoder(metadata.encoder_id or "dlib")
         return cls(model, metadata, encoder, choose=choose)
+
+    def choosing(self, choose: str) -> "FaceNormalizer":
+        """The same normalizer (sharing the model and its compiled function) picking faces by
+        ``choose`` ("largest" or "center", as :func:`normface.face.find_faces68`)."""
+        other = copy.copy(self)
+        other.choose = choose
+        return other
 
     @property
     def output_size(self) -> int:

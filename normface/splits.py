@@ -31,7 +31,8 @@ LONDON_TRAIN_PEOPLE = 72
 # Studio folders under <data>/studio: folder -> (source, smiling). London photos are named
 # NNN_03 (neutral) and NNN_08 (smiling), so the person is the stem before "_"; Canada photos are
 # one per person, named by the person.
-STUDIO_FOLDERS = {"london_neutral": ("london", False), "london_smiling": ("london", True),
+LONDON_NEUTRAL = "london_neutral"
+STUDIO_FOLDERS = {LONDON_NEUTRAL: ("london", False), "london_smiling": ("london", True),
                   "canada_neutral": ("canada", False)}
 
 
@@ -98,7 +99,7 @@ def make_splits(
     lfw_test = sorted(read_lfw_people(root / "lfw_peopleDevTest.txt"))
     n_val = int(round(validation_fraction * len(lfw_train)))
     val_idx = set(rng.permutation(len(lfw_train))[:n_val].tolist())
-    london = studio_people(root, "london_neutral")
+    london = studio_people(root, LONDON_NEUTRAL)
     if london_train > len(london):
         raise ValueError(f"london_train={london_train} but only {len(london)} London people")
     london_perm = rng.permutation(len(london))

@@ -57,3 +57,10 @@ def test_exposure_only_keeps_a_greyscale_photo_grey():
     colour = grey.copy()
     colour[..., 0] = np.clip(colour[..., 0].astype(int) + 10, 0, 255)
     assert not adjust.is_greyscale(colour)
+    stamped = grey.copy()
+    stamped[0, 0] = [255, 0, 0]  # one coloured pixel (a date stamp) in 400
+    assert adjust.is_greyscale(stamped)
+    with pytest.raises(ValueError, match="empty"):
+        adjust.is_greyscale(np.zeros((0, 0, 3)))
+    with pytest.raises(ValueError, match=r"\[h, w, 3\]"):
+        adjust.adjust_photo(grey[..., 0], source, skin)

@@ -81,7 +81,7 @@ def test_oracle_reference_reduces_delta_e(lfw_faces):
 def test_a_wrong_reference_does_not_help(lfw_faces):
     """The score follows the reference: a face colour far from the truth makes things worse."""
     photos, landmarks = lfw_faces
-    wrong = apps.constant_corrector(np.array([60.0, 160.0, 100.0]), landmarks)  # dark and very red
+    wrong = apps.target_corrector(np.array([60.0, 160.0, 100.0]), landmarks)  # dark and very red
     report = apps.evaluate_adjustment(photos, landmarks, {"wrong": wrong}, apps.DegradeConfig(seed=0))
     assert report.summary()["wrong"] > report.summary()["degraded"]
 
@@ -100,6 +100,22 @@ def test_evaluate_adjustment_checks_its_arguments():
     with pytest.raises(ValueError, match="reserved"):
         apps.evaluate_adjustment([np.zeros((8, 8, 3), np.uint8)], [np.zeros((68, 2))],
                                  {"grey world": lambda _i, d: d})
+
+
+def test_target_corrector_checks_its_targets(lfw_faces):
+    photos, landmarks = lfw_faces
+    with pytest.raises(ValueError, match="targets must be"):
+        apps.target_corrector(np.zeros((len(landmarks) + 1, 3)), landmarks)
+    # One target per photo: each face moves toward its own target (the piecewise-linear curve
+    # maps the face *mean* only approximately, as pixels spread around it).
+    targets = np.array([[170.0, 150.0, 115.0], [70.0, 140.0, 120.0]] + [[100.0, 145.0, 118.0]] * (len(photos) - 2))
+    correct = apps.target_corrector(targets, landmarks)
+    for i in range(2):
+        fixed = correct(i, photos[i])
+        np.testing.assert_array_equal(fixed, apps.correct_to_reference(photos[i], landmarks[i], targets[i]))
+        before = np.abs(apps.face_color(photos[i], landmarks[i]) - targets[i])
+        after = np.abs(apps.face_color(fixed, landmarks[i]) - targets[i])
+        assert after[0] < 0.5 * before[0], (before, after)
 
 
 def test_color_delta_e():

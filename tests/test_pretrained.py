@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import adjust, apps, avatar, face, io_utils, paths, splits
+from normface import adjust, apps, face, io_utils, paths, splits
 from normface.inference import PRETRAINED_DIR, DEFAULT_MODEL, FaceNormalizer
 
 pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / DEFAULT_MODEL).is_dir(),
@@ -62,12 +62,13 @@ def test_auto_adjust_undoes_casts_on_held_out_samples():
     for path in samples:
         photo = io_utils.read_rgb(path)
         landmarks = face.find_faces68(photo)[0].landmarks
-        mask = avatar.hull_mask(landmarks, photo.shape[1], photo.shape[0], margin=0) > 0
+        mask = apps.face_mask(landmarks, photo.shape)
         reference = adjust.mean_face_color(normalizer.normalize(photo)[0].image, normalizer.template)
         for gains in STRONG_CASTS:
             degraded = apps.degrade(photo, gains)
-            fixed, res = apps.auto_adjust(degraded, normalizer)
-            assert fixed.shape == photo.shape and fixed.dtype == np.uint8
+            adjustment = apps.auto_adjust(degraded, normalizer)
+            fixed, res = adjustment.image, adjustment.result
+            assert fixed.shape == photo.shape and fixed.dtype == np.uint8 and not adjustment.exposure_only
             before, after = apps.mean_delta_e(degraded, photo, mask), apps.mean_delta_e(fixed, photo, mask)
             assert after < before, (path.name, gains, before, after)
             # The reference ignores the cast (measured: at most 2.0 Delta E against 12+).
@@ -95,7 +96,10 @@ def test_auto_adjust_keeps_greyscale_photos_grey():
     normalizer = FaceNormalizer.from_pretrained()
     grey = io_utils.read_rgb(paths.REPO_ROOT / "samples" / "london_030_08_grey.jpg")
     dark = apps.degrade(grey, [0.5, 0.5, 0.5])
-    fixed, res = apps.auto_adjust(dark, normalizer)
-    assert adjust.is_greyscale(fixed)
+    adjustment = apps.auto_adjust(dark, normalizer)
+    fixed, res = adjustment.image, adjustment.result
+    assert adjustment.exposure_only and adjust.is_greyscale(fixed)
     assert not adjust.is_greyscale(res.image)  # the reference itself is in colour
+    # A 2-D greyscale array is accepted too and gives the same photo.
+    np.testing.assert_array_equal(apps.auto_adjust(dark[..., 0], normalizer).image, fixed)
     assert fixed.mean() > dark.mean() + 10  # the exposure is still corrected

@@ -48,7 +48,7 @@ def export_dir(tmp_path_factory):
 def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     sample = paths.REPO_ROOT / "samples" / "london_012_03.jpg"
     results = report.build_report(export_dir, tiny_faces, tmp_path / "report", quick=True, log=lambda m: None,
-                                  data_root=data_root, samples=[sample])
+                                  data_root=data_root, samples=[sample], samples_credit="London Set, CC BY")
     assert results["test_people"] == 3 and results["test_photos"] == 9
     ident = results["identity"]
     assert set(ident) == {"normalized (model)", "frontalized (baseline)"}
@@ -65,7 +65,8 @@ def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     for block in adjustment.values():
         assert set(block["rows"]) == {"degraded", "normalized face", "oracle colour", "grey world", "white patch"}
         assert block["rows"]["oracle colour"]["mean_delta_e"] < block["rows"]["degraded"]["mean_delta_e"]
-        assert block["input_shift"] > 0
+        assert block["rows"]["normalized face"]["failures"] == 0
+        assert block["input_shift"] > 0 and block["reference_shift"] >= 0 and block["luma_std_photos"] > 0
     avatars = results["applications"]["avatar"]["rows"]
     assert avatars["aligned input photo"]["faces"] == 3 and avatars["normalized face (model)"]["faces"] == 3
     # dlib landmarks of real photos are fitted to within a tenth of the eye distance.
@@ -77,10 +78,19 @@ def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     assert json.loads((tmp_path / "report" / "results.json").read_text())["quick"] is True
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Identity preservation" in text and "Automatic white balance" in text and "3-D avatar" in text
+    assert "Pictures: London Set, CC BY" in text
 
+    (tmp_path / "report" / "scratch.png").write_bytes(b"")  # anything unknown stays behind
     published = report.publish_report(tmp_path / "report", tmp_path / "published")
     names = {p.name for p in published}
     assert {"report.md", "results.json", "adjust_grid.png", "avatar_views.png"} <= names
-    assert not names & set(report.LFW_FIGURES)
+    assert not names & set(report.LFW_FIGURES) and "scratch.png" not in names
     text = (tmp_path / "published" / "report.md").read_text()
     assert "](people_grid.png)" not in text and "`people_grid.png`, shows LFW faces" in text
+
+
+def test_lfw_photos_are_refused_as_figure_samples(tiny_faces, export_dir, tmp_path, data_root):
+    lfw_photo = data_root / "lfw" / TEST_PEOPLE[0] / f"{TEST_PEOPLE[0]}_0001.jpg"
+    with pytest.raises(ValueError, match="LFW photo cannot be a figure sample"):
+        report.build_report(export_dir, tiny_faces, tmp_path / "report", quick=True, log=lambda m: None,
+                            data_root=data_root, samples=[lfw_photo])

@@ -23,8 +23,10 @@ from normface.evaluation import applications, metrics, protocol
 
 QUICK_PEOPLE = 25
 # Figures that show LFW faces: LFW's terms do not cover redistribution, so published copies of
-# the report (publish_report) leave them out.
+# the report (publish_report) leave them out and say why.
 LFW_FIGURES = {"people_grid.png": "people grid", "ablations.png": "ablation grid"}
+# What publish_report copies besides report.md: the numbers and the figures without LFW faces.
+PUBLISHABLE = ("results.json", "identity_histogram.png", "adjust_grid.png", "avatar_views.png")
 QUICK_APPLICATIONS = applications.ApplicationsConfig(adjust_people=4, avatar_people=3, picture_avatars=1)
 
 
@@ -97,6 +99,7 @@ def build_report(
     ablations: str | Path | None = None,
     compare: dict[str, str | Path] | None = None,
     samples: Sequence[str | Path] = (),
+    samples_credit: str = "",
     log=print,
 ) -> dict:
     """Runs the evaluation and writes the report folder; returns the results dict.
@@ -104,7 +107,8 @@ def build_report(
     ``ablations``: the folder written by ``experiments/ablations.py`` (its table and grid are
     copied into the report). ``compare``: other models (name -> export) whose identity numbers
     and histogram go next to the main model's (e.g. the same model without the identity loss).
-    ``samples``: photos that may be published (not LFW) for the applications' figures."""
+    ``samples``: photos that may be published (never LFW) for the applications' figures, and
+    ``samples_credit`` their attribution, printed under the figures."""
     from normface.inference import FaceNormalizer
     from normface.training.export import git_commit
 
@@ -169,7 +173,8 @@ def build_report(
     results["ablations"] = include_ablations(ablations, output) if ablations else None
     app_config = dataclasses.replace(QUICK_APPLICATIONS if quick else applications.ApplicationsConfig(), seed=seed)
     results["applications"] = applications.applications(
-        normalizer, photos, out, faces_root, data_root or paths.data_dir(), output, samples, app_config, log)
+        normalizer, photos, out, faces_root, data_root or paths.data_dir(), output, samples, samples_credit,
+        app_config, log)
     results["seconds"] = round(time.time() - started, 1)
     io_utils.write_bytes_atomic(output / "results.json", json.dumps(results, indent=1, default=float).encode())
     io_utils.write_bytes_atomic(output / "report.md", render_markdown(results).encode())
@@ -286,9 +291,10 @@ def _applications_section(apps_result: dict | None) -> str:
                  "moves.\n\n")
     for name, block in adj.items():
         lo, hi = block["exposure_range"]
-        shift = block["reference_shift"]
         text += (f"**{name}**: {block['photos']} photos, exposure gains x{lo:.2f}..x{hi:.2f}; reference shift "
-                 f"{'n/a' if shift is None else f'{shift:.2f}'}, input shift {block['input_shift']:.2f}.\n\n"
+                 f"{_number(block['reference_shift'])}, input shift {_number(block['input_shift'])}; spread "
+                 f"(standard deviation) of face luma across people: {_number(block['luma_std_photos'])} in the "
+                 f"photos, {_number(block['luma_std_normalized'])} in their normalized faces.\n\n"
                  + _table(block["rows"]) + "\n")
     if "adjust" in figures:
         text += f"![adjustment examples]({figures['adjust']})\n\n"
@@ -301,16 +307,20 @@ def _applications_section(apps_result: dict | None) -> str:
     if "avatar" in figures:
         text += (f"![avatars]({figures['avatar']})\n\nEach row: the normalized face of a sample photo with its "
                  "predicted landmarks (green) and the fitted model's (red), then renders at yaw 0 and 30 degrees.\n")
-    if figures:
-        text += ("\nPictures: held-out people of the Face Research Lab London Set (CC BY 4.0, DeBruine & Jones "
-                 "2017); LFW photos are not published.\n")
+    if figures and apps_result.get("figures_credit"):
+        text += f"\nPictures: {apps_result['figures_credit']}\n"
     return text
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def publish_report(report_dir: str | Path, dest: str | Path) -> list[Path]:
-    """Copies a report folder to ``dest`` (e.g. into the repository) without the figures that
-    show LFW faces (:data:`LFW_FIGURES`); their links in ``report.md`` become a note saying they
-    stay in the workspace. Returns the files written."""
+    """Copies ``report.md`` and the :data:`PUBLISHABLE` files of a report folder to ``dest``
+    (e.g. into the repository); the links to the figures that show LFW faces
+    (:data:`LFW_FIGURES`) become a note saying they stay in the workspace. Returns the files
+    written."""
     report_dir, dest = Path(report_dir), Path(dest)
     text = (report_dir / "report.md").read_text()
     written = []
@@ -320,8 +330,8 @@ def publish_report(report_dir: str | Path, dest: str | Path) -> list[Path]:
                                       "LFW's terms do not cover redistribution.)")
     io_utils.write_bytes_atomic(dest / "report.md", text.encode())
     written.append(dest / "report.md")
-    for path in sorted(report_dir.iterdir()):
-        if path.name != "report.md" and path.suffix in (".json", ".png") and path.name not in LFW_FIGURES:
-            io_utils.write_bytes_atomic(dest / path.name, path.read_bytes())
-            written.append(dest / path.name)
+    for name in PUBLISHABLE:
+        if (report_dir / name).is_file():
+            io_utils.write_bytes_atomic(dest / name, (report_dir / name).read_bytes())
+            written.append(dest / name)
     return written
