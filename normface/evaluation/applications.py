@@ -233,10 +233,13 @@ def sample_pictures(normalizer, sample_paths: Sequence[str | Path], output: Path
     panels = []
     with tempfile.TemporaryDirectory() as tmp:
         for image, src in list(zip(photos, kept))[: config.picture_avatars]:
-            found = normalizer.normalize(image)
-            if found:
-                made = apps.make_avatar(found[0].image, found[0].landmarks, Path(tmp) / f"{Path(src).stem}.ply")
-                panels.append(io_utils.read_rgb(made.files[-1]))
+            try:
+                found = normalizer.normalize(image)
+                if found:
+                    made = apps.make_avatar(found[0].image, found[0].landmarks, Path(tmp) / f"{Path(src).stem}.ply")
+                    panels.append(io_utils.read_rgb(made.files[-1]))
+            except ValueError as err:  # one unusable sample must not cost the report
+                log(f"no avatar for sample {src}: {err}")
     if panels:
         io_utils.save_image_atomic(output / "avatar_views.png", viz.image_grid(panels, cols=1))
         figures["avatar"] = "avatar_views.png"
