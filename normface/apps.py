@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from normface import adjust, alignment, avatar, face3d, io_utils, mesh_io, render, viz
+from normface import adjust, alignment, avatar, face, face3d, io_utils, mesh_io, render, viz
 
 if TYPE_CHECKING:
     from normface.inference import FaceNormalizer, Result
@@ -224,8 +224,6 @@ def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> Adjustment:
     face is shifted onto that of the normalized face. A greyscale photo gets the exposure shift
     only (white balance would tint it). Uses the normalizer's face choice (largest by default);
     raises ValueError for unusable images and when no face is found."""
-    from normface import face
-
     photo = face.as_rgb_uint8(photo, "photo")
     results = normalizer.normalize(photo)
     if not results:
