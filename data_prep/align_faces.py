@@ -19,7 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import paths, splits  # noqa: E402
+from normface import splits  # noqa: E402
+from normface.utils import paths
 from normface.alignment import DEFAULT_EYE_HEIGHT, AlignmentTemplate  # noqa: E402
 from normface.data import align  # noqa: E402
 

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from normface import paths  # noqa: E402
+from normface.utils import paths
 from normface.data import composite, morph, records  # noqa: E402
 
 FLAGS = flags.FLAGS

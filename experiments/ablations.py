@@ -75,7 +75,8 @@ def output_grid(rows: dict, out: Path, count: int = 8) -> Path | None:
     """Outputs of every variant on the first ``count`` test faces (one row per variant)."""
     import numpy as np
 
-    from normface import io_utils, viz
+    from normface.utils import io_utils
+    from normface.utils import pictures
     from normface.data import pipeline
     from normface.training import export
 
@@ -91,13 +92,13 @@ def output_grid(rows: dict, out: Path, count: int = 8) -> Path | None:
             tiles.append(np.clip(images[i] * 255, 0, 255).astype(np.uint8))
             labels.append(name)
     path = out / "ablations.png"
-    io_utils.save_image_atomic(path, viz.image_grid(tiles, cols=count, labels=labels))
+    io_utils.save_image_atomic(path, pictures.image_grid(tiles, cols=count, labels=labels))
     return path
 
 
 def main(argv):
     del argv
-    from normface import io_utils
+    from normface.utils import io_utils
 
     if not FLAGS.synthetic and not FLAGS.records:
         raise app.UsageError("--records is required (or --synthetic)")
@@ -106,7 +107,7 @@ def main(argv):
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise app.UsageError(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-    from normface import paths
+    from normface.utils import paths
 
     out = Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "ablations"
     rows = {name: run_variant(name, out) for name in variants}

@@ -20,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import apps, paths, splits  # noqa: E402
+from normface import apps, splits  # noqa: E402
+from normface.utils import paths
 from normface.evaluation import applications  # noqa: E402
 from normface.inference import FaceNormalizer  # noqa: E402
 

@@ -22,7 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import apps, face, io_utils, mesh_io, paths  # noqa: E402
+from normface import apps, face, mesh_io  # noqa: E402
+from normface.utils import io_utils
+from normface.utils import paths
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("image", None, "Photo (default: studio/london_neutral/001_03.jpg in the data folder).")

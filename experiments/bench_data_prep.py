@@ -19,7 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from normface import paths, splits  # noqa: E402
+from normface import splits  # noqa: E402
+from normface.utils import paths
 from normface.alignment import AlignmentTemplate  # noqa: E402
 from normface.averaging import average_faces  # noqa: E402
 from normface.data import align, faceset  # noqa: E402

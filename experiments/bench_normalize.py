@@ -20,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from normface import io_utils, paths  # noqa: E402
+from normface.utils import io_utils
+from normface.utils import paths
 from normface.inference import FaceNormalizer  # noqa: E402
 
 FLAGS = flags.FLAGS

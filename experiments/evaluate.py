@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import paths  # noqa: E402
+from normface.utils import paths
 from normface.evaluation import report  # noqa: E402
 
 FLAGS = flags.FLAGS

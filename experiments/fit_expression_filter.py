@@ -16,7 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import io_utils, paths, quality, splits  # noqa: E402
+from normface import quality, splits  # noqa: E402
+from normface.utils import io_utils
+from normface.utils import paths
 from normface.data import studio  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from normface import paths
+from normface.utils import paths
 from normface.encoders import get_encoder
 from normface.encoders.verification import (
     CHIP_METHODS,

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from normface import io_utils  # noqa: E402
+from normface.utils import io_utils
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training folder (with logs/).", required=True)

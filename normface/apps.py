@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from normface import adjust, alignment, avatar, face, face3d, io_utils, mesh_io, render, viz
+from normface import adjust, alignment, avatar, face, face3d, mesh_io, render
+from normface.utils import io_utils
+from normface.utils import pictures
 
 if TYPE_CHECKING:
     from normface.inference import FaceNormalizer, Result
@@ -84,8 +86,8 @@ def make_avatar(
         texture = render.bake_texture(model.texcoords, model.triangles, colors.colors, texture_size)
     files = mesh_io.write_mesh(out_path, mesh, texture)
 
-    overlay = viz.draw_landmarks(image, landmarks, color=(0, 255, 0), radius=max(1, width // 200))
-    overlay = viz.draw_landmarks(overlay, fit.projected[fit.landmark_vertices], color=(255, 0, 0),
+    overlay = pictures.draw_landmarks(image, landmarks, color=(0, 255, 0), radius=max(1, width // 200))
+    overlay = pictures.draw_landmarks(overlay, fit.projected[fit.landmark_vertices], color=(255, 0, 0),
                                  radius=max(1, width // 200))
     scale = render_size / max(width, height)
     overlay = cv2.resize(overlay, (max(1, round(width * scale)), max(1, round(height * scale))),
@@ -331,7 +333,7 @@ class AdjustmentReport:
         order = ["original", "degraded", *extra, *self.methods[1:]]
         images = [col[m] for m in order for col in columns]
         labels = [m for m in order for _ in columns]
-        return viz.image_grid(images, cols=len(self.examples), labels=labels, tile=tile)
+        return pictures.image_grid(images, cols=len(self.examples), labels=labels, tile=tile)
 
 
 def evaluate_adjustment(

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from normface import io_utils
+from normface.utils import io_utils
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
 FORMATS = ("png", "jpg")
@@ -205,11 +205,11 @@ def progress_bar(done: int, total: int, stream=None) -> None:
 
 def write_sheet(path: Path, pairs: list) -> Path:
     """A contact sheet of (name, aligned input, output) pairs: two pairs per row."""
-    from normface import viz
+    from normface.utils import pictures
 
     tiles, labels = [], []
     for name, aligned, output in pairs:
         tiles += [aligned, output]
         labels += [name, "normalized"]
-    io_utils.save_image_atomic(path, viz.image_grid(tiles, cols=4, labels=labels))
+    io_utils.save_image_atomic(path, pictures.image_grid(tiles, cols=4, labels=labels))
     return path

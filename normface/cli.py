@@ -71,7 +71,8 @@ def problems_inputs(inputs: list[str], problems: list[str]) -> list[str]:
 
 
 def _adjust(args: argparse.Namespace) -> int:
-    from normface import apps, batch, io_utils
+    from normface import apps, batch
+    from normface.utils import io_utils
     from normface.inference import FaceNormalizer
 
     # A rerun must not adjust its own outputs when the output folder sits inside an input folder.

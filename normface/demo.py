@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import io_utils, paths
+from normface.utils import io_utils
+from normface.utils import paths
 
 DEMO_PHOTO = Path("studio") / "london_neutral" / "001_03.jpg"
 # Hand-placed (x, y) points on the 512x512 demo photo, as fractions of its width and height:

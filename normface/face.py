@@ -142,7 +142,7 @@ def _as_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
 
 
 def _model_file(filename: str) -> str:
-    from normface.paths import dlib_model_file
+    from normface.utils.paths import dlib_model_file
 
     return str(dlib_model_file(filename))
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import paths
+from normface.utils import paths
 
 MODEL_DIR = "morphable_model"
 SHAPE_FILE = "sfm_shape_3448.bin"

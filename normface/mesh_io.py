@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import io_utils
+from normface.utils import io_utils
 
 DECIMALS = 6
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import io_utils
+from normface.utils import io_utils
 
 WEIGHTS_FILE = "weights.npz"
 METADATA_FILE = "normface.json"

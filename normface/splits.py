@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import io_utils
+from normface.utils import io_utils
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SEED = 0

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Converted models go to a throwaway cache, not the user's ~/.cache/normface.
 os.environ.setdefault("NORMFACE_CACHE", tempfile.mkdtemp(prefix="normface-test-cache-"))
 
-from normface import paths  # noqa: E402
+from normface.utils import paths
 
 
 @pytest.fixture(scope="session")

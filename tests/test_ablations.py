@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from normface import paths
+from normface.utils import paths
 
 
 def test_ablation_runner_synthetic(tmp_path):

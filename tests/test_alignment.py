@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import alignment, face, io_utils
+from normface import alignment, face
+from normface.utils import io_utils
 from normface.alignment import AlignmentTemplate
 
 LFW_SAMPLE = ["Aaron_Eckhart/Aaron_Eckhart_0001", "Colin_Powell/Colin_Powell_0001",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import apps, face, io_utils
+from normface import apps, face
+from normface.utils import io_utils
 
 
 def test_lab_and_delta_e_reference_values():

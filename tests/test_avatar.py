@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import apps, avatar, face, face3d, io_utils, mesh_io, render
+from normface import apps, avatar, face, face3d, mesh_io, render
+from normface.utils import io_utils
 
 SIZE = 250
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from normface import cli, demo, io_utils
+from normface import cli, demo
+from normface.utils import io_utils
 
 
 def _synthetic_face(path, size=96):

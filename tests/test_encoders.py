@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from normface import face
 from normface.encoders import base, dlib_dat, dlib_resnet, registry, similarity
-from normface.io_utils import read_rgb
+from normface.utils.io_utils import read_rgb
 
 NUM_FACES = 20
 DESCRIPTOR_TOL = 1e-4

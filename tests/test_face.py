@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from normface import face
-from normface.io_utils import read_rgb
+from normface.utils.io_utils import read_rgb
 
 
 @pytest.fixture(scope="module")

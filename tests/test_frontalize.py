@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from normface import face, frontalize, io_utils
+from normface import face, frontalize
+from normface.utils import io_utils
 from normface.alignment import AlignmentTemplate, align_image
 
 

@@ -47,7 +47,7 @@ def photos(data_root, tmp_path_factory):
 
 
 def test_normalizer_results(tiny_export, data_root):
-    from normface import io_utils
+    from normface.utils import io_utils
 
     normalizer = FaceNormalizer.from_pretrained(tiny_export)
     photo = io_utils.read_rgb(data_root / "lfw" / "Colin_Powell" / "Colin_Powell_0001.jpg")
@@ -134,7 +134,8 @@ def test_same_names_in_different_folders_do_not_collide(tiny_export, photos, tmp
 
 
 def test_packed_model_matches_its_export(tiny_export, data_root, tmp_path):
-    from normface import io_utils, pretrained
+    from normface import pretrained
+    from normface.utils import io_utils
 
     packed = pretrained.pack(tiny_export, tmp_path / "packed")
     assert pretrained.is_packed(packed)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from normface import io_utils
+from normface.utils import io_utils
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import adjust, apps, face, io_utils, paths, splits
+from normface import adjust, apps, face, splits
+from normface.utils import io_utils
+from normface.utils import paths
 from normface.inference import PRETRAINED_DIR, DEFAULT_MODEL, FaceNormalizer
 
 pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / DEFAULT_MODEL).is_dir(),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from normface import paths
+from normface.utils import paths
 from normface.alignment import eye_centers
 from normface.data import decompose, faceset, pipeline, records
 

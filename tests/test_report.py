@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from normface import paths, splits
+from normface import splits
+from normface.utils import paths
 from normface.alignment import AlignmentTemplate
 from normface.data import align
 from normface.evaluation import report

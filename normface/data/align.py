@@ -19,7 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Iterable
 
-from normface import io_utils, splits as splits_lib
+from normface import splits as splits_lib
+from normface.utils import io_utils
 from normface.alignment import AlignmentTemplate
 from normface.data import faceset
 

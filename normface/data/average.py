@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import io_utils, quality, viz
+from normface import quality
+from normface.utils import io_utils
+from normface.utils import pictures
 from normface.data import align, faceset
 
 FILTERS = ("pose", "expression", "blur", "monochrome", "size")
@@ -116,7 +118,7 @@ def contact_sheet(face_root: str | Path, split: str = "train", count: int = 64, 
     rng = np.random.default_rng(seed)
     chosen = [entries[i] for i in sorted(rng.permutation(len(entries))[:count])]
     images = [faceset.load_face_image(face_root, e) for e in chosen]
-    return viz.image_grid(images, cols=8, labels=[e.person.split("/")[-1] for e in chosen])
+    return pictures.image_grid(images, cols=8, labels=[e.person.split("/")[-1] for e in chosen])
 
 
 def filter_sheet(aligned_root: str | Path, records: list[dict], per_cell: int = 6, seed: int = 0) -> np.ndarray:
@@ -135,4 +137,4 @@ def filter_sheet(aligned_root: str | Path, records: list[dict], per_cell: int = 
             for _ in range(per_cell - len(picks)):
                 tiles.append(np.full((size, size, 3), 255, np.uint8))
                 labels.append("")
-    return viz.image_grid(tiles, cols=2 * per_cell, labels=labels)
+    return pictures.image_grid(tiles, cols=2 * per_cell, labels=labels)

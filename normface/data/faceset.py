@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from normface import io_utils
+from normface.utils import io_utils
 from normface.alignment import NUM_LANDMARKS, AlignmentTemplate
 
 TEMPLATE_FILE = "template.json"

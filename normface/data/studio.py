@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normface import io_utils, splits
+from normface import splits
+from normface.utils import io_utils
 from normface.alignment import AlignmentTemplate, align_image
 
 # Expression features do not depend on the crop size; 128 keeps the alignment cheap.

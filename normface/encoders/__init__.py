@@ -5,12 +5,7 @@
 """
 
 from normface.encoders.base import EncoderOutput, IdentityEncoder, KerasModelEncoder
-from normface.encoders.registry import (
-    DEFAULT_ENCODER,
-    available_encoders,
-    get_encoder,
-    register_encoder,
-)
+from normface.encoders.registry import DEFAULT_ENCODER, available_encoders, get_encoder, register_encoder
 
 __all__ = [
     "DEFAULT_ENCODER",

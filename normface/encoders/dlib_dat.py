@@ -315,7 +315,7 @@ def default_dat_path() -> Path:
 
     Raises FileNotFoundError saying which package to install when it is not installed.
     """
-    from normface.paths import dlib_model_file
+    from normface.utils.paths import dlib_model_file
 
     return dlib_model_file("dlib_face_recognition_resnet_model_v1.dat")
 

@@ -29,9 +29,9 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from normface import paths
+from normface.utils import paths
 from normface.encoders.dlib_dat import DlibNetwork, LayerRecord, default_dat_path, read_dat
-from normface.io_utils import atomic_path
+from normface.utils.io_utils import atomic_path
 
 MODEL_NAME = "dlib_face_resnet_v1"
 CHIP_SIZE = 150

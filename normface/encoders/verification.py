@@ -33,7 +33,7 @@ import numpy as np
 
 from normface import face
 from normface.encoders.base import IdentityEncoder
-from normface.io_utils import atomic_path, read_rgb
+from normface.utils.io_utils import atomic_path, read_rgb
 
 NUM_FOLDS = 10
 CHIP_METHODS = ("dlib", "tf")  # dlib.get_face_chip, or face.extract_chips (differentiable)

@@ -28,7 +28,9 @@ from typing import Sequence
 
 import numpy as np
 
-from normface import adjust, apps, avatar, face, io_utils, splits, viz
+from normface import adjust, apps, avatar, face, splits
+from normface.utils import io_utils
+from normface.utils import pictures
 from normface.evaluation import protocol
 
 ADJUST_PEOPLE = 100   # photos per adjustment set (one per person)
@@ -241,7 +243,7 @@ def sample_pictures(normalizer, sample_paths: Sequence[str | Path], output: Path
             except ValueError as err:  # one unusable sample must not cost the report
                 log(f"no avatar for sample {src}: {err}")
     if panels:
-        io_utils.save_image_atomic(output / "avatar_views.png", viz.image_grid(panels, cols=1))
+        io_utils.save_image_atomic(output / "avatar_views.png", pictures.image_grid(panels, cols=1))
         figures["avatar"] = "avatar_views.png"
     return figures
 

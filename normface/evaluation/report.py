@@ -18,7 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from normface import io_utils, paths, viz
+from normface.utils import io_utils
+from normface.utils import paths
+from normface.utils import pictures
 from normface.evaluation import applications, metrics, protocol
 
 QUICK_PEOPLE = 25
@@ -86,7 +88,7 @@ def _people_grid(photos: protocol.TestPhotos, rows: dict[str, np.ndarray], peopl
                 labels.append(f"{label}")
     if not tiles:
         raise ValueError("no test person has enough photos for the grid")
-    return viz.image_grid(tiles, cols=per_person, labels=labels)
+    return pictures.image_grid(tiles, cols=per_person, labels=labels)
 
 
 def build_report(

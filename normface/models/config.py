@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from normface import dataclass_io
+from normface.utils import dataclass_io
 
 TEXTURE_DECODERS = ("cnn", "fc")
 # The CNN texture decoder starts from a (size/16) x (size/16) grid and doubles it 4 times.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from normface import dataclass_io
+from normface.utils import dataclass_io
 from normface.losses import IDENTITY_KINDS
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")

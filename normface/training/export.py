@@ -37,7 +37,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from normface import io_utils, paths
+from normface.utils import io_utils
+from normface.utils import paths
 from normface.alignment import AlignmentTemplate
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig
 from normface.models.normalizer import mean_landmarks_of

@@ -36,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from normface import io_utils, losses
+from normface import losses
+from normface.utils import io_utils
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
 from normface.training.config import TrainConfig
 from normface.training import summaries

@@ -1,0 +1,46 @@
+"""Small picture helpers for reports and contact sheets (numpy + OpenCV, no plotting library)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def image_grid(
+    images: Sequence[np.ndarray], cols: int, labels: Sequence[str] | None = None, pad: int = 2,
+    tile: int | None = None, background: int = 255,
+) -> np.ndarray:
+    """Tiles ``[h, w, 3]`` uint8 images row-major into one uint8 image.
+
+    Images are resized to ``tile`` x ``tile`` when given (else all must share a size); ``labels``
+    are written in small type under each tile.
+    """
+    import cv2
+
+    if not images:
+        raise ValueError("image_grid needs at least one image")
+    if tile:
+        images = [cv2.resize(np.asarray(im), (tile, tile), interpolation=cv2.INTER_AREA) for im in images]
+    h, w = images[0].shape[:2]
+    label_h = 14 if labels else 0
+    rows = (len(images) + cols - 1) // cols
+    out = np.full((rows * (h + label_h + pad) + pad, cols * (w + pad) + pad, 3), background, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        y, x = pad + r * (h + label_h + pad), pad + c * (w + pad)
+        out[y:y + h, x:x + w] = np.asarray(im, dtype=np.uint8)[..., :3]
+        if labels:
+            cv2.putText(out, str(labels[i])[: max(1, w // 6)], (x, y + h + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color=(0, 255, 0), radius: int = 1) -> np.ndarray:
+    """Copy of ``image`` with ``[n, 2]`` (x, y) landmarks drawn as dots."""
+    import cv2
+
+    out = np.ascontiguousarray(np.asarray(image, dtype=np.uint8).copy())
+    for x, y in np.asarray(landmarks):
+        cv2.circle(out, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
+    return out
