@@ -1,0 +1,61 @@
+"""Coordinates and argument checks shared by the warp ops.
+
+normface speaks (x, y) pixels; the three tensorflow-addons-compatible ops speak (row, col).
+:func:`xy_to_rowcol` is the one place the two meet. The checks raise ``ValueError`` naming the
+argument, at trace time where shapes are static.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+# ----------------------------------------------------------------------------------------------
+# Coordinates: the one place (x, y) and (row, col) meet.
+# ----------------------------------------------------------------------------------------------
+def xy_to_rowcol(points: tf.Tensor) -> tf.Tensor:
+    """Converts ``[..., 2]`` (x, y) pixel points to (row, col), and back (the map is its own inverse)."""
+    return tf.reverse(points, axis=[-1])
+
+
+rowcol_to_xy = xy_to_rowcol
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks. Static problems raise ValueError at trace time; value problems (NaN, Inf) raise
+# ValueError eagerly and InvalidArgumentError when run inside a graph.
+# ----------------------------------------------------------------------------------------------
+def check_rank(x: tf.Tensor, rank: int, name: str, shape_doc: str) -> None:
+    if x.shape.rank is not None and x.shape.rank != rank:
+        raise ValueError(f"{name} must have rank {rank} {shape_doc}, got shape {x.shape}")
+
+
+def check_same_dim(a: tf.Tensor, b: tf.Tensor, axis: int, what: str, name_a: str, name_b: str) -> None:
+    da, db = a.shape[axis], b.shape[axis]
+    if da is not None and db is not None and da != db:
+        raise ValueError(f"{what} mismatch: {name_a} has {da}, {name_b} has {db}")
+
+
+def check_finite(x: tf.Tensor, name: str) -> tf.Tensor:
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(tf.math.is_finite(x))):
+            raise ValueError(f"{name} contains NaN or Inf values")
+        return x
+    # Inside tf.function: a graph assertion (a no-op under XLA, which drops Assert ops).
+    return tf.debugging.assert_all_finite(x, f"{name} contains NaN or Inf values")
+
+
+def check_spline_params(order, regularization_weight: float, order_name: str = "order") -> int:
+    """Validates the spline's order and smoothing weight; returns the order as an int."""
+    if int(order) != order or order < 1:
+        raise ValueError(f"{order_name} must be a positive integer, got {order}")
+    if regularization_weight < 0:
+        raise ValueError(f"regularization_weight must be >= 0, got {regularization_weight}")
+    return int(order)
+
+
+def as_float_tensor(x, name: str, dtype=None) -> tf.Tensor:
+    x = tf.convert_to_tensor(x, dtype=dtype, name=name)
+    if not x.dtype.is_floating:
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype.name}")
+    return x

@@ -1,0 +1,135 @@
+"""Bilinear resampling: ``resample_bilinear`` in (x, y) and tfa's ``dense_image_warp`` in (row, col).
+
+Samples are border-clamped, as in the reference; the bilinear kernel is XLA-fused when
+:func:`normface.warp.spline.fused_kernels_enabled`.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from normface.warp.common import as_float_tensor, check_finite, check_rank, check_same_dim, xy_to_rowcol
+from normface.warp.spline import fused_kernels_enabled
+
+
+# ----------------------------------------------------------------------------------------------
+# Bilinear resampling.
+# ----------------------------------------------------------------------------------------------
+def interpolate_bilinear_rowcol(image: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
+    """Samples ``image`` ``[b, h, w, c]`` at ``query`` ``[b, m, 2]`` (row, col) -> ``[b, m, c]``."""
+    # XLA turns the backward scatter into one fast loop (5x faster than TF's CPU segment sum).
+    kernel = _bilinear_xla if fused_kernels_enabled() else _bilinear
+    return kernel(image, query)
+
+
+def _bilinear(image: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
+    """Samples ``image`` ``[b, h, w, c]`` at ``query`` ``[b, m, 2]`` (row, col) -> ``[b, m, c]``.
+
+    Border-clamped exactly as the reference: the top-left corner index is clamped to
+    ``[0, size - 2]`` and the fraction to ``[0, 1]``. The four neighbours come from one gather of a
+    ``[b, h-1, w-1, 4c]`` stack of shifted views, so the backward pass is one segment sum.
+    """
+    with tf.name_scope("interpolate_bilinear"):
+        shape = tf.shape(image)
+        batch, height, width = shape[0], shape[1], shape[2]
+        channels = tf.shape(image)[3]
+        m = tf.shape(query)[1]
+        qdtype = query.dtype
+        rows, cols = query[..., 0], query[..., 1]
+
+        def floor_and_alpha(q, size):
+            max_floor = tf.cast(size - 2, qdtype)
+            floor = tf.minimum(tf.maximum(tf.zeros([], qdtype), tf.floor(q)), max_floor)
+            alpha = tf.cast(q - floor, image.dtype)
+            alpha = tf.minimum(tf.maximum(tf.zeros([], image.dtype), alpha), tf.ones([], image.dtype))
+            return tf.cast(floor, tf.int32), alpha
+
+        r0, alpha_r = floor_and_alpha(rows, height)
+        c0, alpha_c = floor_and_alpha(cols, width)
+        stack = tf.concat(
+            [image[:, :-1, :-1], image[:, :-1, 1:], image[:, 1:, :-1], image[:, 1:, 1:]], axis=-1
+        )
+        flat = tf.reshape(stack, [-1, 4 * channels])
+        base = tf.range(batch)[:, None] * ((height - 1) * (width - 1))
+        index = base + r0 * (width - 1) + c0
+        corners = tf.reshape(tf.gather(flat, tf.reshape(index, [-1])), [batch, m, 4, channels])
+        top_left, top_right = corners[:, :, 0], corners[:, :, 1]
+        bottom_left, bottom_right = corners[:, :, 2], corners[:, :, 3]
+        alpha_c = alpha_c[..., None]
+        alpha_r = alpha_r[..., None]
+        interp_top = alpha_c * (top_right - top_left) + top_left
+        interp_bottom = alpha_c * (bottom_right - bottom_left) + bottom_left
+        return alpha_r * (interp_bottom - interp_top) + interp_top
+
+
+_bilinear_xla = tf.function(_bilinear, jit_compile=True, autograph=False)
+
+
+def check_image(image: tf.Tensor, name: str = "image") -> tf.Tensor:
+    check_rank(image, 4, name, "[batch, height, width, channels]")
+    h, w = image.shape[1], image.shape[2]
+    if (h is not None and h < 2) or (w is not None and w < 2):
+        raise ValueError(f"{name} must be at least 2x2 pixels, got shape {image.shape}")
+    if image.shape[-1] is None:
+        raise ValueError(f"{name} needs a known number of channels, got shape {image.shape}")
+    return check_finite(image, name)
+
+
+def resample_bilinear(image, coords_xy, name: str = "resample_bilinear") -> tf.Tensor:
+    """Samples an image bilinearly at (x, y) pixel positions, border-clamped and differentiable.
+
+    Args:
+      image: ``[batch, height, width, channels]`` float image (height, width >= 2).
+      coords_xy: ``[batch, ..., 2]`` (x, y) pixel positions (pixel centres at integers).
+      name: name scope.
+
+    Returns:
+      ``[batch, ..., channels]`` samples, differentiable in ``image`` and ``coords_xy``.
+    """
+    with tf.name_scope(name):
+        image = as_float_tensor(image, "image")
+        coords = as_float_tensor(coords_xy, "coords_xy")
+        if coords.shape.rank is not None and coords.shape.rank < 2:
+            raise ValueError(f"coords_xy must have shape [batch, ..., 2], got {coords.shape}")
+        if coords.shape[-1] is not None and coords.shape[-1] != 2:
+            raise ValueError(f"coords_xy must end in 2 (x, y), got shape {coords.shape}")
+        check_same_dim(image, coords, 0, "batch size", "image", "coords_xy")
+        image = check_image(image)
+        coords = check_finite(coords, "coords_xy")
+        out_shape = tf.concat([tf.shape(coords)[:-1], tf.shape(image)[-1:]], axis=0)
+        flat = tf.reshape(xy_to_rowcol(coords), [tf.shape(coords)[0], -1, 2])
+        return tf.reshape(interpolate_bilinear_rowcol(image, flat), out_shape)
+
+
+def pixel_grid(height, width, dtype) -> tf.Tensor:
+    """``[height, width, 2]`` (row, col) coordinates of every pixel."""
+    rows, cols = tf.meshgrid(tf.range(height), tf.range(width), indexing="ij")
+    return tf.cast(tf.stack([rows, cols], axis=-1), dtype)
+
+
+def dense_image_warp(image, flow, name: str = "dense_image_warp") -> tf.Tensor:
+    """Warps ``image`` by a dense flow: ``out[b, i, j] = image[b, (i, j) - flow[b, i, j]]``.
+
+    Args:
+      image: ``[batch, height, width, channels]`` float image.
+      flow: ``[batch, height, width, 2]`` float flow in (row, col) pixels (reference convention).
+      name: name scope.
+
+    Returns:
+      ``[batch, height, width, channels]`` bilinearly resampled, border-clamped image.
+    """
+    with tf.name_scope(name):
+        image = as_float_tensor(image, "image")
+        flow = as_float_tensor(flow, "flow", image.dtype)
+        check_rank(flow, 4, "flow", "[batch, height, width, 2]")
+        for axis, what in ((0, "batch size"), (1, "height"), (2, "width")):
+            check_same_dim(image, flow, axis, what, "image", "flow")
+        if flow.shape[-1] is not None and flow.shape[-1] != 2:
+            raise ValueError(f"flow must have 2 channels (row, col), got shape {flow.shape}")
+        image = check_image(image)
+        flow = check_finite(flow, "flow")
+        shape = tf.shape(image)
+        batch, height, width = shape[0], shape[1], shape[2]
+        query = pixel_grid(height, width, flow.dtype)[None] - flow
+        out = interpolate_bilinear_rowcol(image, tf.reshape(query, [batch, -1, 2]))
+        return tf.reshape(out, shape)

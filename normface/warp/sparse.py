@@ -1,0 +1,140 @@
+"""Sparse-to-dense warps: tfa's ``sparse_image_warp`` (row, col) and normface's
+``warp_to_landmarks`` (x, y): a spline through the control-point displacements gives the flow,
+then the image is resampled at ``grid - flow``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from normface.warp.common import (
+    as_float_tensor, check_finite, check_rank, check_same_dim, check_spline_params, rowcol_to_xy, xy_to_rowcol,
+)
+from normface.warp.resample import check_image, dense_image_warp, pixel_grid
+from normface.warp.spline import interpolate_validated
+# Default smoothing of the landmark-facing APIs (warp_to_landmarks, SplineWarp): dlib puts the
+# inner-lip points of a closed mouth on top of each other, and an exact spline through two
+# coincident control points is singular. This weight keeps the system solvable while moving
+# control points by < 0.006 px (measured on LFW landmarks at 128x128).
+LANDMARK_REGULARIZATION = 1e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparse (control-point) warp.
+# ----------------------------------------------------------------------------------------------
+def boundary_points(height: int, width: int, num_boundary_points: int) -> np.ndarray:
+    """``[4k, 2]`` (row, col) zero-flow anchors: the 4 corners plus ``k - 1`` points per edge."""
+    if num_boundary_points <= 0:
+        return np.zeros([0, 2])
+    per_edge = num_boundary_points + 1  # corners included
+    ys = np.linspace(0, height - 1, per_edge)
+    xs = np.linspace(0, width - 1, per_edge)
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    on_edge = (grid_x == 0) | (grid_x == width - 1) | (grid_y == 0) | (grid_y == height - 1)
+    return np.stack([grid_y[on_edge], grid_x[on_edge]], axis=-1)
+
+
+def sparse_image_warp(
+    image,
+    source_control_point_locations,
+    dest_control_point_locations,
+    interpolation_order: int = 1,
+    regularization_weight: float = 0.0,
+    num_boundary_points: int = 0,
+    name: str = "sparse_image_warp",
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Warps ``image`` so that content at the source points moves to the destination points.
+
+    The spline is fitted at the destination points with values ``dest - source`` and evaluated on
+    the pixel grid to a dense flow; the image is then sampled at ``grid - flow``
+    (:func:`dense_image_warp`). Points are **(row, col)** pixels, as in the retired reference;
+    use :func:`warp_to_landmarks` for (x, y).
+
+    Args:
+      image: ``[batch, height, width, channels]`` float32/float64 image.
+      source_control_point_locations: ``[batch, n, 2]`` (row, col) points in ``image``.
+      dest_control_point_locations: ``[batch, n, 2]`` (row, col) where they should land.
+      interpolation_order: polyharmonic order (1 = the paper's ``phi(r) = r``).
+      regularization_weight: smoothing ``lambda`` (0 = exact interpolation).
+      num_boundary_points: ``k > 0`` pins the 4 corners plus ``k - 1`` points per edge to zero
+        flow; 0 adds none.
+      name: name scope.
+
+    Returns:
+      ``(warped_image [batch, height, width, channels], dense_flow [batch, height, width, 2])``.
+    """
+    with tf.name_scope(name):
+        image = as_float_tensor(image, "image")
+        src = as_float_tensor(source_control_point_locations, "source_control_point_locations", image.dtype)
+        dst = as_float_tensor(dest_control_point_locations, "dest_control_point_locations", image.dtype)
+        check_rank(src, 3, "source_control_point_locations", "[batch, n, 2]")
+        check_rank(dst, 3, "dest_control_point_locations", "[batch, n, 2]")
+        image = check_image(image)
+        for axis, what in ((0, "batch size"), (1, "number of control points"), (2, "point dimension")):
+            check_same_dim(src, dst, axis, what, "source_control_point_locations", "dest_control_point_locations")
+        check_same_dim(image, src, 0, "batch size", "image", "source_control_point_locations")
+        if src.shape[-1] is not None and src.shape[-1] != 2:
+            raise ValueError(f"control points must be [batch, n, 2] (row, col), got shape {src.shape}")
+        interpolation_order = check_spline_params(interpolation_order, regularization_weight, "interpolation_order")
+        if num_boundary_points < 0:
+            raise ValueError(f"num_boundary_points must be >= 0, got {num_boundary_points}")
+        n = src.shape[1]
+        total = None if n is None else n + 4 * num_boundary_points
+        if total is not None and total < 3:
+            raise ValueError(
+                f"need at least 3 control points (landmarks + boundary points) for a 2-D spline, got {total}"
+            )
+        height, width = image.shape[1], image.shape[2]
+        if height is None or width is None:
+            raise ValueError(f"sparse_image_warp needs static height and width, got image shape {image.shape}")
+        batch = tf.shape(image)[0]
+        flows = dst - src
+        points = dst
+        if num_boundary_points > 0:
+            anchors = tf.constant(boundary_points(height, width, num_boundary_points), image.dtype)
+            anchors = tf.tile(anchors[None], [batch, 1, 1])
+            points = tf.concat([points, anchors], axis=1)
+            flows = tf.concat([flows, tf.zeros_like(anchors)], axis=1)
+        grid = tf.reshape(pixel_grid(height, width, image.dtype), [1, height * width, 2])
+        grid = tf.tile(grid, [batch, 1, 1])
+        points = check_finite(points, "dest_control_point_locations")
+        flows = check_finite(flows, "control point displacements (dest - source)")
+        # The pixel grid is constant: skip the query-point gradient.
+        flat_flow = interpolate_validated(
+            points, flows, grid, interpolation_order, regularization_weight, need_query_grad=False
+        )
+        dense_flow = tf.reshape(flat_flow, [batch, height, width, 2])
+        return dense_image_warp(image, dense_flow), dense_flow
+
+
+def warp_to_landmarks(
+    image,
+    source_xy,
+    dest_xy,
+    interpolation_order: int = 1,
+    regularization_weight: float = LANDMARK_REGULARIZATION,
+    num_boundary_points: int = 4,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(x, y) front end of :func:`sparse_image_warp`: moves ``source_xy`` onto ``dest_xy``.
+
+    Args:
+      image: ``[batch, height, width, channels]`` float image.
+      source_xy, dest_xy: ``[batch, n, 2]`` (x, y) pixel landmarks.
+      interpolation_order, regularization_weight, num_boundary_points: as in sparse_image_warp
+        (4 boundary points per edge keeps the image border still, as the paper's Fig. 5); the
+        default smoothing (LANDMARK_REGULARIZATION) tolerates coincident landmarks.
+
+    Returns:
+      ``(warped [batch, height, width, channels], flow_xy [batch, height, width, 2])`` where the
+      flow is in (x, y) pixels: ``warped[y, x] = image[(x, y) - flow_xy[y, x]]``.
+    """
+    warped, flow = sparse_image_warp(
+        image,
+        xy_to_rowcol(tf.convert_to_tensor(source_xy)),
+        xy_to_rowcol(tf.convert_to_tensor(dest_xy)),
+        interpolation_order=interpolation_order,
+        regularization_weight=regularization_weight,
+        num_boundary_points=num_boundary_points,
+    )
+    return warped, rowcol_to_xy(flow)
