@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 
 from normface import splits  # noqa: E402
 from normface.utils import paths
-from normface.alignment import DEFAULT_EYE_HEIGHT, AlignmentTemplate  # noqa: E402
+from normface.faces.alignment import DEFAULT_EYE_HEIGHT, AlignmentTemplate  # noqa: E402
 from normface.data import align  # noqa: E402
 
 FLAGS = flags.FLAGS

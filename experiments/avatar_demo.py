@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import apps, face, mesh_io  # noqa: E402
+from normface import apps, mesh_io  # noqa: E402
+from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.utils import paths
 
@@ -38,7 +39,7 @@ def main(argv):
     image_path = paths.Path(FLAGS.image) if FLAGS.image else root / "studio" / "london_neutral" / "001_03.jpg"
     out_dir = paths.Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "avatar_demo"
     image = io_utils.read_rgb(image_path)
-    faces = face.detect_faces68(image)
+    faces = find_faces68(image)
     if not faces:
         raise SystemExit(f"{image_path}: no face found")
     landmarks = faces[0].landmarks

@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 
 from normface import splits  # noqa: E402
 from normface.utils import paths
-from normface.alignment import AlignmentTemplate  # noqa: E402
+from normface.faces.alignment import AlignmentTemplate  # noqa: E402
 from normface.averaging import average_faces  # noqa: E402
 from normface.data import align, faceset  # noqa: E402
 

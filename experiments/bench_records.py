@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from normface.alignment import AlignmentTemplate  # noqa: E402
+from normface.faces.alignment import AlignmentTemplate  # noqa: E402
 from normface.data import composite, decompose, morph, pipeline, records  # noqa: E402
 from normface.data.faceset import FaceEntry  # noqa: E402
 

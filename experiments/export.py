@@ -28,10 +28,11 @@ flags.mark_flag_as_required("model_dir")
 
 def load_chip_encoder(name: str):
     """MERGE POINT (issue 3): ``(encoder, chip parameters)`` for the chips signature."""
-    from normface import encoders, face
+    from normface import encoders
+    from normface.faces.chips import CHIP_PADDING
 
     encoder = encoders.get_encoder(name)
-    return encoder, {"size": encoder.chip_size, "padding": face.CHIP_PADDING, "landmarks": "68"}
+    return encoder, {"size": encoder.chip_size, "padding": CHIP_PADDING, "landmarks": "68"}
 
 
 def main(argv):

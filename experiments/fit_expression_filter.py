@@ -16,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import quality, splits  # noqa: E402
+from normface import splits  # noqa: E402
+from normface.faces import quality
 from normface.utils import io_utils
 from normface.utils import paths
 from normface.data import studio  # noqa: E402

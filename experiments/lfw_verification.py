@@ -30,7 +30,7 @@ from normface.encoders.verification import (
     read_lfw_pairs,
     verify_pairs,
 )
-from normface.face import DETECTORS, FACE_CHOICES
+from normface.faces.detection import DETECTORS, FACE_CHOICES
 
 FLAGS = flags.FLAGS
 DEFAULT_JITTER = 10  # dlib's published protocol jitters (with 100); 10 copies fit a CPU run

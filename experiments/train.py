@@ -126,11 +126,12 @@ def build_encoder(name: str):
     differentiable face chip from the landmarks, then the encoder. chip_encoder(chips in [0, 255])
     -> encoder output (for the export's normalize_chips signature).
     """
-    from normface import encoders, face
+    from normface import encoders
+    from normface.faces.chips import CHIP_PADDING
     from normface.encoders.faces import embed_fn
 
     encoder = encoders.get_encoder(name)
-    chip = {"size": encoder.chip_size, "padding": face.CHIP_PADDING, "landmarks": "68"}
+    chip = {"size": encoder.chip_size, "padding": CHIP_PADDING, "landmarks": "68"}
     return embed_fn(encoder), encoder, chip, encoder.feature_dim
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 
 # A photo is greyscale when its channels differ by at most GREYSCALE_TOLERANCE (0-255; JPEG
 # noise) on at least GREYSCALE_SHARE of its pixels.

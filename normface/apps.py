@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from normface import adjust, alignment, avatar, face, face3d, mesh_io, render
+from normface import adjust, avatar, mesh_io, render
+from normface.faces import alignment
+from normface.faces.detection import as_rgb_uint8
+from normface.faces import face3d
 from normface.utils import io_utils
 from normface.utils import pictures
 
@@ -226,7 +229,7 @@ def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> Adjustment:
     face is shifted onto that of the normalized face. A greyscale photo gets the exposure shift
     only (white balance would tint it). Uses the normalizer's face choice (largest by default);
     raises ValueError for unusable images and when no face is found."""
-    photo = face.as_rgb_uint8(photo, "photo")
+    photo = as_rgb_uint8(photo, "photo")
     results = normalizer.normalize(photo)
     if not results:
         raise ValueError("no face found")

@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from normface import alignment, face3d, render
+from normface import render
+from normface.faces import alignment
+from normface.faces import face3d
 
 NUM_LANDMARKS = 68
 

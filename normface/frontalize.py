@@ -17,8 +17,9 @@ import functools
 
 import numpy as np
 
-from normface import alignment, face3d
-from normface.alignment import AlignmentTemplate
+from normface.faces import alignment
+from normface.faces import face3d
+from normface.faces.alignment import AlignmentTemplate
 
 # Distance (mm) of the virtual frontal camera; with a long focal length the view is near-orthographic.
 FRONTAL_DISTANCE_MM = 2000.0

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from normface.alignment import AlignmentTemplate, align_image
+from normface.faces.alignment import AlignmentTemplate, align_image
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "normface128"
@@ -146,14 +146,14 @@ class FaceNormalizer:
 
     def align(self, image: np.ndarray, all_faces: bool = False):
         """Detected faces aligned to the model's frame: list of (aligned, landmarks, detection)."""
-        from normface import face
+        from normface.faces.detection import as_rgb_uint8, find_faces68
 
-        faces = face.find_faces68(image, choose=self.choose)
+        faces = find_faces68(image, choose=self.choose)
         if not all_faces:
             faces = faces[:1]
         out = []
         for det in faces:
-            aligned, aligned_lm, _ = align_image(face.as_rgb_uint8(image), det.landmarks, self.template)
+            aligned, aligned_lm, _ = align_image(as_rgb_uint8(image), det.landmarks, self.template)
             out.append((aligned, aligned_lm, det))
         return out
 

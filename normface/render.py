@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from normface import face3d
+from normface.faces import face3d
 
 # Light for the Lambert shading of renders, as a direction from the surface toward the light in
 # the camera frame (x right, y down, z away): up, a little left and toward the camera.

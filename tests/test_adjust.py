@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from normface import adjust
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 
 
 def test_ycrcb_round_trip():

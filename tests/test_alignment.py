@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import alignment, face
+from normface.faces import alignment
+from normface.faces.detection import find_faces68
 from normface.utils import io_utils
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 
 LFW_SAMPLE = ["Aaron_Eckhart/Aaron_Eckhart_0001", "Colin_Powell/Colin_Powell_0001",
               "Gloria_Macapagal_Arroyo/Gloria_Macapagal_Arroyo_0001", "Serena_Williams/Serena_Williams_0001",
@@ -45,10 +46,10 @@ def test_realigned_lfw_eyes_land_on_template(data_root):
     errors = []
     for key in LFW_SAMPLE:
         image = io_utils.read_rgb(data_root / "lfw" / f"{key}.jpg")
-        faces = face.detect_faces68(image)
+        faces = find_faces68(image)
         assert faces, key
         aligned, _, _ = alignment.align_image(image, faces[0].landmarks, t)
-        again = face.detect_faces68(aligned, upsample=1, max_upsample=2)
+        again = find_faces68(aligned, upsample=1, max_upsample=2)
         assert again, f"{key}: no face re-detected in the aligned crop"
         errors.append(np.abs(alignment.eye_centers(again[0].landmarks) - t.eye_centers()).max())
     assert max(errors) <= 2.0, f"eye-centre errors (px): {np.round(errors, 2)}"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import apps, face
+from normface import apps
+from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 
 
@@ -50,7 +51,7 @@ def lfw_faces(data_root):
         if not path.is_file():
             continue
         photo = io_utils.read_rgb(path)
-        found = face.detect_faces68(photo)
+        found = find_faces68(photo)
         if found:
             photos.append(photo)
             landmarks.append(found[0].landmarks)

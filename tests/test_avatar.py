@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import apps, avatar, face, face3d, mesh_io, render
+from normface import apps, avatar, mesh_io, render
+from normface.faces.detection import find_faces68
+from normface.faces import face3d
 from normface.utils import io_utils
 
 SIZE = 250
@@ -93,7 +95,7 @@ def test_mean_shape_gives_near_zero_coefficients(model, data_root):
 
 def test_fit_on_real_landmarks(data_root):
     image = io_utils.read_rgb(data_root / "studio" / "london_neutral" / "001_03.jpg")
-    lm = face.detect_faces68(image)[0].landmarks
+    lm = find_faces68(image)[0].landmarks
     fit = avatar.fit_shape(lm, (image.shape[1], image.shape[0]), data_root=data_root)
     # Measured 2.5 px = 0.031 IOD on this 512x512 photo (dlib landmarks, 66 of 68 used).
     assert fit.mean_error / avatar.interocular(lm) < 0.05

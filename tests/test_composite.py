@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 from normface.data import composite, decompose
 
 SIZE = 48

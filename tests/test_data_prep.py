@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from normface import quality, splits
-from normface.alignment import AlignmentTemplate
+from normface import splits
+from normface.faces import quality
+from normface.faces.alignment import AlignmentTemplate
 from normface.data import align, average, faceset
 
 FACES = ["Aaron_Eckhart/Aaron_Eckhart_0001", "Colin_Powell/Colin_Powell_0001", "Tony_Blair/Tony_Blair_0001"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface.alignment import AlignmentTemplate, eye_centers
+from normface.faces.alignment import AlignmentTemplate, eye_centers
 from normface.data import decompose
 
 SIZE = 64

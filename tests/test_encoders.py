@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from normface import face
+from normface.faces.chips import dlib_face_chip, extract_chips
+from normface.faces.detection import detect_face
 from normface.encoders import base, dlib_dat, dlib_resnet, registry, similarity
 from normface.utils.io_utils import read_rgb
 
@@ -42,12 +43,12 @@ def lfw_faces(data_root):
     images, landmarks, chips = [], [], []
     for person in people[:: max(1, len(people) // (2 * NUM_FACES))]:
         image = read_rgb(sorted(person.glob("*.jpg"))[0])
-        found = face.detect_face(image, fallback_to_center=False)
+        found = detect_face(image, fallback_to_center=False)
         if found is None:
             continue
         images.append(image)
         landmarks.append(found.landmarks)
-        chips.append(face.dlib_face_chip(image, found.landmarks))
+        chips.append(dlib_face_chip(image, found.landmarks))
         if len(images) == NUM_FACES:
             break
     assert len(images) == NUM_FACES, "too few detected LFW faces"
@@ -145,7 +146,7 @@ def test_descriptors_match_dlib_on_real_faces(encoder, lfw_faces, dlib_descripto
 
 def test_tf_chip_matches_dlib_chip(encoder, lfw_faces):
     images, landmarks, dlib_chips = lfw_faces
-    tf_chips = face.extract_chips(images.astype(np.float32), landmarks).numpy()
+    tf_chips = extract_chips(images.astype(np.float32), landmarks).numpy()
     pixel_diff = np.abs(tf_chips - dlib_chips.astype(np.float32)).mean(axis=(1, 2, 3))
     assert pixel_diff.max() <= CHIP_PIXEL_TOL, pixel_diff
     _, d_tf = encoder.encode_numpy(tf_chips, batch_size=10)
@@ -158,7 +159,7 @@ def test_descriptor_gradients_wrt_image_are_finite_and_nonzero(encoder, lfw_face
     images = tf.constant(lfw_faces[0][:2].astype(np.float32))
     with tf.GradientTape() as tape:
         tape.watch(images)
-        chips = face.extract_chips(images, lfw_faces[1][:2])
+        chips = extract_chips(images, lfw_faces[1][:2])
         descriptor = encoder(chips).descriptor
         loss = tf.reduce_sum(similarity.squared_euclidean_distance(descriptor, tf.zeros_like(descriptor)))
     grad = tape.gradient(loss, images).numpy()

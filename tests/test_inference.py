@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from normface import cli
-from normface.alignment import AlignmentTemplate
 from normface.inference import FaceNormalizer
 
 SIZE = 32

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import adjust, apps, face, splits
+from normface import adjust, apps, splits
+from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.utils import paths
 from normface.inference import PRETRAINED_DIR, DEFAULT_MODEL, FaceNormalizer
@@ -63,7 +64,7 @@ def test_auto_adjust_undoes_casts_on_held_out_samples():
     assert len(samples) >= 4
     for path in samples:
         photo = io_utils.read_rgb(path)
-        landmarks = face.find_faces68(photo)[0].landmarks
+        landmarks = find_faces68(photo)[0].landmarks
         mask = apps.face_mask(landmarks, photo.shape)
         reference = adjust.mean_face_color(normalizer.normalize(photo)[0].image, normalizer.template)
         for gains in STRONG_CASTS:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import face3d, quality, splits
+from normface import splits
+from normface.faces import face3d
+from normface.faces import quality
 from normface.data import studio
 
 

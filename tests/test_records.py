@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from normface.utils import paths
-from normface.alignment import eye_centers
+from normface.faces.alignment import eye_centers
 from normface.data import decompose, faceset, pipeline, records
 
 SIZE = 32

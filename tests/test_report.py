@@ -8,7 +8,7 @@ import pytest
 
 from normface import splits
 from normface.utils import paths
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 from normface.data import align
 from normface.evaluation import report
 

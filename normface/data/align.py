@@ -21,7 +21,7 @@ from typing import Iterable
 
 from normface import splits as splits_lib
 from normface.utils import io_utils
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 from normface.data import faceset
 
 MANIFEST_DIR = "manifest"
@@ -63,8 +63,9 @@ def process_photo(
     photo: Photo, data_root: Path, out_root: Path, split: str, template: AlignmentTemplate, expression_model
 ) -> dict:
     """Aligns and measures one photo; returns its manifest record (never raises for bad input)."""
-    from normface import face, quality
-    from normface.alignment import align_image
+    from normface.faces.detection import find_faces68
+    from normface.faces import quality
+    from normface.faces.alignment import align_image
 
     record = {"key": photo.key, "person": photo.person, "photo": photo.path, "split": split}
     try:
@@ -74,7 +75,7 @@ def process_photo(
     height, width = image.shape[:2]
     if min(height, width) < MIN_PHOTO_SIDE:
         return {**record, "status": "failed", "reason": f"too small: {width}x{height} (< {MIN_PHOTO_SIDE} px)"}
-    faces = face.find_faces68(image, choose=photo.choose)
+    faces = find_faces68(image, choose=photo.choose)
     if not faces:
         return {**record, "status": "failed", "reason": "no face found", "num_faces": 0}
     chosen = faces[0]
@@ -98,7 +99,7 @@ def shard_path(out_root: Path, index: int) -> Path:
 
 def _run_shard(args) -> tuple[int, int, int]:
     index, photos, data_root, out_root, split_of, template_dict, model_path = args
-    from normface import quality
+    from normface.faces import quality
 
     out_root = Path(out_root)
     template = AlignmentTemplate.from_dict(template_dict)
@@ -149,7 +150,8 @@ def align_all(
         raise FileNotFoundError(f"data root not found: {data_root}")
     if shard_size < 1 or workers < 1:
         raise ValueError(f"shard_size and workers must be >= 1, got {shard_size} and {workers}")
-    from normface import face3d, quality
+    from normface.faces import face3d
+    from normface.faces import quality
 
     # Fail at start-up, not once per photo, when a model file is missing.
     face3d.model_dir(data_root)

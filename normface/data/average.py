@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import quality
+from normface.faces import quality
 from normface.utils import io_utils
 from normface.utils import pictures
 from normface.data import align, faceset

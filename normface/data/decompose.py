@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from normface import warp
-from normface.alignment import NUM_LANDMARKS, AlignmentTemplate
+from normface.faces.alignment import NUM_LANDMARKS, AlignmentTemplate
 
 # Warps per TF call when decomposing many faces: bounds memory (a few MB per 128x128 face).
 DECOMPOSE_BATCH = 32

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from normface.utils import io_utils
-from normface.alignment import NUM_LANDMARKS, AlignmentTemplate
+from normface.faces.alignment import NUM_LANDMARKS, AlignmentTemplate
 
 TEMPLATE_FILE = "template.json"
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from normface.alignment import NUM_LANDMARKS, AlignmentTemplate
+from normface.faces.alignment import NUM_LANDMARKS, AlignmentTemplate
 from normface.data import composite, decompose, faceset, morph
 
 META_FILE = "meta.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from normface import splits
 from normface.utils import io_utils
-from normface.alignment import AlignmentTemplate, align_image
+from normface.faces.alignment import AlignmentTemplate, align_image
 
 # Expression features do not depend on the crop size; 128 keeps the alignment cheap.
 FEATURE_TEMPLATE = AlignmentTemplate.for_size(128)
@@ -24,14 +24,15 @@ def studio_photos(data_root: str | Path) -> list[tuple[str, Path, bool]]:
 
 def expression_examples(data_root: str | Path, people: set[str]) -> tuple[list[dict], list[bool], dict]:
     """Expression features and smile labels of the studio photos of ``people``."""
-    from normface import face, quality
+    from normface.faces.detection import find_faces68
+    from normface.faces import quality
 
     feats, labels = [], []
     for person, path, smiling in studio_photos(data_root):
         if person not in people:
             continue
         image = io_utils.read_rgb(path)
-        faces = face.find_faces68(image)
+        faces = find_faces68(image)
         if not faces:
             raise ValueError(f"{path}: no face found in a studio photo")
         _, aligned_lm, _ = align_image(image, faces[0].landmarks, FEATURE_TEMPLATE)

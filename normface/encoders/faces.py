@@ -21,9 +21,9 @@ BATCH_SIZE = 32
 
 def face_chips(encoder: IdentityEncoder, images: tf.Tensor, landmarks: tf.Tensor) -> tf.Tensor:
     """``[b, h, w, 3]`` images in [0, 255] + ``[b, 68, 2]`` (x, y) landmarks -> encoder chips."""
-    from normface import face
+    from normface.faces.chips import extract_chips
 
-    return face.extract_chips(tf.cast(images, tf.float32), tf.cast(landmarks, tf.float32), encoder.chip_size)
+    return extract_chips(tf.cast(images, tf.float32), tf.cast(landmarks, tf.float32), encoder.chip_size)
 
 
 def embed_fn(encoder: IdentityEncoder) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:

@@ -31,12 +31,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from normface import face
+from normface.faces.chips import dlib_face_chip, extract_chips
+from normface.faces.detection import as_rgb_uint8, detect_face
 from normface.encoders.base import IdentityEncoder
 from normface.utils.io_utils import atomic_path, read_rgb
 
 NUM_FOLDS = 10
-CHIP_METHODS = ("dlib", "tf")  # dlib.get_face_chip, or face.extract_chips (differentiable)
+CHIP_METHODS = ("dlib", "tf")  # dlib.get_face_chip, or extract_chips (differentiable)
 CHECKPOINT_EVERY = 256  # images between cache writes
 ENCODE_BATCH = 32
 
@@ -117,7 +118,7 @@ def kfold_accuracy(distances: np.ndarray, same: np.ndarray, folds: np.ndarray
 class ChipOptions:
     """How an image becomes a descriptor.
 
-    chip_method: ``dlib`` (dlib.get_face_chip) or ``tf`` (face.extract_chips, differentiable).
+    chip_method: ``dlib`` (dlib.get_face_chip) or ``tf`` (extract_chips, differentiable).
     choose: which detected face (``center`` for face-centred crops like LFW, or ``largest``).
     detectors: tried in order until one finds a face; then the centred-box fallback.
     flip_average: also encode the mirrored chip and average the two descriptors (test-time
@@ -147,11 +148,11 @@ class ChipOptions:
 
 def face_chip(image: np.ndarray, options: ChipOptions = ChipOptions()) -> tuple[np.ndarray, str]:
     """(150x150 chip ``[150, 150, 3]``, detector that found the face or ``"center"``)."""
-    found = face.detect_face(image, choose=options.choose, detectors=options.detectors)
+    found = detect_face(image, choose=options.choose, detectors=options.detectors)
     if options.chip_method == "dlib":
-        chip = face.dlib_face_chip(image, found.landmarks)
+        chip = dlib_face_chip(image, found.landmarks)
     elif options.chip_method == "tf":
-        chip = face.extract_chips(image[None].astype(np.float32), found.landmarks[None])[0].numpy()
+        chip = extract_chips(image[None].astype(np.float32), found.landmarks[None])[0].numpy()
     else:
         raise ValueError(f"chip_method: expected one of {CHIP_METHODS}; got {options.chip_method!r}")
     return chip, found.detector
@@ -162,7 +163,7 @@ def dlib_jitter(chip: np.ndarray, num_jitters: int) -> np.ndarray:
     ``dlib.jitter_image`` (colours undisturbed, as in dlib's ``compute_face_descriptor``)."""
     import dlib
 
-    chip = face.as_rgb_uint8(chip, "chip")
+    chip = as_rgb_uint8(chip, "chip")
     if chip.shape[0] != chip.shape[1]:
         raise ValueError(f"chip: dlib.jitter_image needs a square chip; got shape {chip.shape}")
     if num_jitters < 1:

@@ -28,7 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from normface import adjust, apps, avatar, face, splits
+from normface import adjust, apps, avatar, splits
+from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.utils import pictures
 from normface.evaluation import protocol
@@ -90,7 +91,7 @@ def load_raw_photos(data_root: str | Path, photo_set: PhotoSet, log=print
         path = Path(data_root) / src
         try:
             image = io_utils.read_rgb(path)
-            found = face.find_faces68(image, choose=photo_set.choose)
+            found = find_faces68(image, choose=photo_set.choose)
         except (OSError, ValueError) as err:
             log(f"skipping {path}: {err}")
             continue

@@ -99,7 +99,7 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 def landmark_error(pred: np.ndarray, truth: np.ndarray) -> float:
     """Mean landmark distance normalized by the true interocular distance (eye centres)."""
-    from normface.alignment import eye_centers
+    from normface.faces.alignment import eye_centers
 
     pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
     eyes = eye_centers(truth)

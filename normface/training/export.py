@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from normface.utils import io_utils
 from normface.utils import paths
-from normface.alignment import AlignmentTemplate
+from normface.faces.alignment import AlignmentTemplate
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig
 from normface.models.normalizer import mean_landmarks_of
 

@@ -96,7 +96,7 @@ def tiny_export(out_dir, size: int = 32, encoder_id: str = "dlib", seed: int = 0
     mean landmarks sit on the template's eyes: plumbing tests of inference and evaluation."""
     import keras
 
-    from normface.alignment import AlignmentTemplate, eye_centers
+    from normface.faces.alignment import AlignmentTemplate, eye_centers
     from normface.models import build_normalizer
     from normface.training import export
 

@@ -34,7 +34,12 @@ Beyond the reference, for accuracy and speed:
 from normface.warp.common import rowcol_to_xy, xy_to_rowcol
 from normface.warp.layer import SplineWarp
 from normface.warp.resample import dense_image_warp, resample_bilinear
-from normface.warp.sparse import LANDMARK_REGULARIZATION, boundary_points, sparse_image_warp, warp_to_landmarks
+from normface.warp.sparse import (
+    LANDMARK_REGULARIZATION,
+    boundary_points,
+    sparse_image_warp,
+    warp_to_landmarks,
+)
 from normface.warp.spline import EPSILON, fused_kernels_enabled, interpolate_spline, set_fused_kernels
 
 __all__ = [

@@ -9,7 +9,13 @@ import numpy as np
 import tensorflow as tf
 
 from normface.warp.common import (
-    as_float_tensor, check_finite, check_rank, check_same_dim, check_spline_params, rowcol_to_xy, xy_to_rowcol,
+    as_float_tensor,
+    check_finite,
+    check_rank,
+    check_same_dim,
+    check_spline_params,
+    rowcol_to_xy,
+    xy_to_rowcol,
 )
 from normface.warp.resample import check_image, dense_image_warp, pixel_grid
 from normface.warp.spline import interpolate_validated

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from normface.warp.common import as_float_tensor, check_finite, check_rank, check_same_dim, check_spline_params
+from normface.warp.common import (
+    as_float_tensor,
+    check_finite,
+    check_rank,
+    check_same_dim,
+    check_spline_params,
+)
 
 # Clamp of the squared distance inside phi: keeps sqrt/log and their gradients finite at r = 0.
 # Same value as the reference, so results at control points agree with its golden outputs.

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from normface import alignment, face3d
+from normface.faces import alignment
+from normface.faces import face3d
 
 # The generic 3-D model reads frontal studio faces (London + Canada sets) at a median pitch of
 # about -7 degrees: real faces' brow/nose depth differs from the mean shape's.
