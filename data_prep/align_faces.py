@@ -19,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import splits  # noqa: E402
+from normface.data import splits
 from normface.utils import paths
 from normface.faces.alignment import DEFAULT_EYE_HEIGHT, AlignmentTemplate  # noqa: E402
-from normface.data import align  # noqa: E402
+from normface.data import align, faceset  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_root", None, "Face data folder (default $NORMFACE_DATA or ../shared/data).")
@@ -42,11 +42,11 @@ def main(argv):
     output = paths.Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / f"faces{FLAGS.size}"
     template = AlignmentTemplate.for_size(FLAGS.size, eye_height=FLAGS.eye_height)
     summary = align.align_all(
-        data_root, output / "aligned", template, sources=FLAGS.sources, shard_size=FLAGS.shard_size,
+        data_root, faceset.aligned_dir(output), template, sources=FLAGS.sources, shard_size=FLAGS.shard_size,
         workers=FLAGS.workers, seed=FLAGS.seed, limit=FLAGS.limit or None,
     )
     print(f"{summary['photos']} photos: {summary['aligned']} aligned, {summary['failed']} failed "
-          f"{summary['failure_reasons']}; {summary['several_faces']} with several faces. Output: {output / 'aligned'}")
+          f"{summary['failure_reasons']}; {summary['several_faces']} with several faces. Output: {faceset.aligned_dir(output)}")
     return 0 if summary["aligned"] else 1
 
 

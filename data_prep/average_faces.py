@@ -21,7 +21,7 @@ from absl import app, flags  # noqa: E402
 from normface.faces import quality
 from normface.utils import io_utils
 from normface.utils import paths
-from normface.data import align, average  # noqa: E402
+from normface.data import align, average, faceset  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("faces", None, "Face-set folder of stage 1 (default <workspace>/faces<size>).")
@@ -39,7 +39,7 @@ def main(argv):
     thresholds = quality.QualityThresholds(
         **{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(quality.QualityThresholds)}
     )
-    aligned_root, out_root = faces / "aligned", faces / "averaged"
+    aligned_root, out_root = faceset.aligned_dir(faces), faceset.averaged_dir(faces)
     summary = average.average_all(aligned_root, out_root, thresholds, FLAGS.min_photos, FLAGS.max_photos)
     io_utils.save_image_atomic(out_root / "contact_sheet.png", average.contact_sheet(out_root))
     records = align.read_manifest(aligned_root)

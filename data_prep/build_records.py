@@ -1,4 +1,4 @@
-"""Builds the training/validation/test TFRecords from an aligned, averaged face set (issue 5).
+"""Builds the training/validation/test TFRecords from an aligned, averaged face set.
 
 Face set (written by the issue-4 binaries) in -> ``--output``: train records augmented with
 random morphs (paper Sec. 5), validation and test records un-augmented, ``meta.json``, and a
@@ -21,14 +21,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from normface.utils import paths
-from normface.data import composite, morph, records  # noqa: E402
+from normface.data import composite, morph  # noqa: E402
+from normface.data import build
+from normface.data import records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("faces", None, "Face-set root (template.json, <split>/...), from data_prep.")
 flags.DEFINE_string("output", None, "Records folder (local or tf.io.gfile URL). Default: <workspace>/records.")
 flags.DEFINE_integer("morphs_per_face", 100, "Random morphs per training face; 0 = un-augmented records.")
 flags.DEFINE_integer("num_examples", 0, "If > 0: exact number of training examples (originals + morphs).")
-flags.DEFINE_integer("shard_size", records.DEFAULT_SHARD_SIZE, "Examples per TFRecord shard.")
+flags.DEFINE_integer("shard_size", build.DEFAULT_SHARD_SIZE, "Examples per TFRecord shard.")
 flags.DEFINE_integer("seed", 0, "Seed of neighbour picks, weights and shard order.")
 flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; unset = balanced on the data.")
 flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.")
@@ -42,29 +44,16 @@ flags.DEFINE_string("contact_sheet", "", "PNG path of the Fig. 6 contact sheet; 
 flags.DEFINE_integer("contact_seeds", 8, "Seed faces on the contact sheet.")
 
 
-def resolve_encoder(name: str) -> records.EncodeFn:
-    """The EncodeFn for ``--encoder``.
-
-    'none' writes zero-length features and descriptors: only for the augmentation ablation and
-    debugging (training without the identity loss needs stored features).
-    """
-    if name == "none":
-        return records.no_encoder
-    from normface.encoders import available_encoders
-    from normface.encoders.faces import record_encoder
-
-    if name not in available_encoders():
-        raise ValueError(f"--encoder: unknown encoder {name!r}; available: {available_encoders() + ['none']}")
-    return record_encoder(name)
-
-
 def main(argv):
     del argv
     if not FLAGS.faces:
         raise app.UsageError("--faces is required (the face-set root written by data_prep)")
     output = FLAGS.output or str(paths.workspace_dir() / "records")
-    encode_fn = resolve_encoder(FLAGS.encoder)  # fail before any long work
-    config = records.BuildConfig(
+    try:
+        encode_fn = build.encode_fn_for(FLAGS.encoder)  # fail before any long work
+    except ValueError as err:
+        raise app.UsageError(f"--encoder: {err}") from err
+    config = build.BuildConfig(
         morphs_per_face=FLAGS.morphs_per_face,
         num_examples=FLAGS.num_examples,
         shard_size=FLAGS.shard_size,
@@ -74,7 +63,7 @@ def main(argv):
         encoder=FLAGS.encoder,
         composite=composite.CompositeConfig(FLAGS.attachment_fraction, FLAGS.blur_sigma_fraction),
     )
-    meta = records.build_records(
+    meta = build.build_records(
         FLAGS.faces, output, config, encode_fn, splits=FLAGS.splits, log=logging.info,
         contact_sheet=FLAGS.contact_sheet or os.path.join(output, "contact_sheet.png"),
         contact_seeds=FLAGS.contact_seeds,

@@ -78,7 +78,7 @@ def output_grid(rows: dict, out: Path, count: int = 8) -> Path | None:
     from normface.utils import io_utils
     from normface.utils import pictures
     from normface.data import pipeline
-    from normface.training import export
+    from normface.serving import export_format
 
     faces = next(iter(pipeline.make_dataset(FLAGS.records, "test", count, shuffle=False)))
     tiles, labels = [], []
@@ -86,7 +86,7 @@ def output_grid(rows: dict, out: Path, count: int = 8) -> Path | None:
         tiles.append((faces["image"][i].numpy() * 255).astype(np.uint8))
         labels.append("input face")
     for name, row in rows.items():
-        model = export.load_keras(Path(row["model_dir"]) / "export")
+        model = export_format.load_keras(Path(row["model_dir"]) / "export")
         images = model(faces["features"], training=False)["image"].numpy()
         for i in range(count):
             tiles.append(np.clip(images[i] * 255, 0, 255).astype(np.uint8))

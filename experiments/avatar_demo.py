@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import apps, mesh_io  # noqa: E402
+from normface.apps import avatar
+from normface.apps import mesh_io
 from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.utils import paths
@@ -44,7 +45,7 @@ def main(argv):
         raise SystemExit(f"{image_path}: no face found")
     landmarks = faces[0].landmarks
     start = time.perf_counter()
-    result = apps.make_avatar(image, landmarks, out_dir / f"{image_path.stem}.obj", data_root=root)
+    result = avatar.make_avatar(image, landmarks, out_dir / f"{image_path.stem}.obj", data_root=root)
     seconds = time.perf_counter() - start
     ply = out_dir / f"{image_path.stem}.ply"
     mesh_io.write_ply(ply, mesh_io.read_obj(result.files[0]))

@@ -19,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from normface import splits  # noqa: E402
+from normface.data import splits
 from normface.utils import paths
 from normface.faces.alignment import AlignmentTemplate  # noqa: E402
-from normface.averaging import average_faces  # noqa: E402
+from normface.data.average import average_faces  # noqa: E402
 from normface.data import align, faceset  # noqa: E402
 
 FLAGS = flags.FLAGS

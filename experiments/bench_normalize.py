@@ -22,7 +22,7 @@ from absl import app, flags  # noqa: E402
 
 from normface.utils import io_utils
 from normface.utils import paths
-from normface.inference import FaceNormalizer  # noqa: E402
+from normface.serving.normalizer import FaceNormalizer  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("photos", 200, "LFW photos to normalize.")

@@ -5,7 +5,7 @@ examples per second for (1) the gradient-domain composite alone, (2) morph + com
 (``Morpher.render``, batches of 32, the warp batched in TF) and (3) the full record (2 + PNG
 encoding + tf.train.Example serialization), and (4) tf.data examples/second feeding a no-op model
 (``make_dataset``: interleave, parse, PNG decode, flips, batch 32, prefetch) from records written
-to a temporary folder. Synthetic faces (``decompose.synthetic_faces``); no encoder.
+to a temporary folder. Synthetic faces (``synthetic.synthetic_faces``); no encoder.
 
     python experiments/bench_records.py --sizes=128,224 --morphs=64 --batches=30
 
@@ -25,7 +25,10 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from normface.faces.alignment import AlignmentTemplate  # noqa: E402
-from normface.data import composite, decompose, morph, pipeline, records  # noqa: E402
+from normface.data import composite, morph, pipeline  # noqa: E402
+from normface.data import decompose
+from normface.testing import synthetic
+from normface.data import build
 from normface.data.faceset import FaceEntry  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -44,7 +47,7 @@ def _rate(count: int, fn) -> float:
 
 def bench_size(size: int) -> dict:
     template = AlignmentTemplate.for_size(size)
-    images, marks = decompose.synthetic_faces(FLAGS.faces, template, seed=0)
+    images, marks = synthetic.synthetic_faces(FLAGS.faces, template, seed=0)
     mean = decompose.mean_landmarks(marks, size)
     textures = decompose.to_texture(images / 255.0, marks, mean)
     start = time.perf_counter()
@@ -58,15 +61,15 @@ def bench_size(size: int) -> dict:
     comp_rate = _rate(n, lambda: [compositor(textures[plan.seed[i]], textures[plan.neighbour[i]]) for i in range(n)])
 
     def render():
-        for s in range(0, n, records.RENDER_BATCH):
-            morpher.render(plan.slice(slice(s, s + records.RENDER_BATCH)))
+        for s in range(0, n, build.RENDER_BATCH):
+            morpher.render(plan.slice(slice(s, s + build.RENDER_BATCH)))
 
-    morpher.render(plan.slice(slice(0, records.RENDER_BATCH)))  # warm-up: trace the warp
+    morpher.render(plan.slice(slice(0, build.RENDER_BATCH)))  # warm-up: trace the warp
     render_rate = _rate(n, render)
 
     def full():
-        fake_faces = records.SplitFaces([faceset_entry(i) for i in range(len(images))], images, marks, textures)
-        for ex in records.iter_examples(fake_faces, plan, morpher, records.no_encoder):
+        fake_faces = build.SplitFaces([faceset_entry(i) for i in range(len(images))], images, marks, textures)
+        for ex in build.iter_examples(fake_faces, plan, morpher, build.no_encoder):
             ex.SerializeToString()
 
     full_rate = _rate(n, full)
@@ -82,9 +85,9 @@ def bench_tfdata(size: int) -> float:
     """Examples/second of make_dataset (shuffle, flips, batch) into a no-op model step."""
     with tempfile.TemporaryDirectory() as tmp:
         faces = os.path.join(tmp, "faces")
-        records.write_synthetic_faceset(faces, size, {"train": FLAGS.faces, "validation": 0, "test": 0})
-        config = records.BuildConfig(morphs_per_face=3, shard_size=16, k=4)
-        records.build_records(faces, os.path.join(tmp, "rec"), config, splits=["train"], log=lambda _: None)
+        synthetic.write_synthetic_faceset(faces, size, {"train": FLAGS.faces, "validation": 0, "test": 0})
+        config = build.BuildConfig(morphs_per_face=3, shard_size=16, k=4)
+        build.build_records(faces, os.path.join(tmp, "rec"), config, splits=["train"], log=lambda _: None)
         ds = pipeline.make_dataset(os.path.join(tmp, "rec"), "train", FLAGS.batch_size, flip=True,
                                    repeat=True, drop_remainder=True, seed=0)
 

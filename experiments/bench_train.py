@@ -29,7 +29,7 @@ flags.DEFINE_list("identity", ["off", "on"], "Identity loss settings to time.")
 
 def embed_fn_for(name: str):
     """``(embed_fn, description)``."""
-    from normface.training import synthetic
+    from normface.testing import synthetic
 
     if name == "fake":
         return synthetic.fake_embed_fn(), "fake (tiny conv net; warp cost only)"
@@ -46,7 +46,7 @@ def embed_fn_for(name: str):
 
 def bench(size: int, identity: bool, embed_fn) -> float:
     from normface.models import ModelConfig
-    from normface.training import synthetic
+    from normface.testing import synthetic
     from normface.training.config import TrainConfig
     from normface.training.trainer import Trainer
 

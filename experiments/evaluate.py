@@ -1,4 +1,4 @@
-"""Generates the evaluation report (issue 8) for a trained model.
+"""Generates the evaluation report for a trained model.
 
     python experiments/evaluate.py --model=workspace/runs/r128/export --faces=workspace/faces128 \
         --output=workspace/eval/r128 [--quick]

@@ -26,15 +26,6 @@ flags.DEFINE_string("encoder", "", "normface.encoders name to bundle for the nor
 flags.mark_flag_as_required("model_dir")
 
 
-def load_chip_encoder(name: str):
-    """MERGE POINT (issue 3): ``(encoder, chip parameters)`` for the chips signature."""
-    from normface import encoders
-    from normface.faces.chips import CHIP_PADDING
-
-    encoder = encoders.get_encoder(name)
-    return encoder, {"size": encoder.chip_size, "padding": CHIP_PADDING, "landmarks": "68"}
-
-
 def main(argv):
     del argv
     from normface.training import export
@@ -43,7 +34,12 @@ def main(argv):
     if not (model_dir / "config.json").is_file():
         print(f"export.py: error: --model_dir={model_dir} is not a training folder (no config.json)", file=sys.stderr)
         sys.exit(2)
-    encoder, chip = load_chip_encoder(FLAGS.encoder) if FLAGS.encoder else (None, None)
+    encoder, chip = None, None
+    if FLAGS.encoder:
+        from normface import encoders
+
+        resolved = encoders.resolve(FLAGS.encoder)
+        encoder, chip = resolved.encoder, resolved.chip
     out = export.export_from_model_dir(model_dir, FLAGS.export_dir or model_dir / "export", which=FLAGS.which,
                                        chip_encoder=encoder, chip=chip)
     print(f"exported {out}")

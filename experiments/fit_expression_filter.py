@@ -3,9 +3,9 @@
 The filter is a logistic model over landmark expression features (normface.quality). It is fit on
 the London set's *training* people (neutral and smiling photo of each) plus the Canada set
 (neutral), so the held-out London people stay an honest test (tests/test_quality.py), and written
-to normface/assets/expression_filter.json, which ships with the package.
+to normface/faces/assets/expression_filter.json, which ships with the package.
 
-    python experiments/fit_expression_filter.py [--output=normface/assets/expression_filter.json]
+    python experiments/fit_expression_filter.py [--output=normface/faces/assets/expression_filter.json]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import splits  # noqa: E402
+from normface.data import splits
 from normface.faces import quality
 from normface.utils import io_utils
 from normface.utils import paths

@@ -2,7 +2,7 @@
 
     python experiments/ship_model.py --export=workspace/runs/r128/export [--name=normface128]
 
-Writes normface/pretrained/<name>/ (weights.npz in float16, normface.json, MODEL_CARD.md) and
+Writes normface/serving/pretrained/<name>/ (weights.npz in float16, normface.json, MODEL_CARD.md) and
 prints its size; the package must stay under 60 MB. The card comes from the export; sections of
 the shipped card that the export's lacks (the evaluation, the limitations) are kept.
 """
@@ -15,17 +15,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface import inference, pretrained  # noqa: E402
+from normface.serving.normalizer import DEFAULT_MODEL, PRETRAINED_DIR
+from normface.serving import packed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export", None, "Export folder written by experiments/export.py or train.py.", required=True)
-flags.DEFINE_string("name", inference.DEFAULT_MODEL, "Name of the packed model under normface/pretrained/.")
+flags.DEFINE_string("name", DEFAULT_MODEL, "Name of the packed model under normface/serving/pretrained/.")
 flags.DEFINE_integer("max_mb", 60, "Refuse to ship a model larger than this.")
 
 
 def main(argv):
     del argv
-    out = pretrained.pack(FLAGS.export, inference.PRETRAINED_DIR / FLAGS.name)
+    out = packed.pack(FLAGS.export, PRETRAINED_DIR / FLAGS.name)
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     if size > FLAGS.max_mb:
         raise app.UsageError(f"{out} is {size:.1f} MB, over --max_mb={FLAGS.max_mb}")

@@ -23,9 +23,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from normface import encoders  # noqa: E402
+from normface.models.config import TEXTURE_DECODERS, ModelConfig  # noqa: E402
+from normface.training.config import LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig  # noqa: E402
+from normface.training.losses import IDENTITY_KINDS  # noqa: E402
+from normface.utils import config_flags  # noqa: E402
+
 FLAGS = flags.FLAGS
 # Data and folders.
-flags.DEFINE_string("records_dir", None, "Folder of the TFRecords written by data_prep (issue 5).")
+flags.DEFINE_string("records_dir", None, "Folder of the TFRecords written by data_prep/build_records.py.")
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config; resumed if it exists.")
 flags.DEFINE_string("export_dir", None, "Export folder (default <model_dir>/export).")
 flags.DEFINE_bool("export", True, "Export the best checkpoint at the end (chief only).")
@@ -33,41 +39,52 @@ flags.DEFINE_string("init_from", None, "Fine-tune: start a fresh run from anothe
 flags.DEFINE_bool("synthetic", False, "Smoke test: random in-memory data and a fake encoder.")
 flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train set.")
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
-# Model.
-flags.DEFINE_integer("output_size", 128, "Output image side in pixels (a multiple of 16).")
-flags.DEFINE_integer("feature_dim", 256, "Encoder feature size (256 for dlib's face ResNet).")
-flags.DEFINE_list("feature_hidden", ["1024"], "Widths of the feature MLP.")
-flags.DEFINE_list("landmark_hidden", ["256"], "Hidden widths of the landmark MLP.")
-flags.DEFINE_enum("texture_decoder", "cnn", ["cnn", "fc"], "Texture decoder (paper Fig. 9).")
-flags.DEFINE_bool("plain_cnn", False, "Ablation: predict the image directly, no texture/warp (Fig. 10).")
-flags.DEFINE_integer("grid_channels", 256, "Channels of the CNN's size/16 starting grid.")
-flags.DEFINE_list("channels", ["128", "64", "32", "32"], "Channels of the 4 transposed convolutions.")
-# Losses and optimizer.
-flags.DEFINE_float("landmark_weight", 100.0, "Weight of the landmark MSE (coordinates / size).")
-flags.DEFINE_float("texture_weight", 1.0, "Weight of the texture L1.")
-flags.DEFINE_float("identity_weight", 0.0, "Weight of the identity loss (0 = off: no warp/encoder in training).")
-flags.DEFINE_enum("identity_loss", "squared_euclidean", ["squared_euclidean", "negative_cosine"], "Identity loss kind.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (peak).")
-flags.DEFINE_enum("lr_schedule", "cosine", ["constant", "cosine", "exponential"], "Learning-rate schedule.")
-flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up steps (cosine schedule).")
-flags.DEFINE_integer("decay_steps", 10000, "Exponential schedule: steps per decay.")
-flags.DEFINE_float("decay_rate", 0.5, "Exponential schedule: factor per decay_steps.")
-# Loop.
-flags.DEFINE_integer("steps", 100000, "Training steps.")
-flags.DEFINE_integer("batch_size", 32, "Global batch size.")
-flags.DEFINE_integer("log_every", 100, "Steps between log lines / scalar summaries.")
-flags.DEFINE_integer("image_every", 1000, "Steps between image summaries.")
-flags.DEFINE_integer("eval_every", 1000, "Steps between validations.")
-flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints.")
-flags.DEFINE_integer("eval_batches", 0, "Validation batches (0 = all when known).")
-flags.DEFINE_integer("identity_eval_examples", 256, "Validation examples for the identity metric.")
-flags.DEFINE_integer("seed", 0, "Random seed (initialization and data order).")
-flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism.")
+# Model and training flags come from the config dataclasses (their defaults live there).
+MODEL_HELP = {
+    "output_size": "Output image side in pixels (a multiple of 16).",
+    "feature_dim": "Encoder feature size (256 for dlib's face ResNet).",
+    "feature_hidden": "Widths of the feature MLP.",
+    "landmark_hidden": "Hidden widths of the landmark MLP.",
+    "texture_decoder": "Texture decoder (paper Fig. 9).",
+    "plain_cnn": "Ablation: predict the image directly, no texture/warp (Fig. 10).",
+    "grid_channels": "Channels of the CNN's size/16 starting grid.",
+    "channels": "Channels of the 4 transposed convolutions.",
+    "num_landmarks": "Landmarks the decoder predicts (68: iBUG).",
+    "warp_order": "Polyharmonic spline order of the warp layer (1: the paper's).",
+    "warp_boundary_points": "Zero-flow points per image edge in the warp layer.",
+    "dtype_policy": "Keras dtype policy of the decoder.",
+}
+TRAIN_HELP = {
+    "landmark_weight": "Weight of the landmark MSE (coordinates / size).",
+    "texture_weight": "Weight of the texture L1.",
+    "identity_weight": "Weight of the identity loss (0 = off: no warp/encoder in training).",
+    "identity_loss": "Identity loss kind.",
+    "learning_rate": "Adam learning rate (peak).",
+    "lr_schedule": "Learning-rate schedule.",
+    "warmup_steps": "Linear warm-up steps (cosine schedule).",
+    "decay_steps": "Exponential schedule: steps per decay.",
+    "decay_rate": "Exponential schedule: factor per decay_steps.",
+    "steps": "Training steps.",
+    "batch_size": "Global batch size.",
+    "log_every": "Steps between log lines / scalar summaries.",
+    "image_every": "Steps between image summaries.",
+    "eval_every": "Steps between validations.",
+    "checkpoint_every": "Steps between checkpoints.",
+    "eval_batches": "Validation batches (0 = all when known).",
+    "identity_eval_examples": "Validation examples for the identity metric.",
+    "max_checkpoints": "Latest checkpoints kept.",
+    "checkpoint_input": "Also checkpoint the input iterator (exact resume).",
+    "seed": "Random seed (initialization and data order).",
+    "strategy": "tf.distribute strategy.",
+    "mixed_precision": "Mixed precision policy (GPUs).",
+    "deterministic": "tf.config.experimental.enable_op_determinism.",
+}
+config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS})
+config_flags.define_flags(TrainConfig, TRAIN_HELP, choices={
+    "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION})
 # Distribution.
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"], "tf.distribute strategy.")
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu (untested).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try --strategy=mirrored).")
-flags.DEFINE_enum("mixed_precision", "", ["", "mixed_float16", "mixed_bfloat16"], "Mixed precision policy (GPUs).")
 
 flags.mark_flag_as_required("model_dir")
 
@@ -76,9 +93,7 @@ class ConfigError(ValueError):
     """A bad flag: reported at start-up, before any long work."""
 
 
-# ================================================================================================
-# MERGE POINT -- the only code here that knows the records (issue 5) and the encoder (issue 3).
-# ================================================================================================
+# --- the records and the encoder ---
 def load_records(records_dir: str, batch_size: int, seed: int):
     """``(train_ds, validation_ds, meta)`` from the records folder.
 
@@ -112,55 +127,23 @@ def load_records(records_dir: str, batch_size: int, seed: int):
 def check_encoder(name: str) -> None:
     """Raises ConfigError when ``name`` is not a registered encoder (cheap: builds nothing)."""
     try:
-        from normface import encoders  # issue 3
-    except ImportError as err:
-        raise ConfigError(f"--encoder={name}: normface.encoders is not available ({err})") from err
-    if name not in encoders.available_encoders():
-        raise ConfigError(f"--encoder={name}: unknown encoder; registered: {encoders.available_encoders()}")
+        encoders.check_name(name)
+    except ValueError as err:
+        raise ConfigError(f"--encoder={name}: {err}") from err
 
 
 def build_encoder(name: str):
-    """``(embed_fn, chip_encoder, chip, feature_dim)`` for the frozen encoder ``name``.
-
-    embed_fn(images [b, S, S, 3] in [0, 1], landmarks [b, 68, 2]) -> descriptors: the
-    differentiable face chip from the landmarks, then the encoder. chip_encoder(chips in [0, 255])
-    -> encoder output (for the export's normalize_chips signature).
-    """
-    from normface import encoders
-    from normface.faces.chips import CHIP_PADDING
-    from normface.encoders.faces import embed_fn
-
-    encoder = encoders.get_encoder(name)
-    chip = {"size": encoder.chip_size, "padding": CHIP_PADDING, "landmarks": "68"}
-    return embed_fn(encoder), encoder, chip, encoder.feature_dim
-
-
-# ================================================================================================
+    """``(embed_fn, chip_encoder, chip, feature_dim)`` for the frozen encoder ``name``
+    (:func:`normface.encoders.resolve`)."""
+    resolved = encoders.resolve(name)
+    return resolved.embed_fn(), resolved.encoder, resolved.chip, resolved.feature_dim
 
 
 def configs_from_flags():
     """``(ModelConfig, TrainConfig)``; ConfigError naming the flag on bad values."""
-    from normface.models import ModelConfig
-    from normface.training.config import TrainConfig
-
     try:
-        model_config = ModelConfig(
-            output_size=FLAGS.output_size, feature_dim=FLAGS.feature_dim,
-            feature_hidden=tuple(int(v) for v in FLAGS.feature_hidden),
-            landmark_hidden=tuple(int(v) for v in FLAGS.landmark_hidden),
-            texture_decoder=FLAGS.texture_decoder, plain_cnn=FLAGS.plain_cnn,
-            grid_channels=FLAGS.grid_channels, channels=tuple(int(v) for v in FLAGS.channels),
-        )
-        train_config = TrainConfig(
-            landmark_weight=FLAGS.landmark_weight, texture_weight=FLAGS.texture_weight,
-            identity_weight=FLAGS.identity_weight, identity_loss=FLAGS.identity_loss,
-            learning_rate=FLAGS.learning_rate, lr_schedule=FLAGS.lr_schedule, warmup_steps=FLAGS.warmup_steps,
-            decay_steps=FLAGS.decay_steps, decay_rate=FLAGS.decay_rate, steps=FLAGS.steps,
-            batch_size=FLAGS.batch_size, log_every=FLAGS.log_every, image_every=FLAGS.image_every,
-            eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every, eval_batches=FLAGS.eval_batches,
-            identity_eval_examples=FLAGS.identity_eval_examples, seed=FLAGS.seed, strategy=FLAGS.strategy,
-            mixed_precision=FLAGS.mixed_precision, deterministic=FLAGS.deterministic,
-        )
+        model_config = config_flags.from_flags(ModelConfig)
+        train_config = config_flags.from_flags(TrainConfig)
     except ValueError as err:
         raise ConfigError(f"bad flag: {err}") from err
     return model_config, train_config
@@ -195,8 +178,10 @@ def split_cpu(n: int) -> None:
 
 
 def run() -> dict:
-    from normface.training import export, synthetic
-    from normface.training.trainer import Trainer, is_chief, make_strategy
+    from normface.training import export
+    from normface.testing import synthetic
+    from normface.training.strategy import is_chief, make_strategy
+    from normface.training.trainer import Trainer
 
     model_config, train_config = configs_from_flags()
     check_start_up(model_config)

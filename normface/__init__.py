@@ -1,17 +1,22 @@
 """normface: frontal, neutral-expression, evenly lit faces from photos in the wild.
 
 A reproduction of Cole et al., "Synthesizing Normalized Faces from Facial Identity Features"
-(CVPR 2017) on TensorFlow 2.21 / Keras 3. The package layout follows the system:
+(CVPR 2017) on TensorFlow 2.21 / Keras 3. The subpackages follow the system, lowest layer first
+(``tests/test_layers.py`` holds the import contract):
 
-- ``normface.warp``      differentiable polyharmonic-spline image warp (paper Sec. 4) and its Keras layer.
-- ``normface.paths``     where data, caches and the workspace live (one home for every path rule).
-- ``normface.inference`` ``FaceNormalizer``: photo in, normalized face + landmarks out (also
-  ``normface.FaceNormalizer``); ``normface.cli`` the ``normface`` command.
-- ``normface.face``, ``alignment``, ``quality``, ``face3d``: faces, the template, measures, 3-D.
-- ``normface.encoders``: the frozen identity encoder; ``normface.models``, ``losses``,
-  ``training``: the network and its training; ``normface.data``: data preparation and records;
-  ``normface.evaluation``: the report; ``adjust``, ``avatar``, ``frontalize``: applications and
-  the baseline.
+- ``normface.utils``      paths, atomic IO, dataclass IO, pictures, provenance, tables.
+- ``normface.warp``       the differentiable polyharmonic-spline warp (paper Sec. 4) and its layer.
+- ``normface.faces``      detection, 68 landmarks, face chips, alignment, quality, the 3-D model.
+- ``normface.encoders``   the frozen identity encoder (dlib's ResNet in Keras), its registry.
+- ``normface.models``     the decoder network (landmark MLP, texture CNN, warp).
+- ``normface.data``       data preparation: splits, align, average, morph, composite, records.
+- ``normface.training``   losses, the trainer, export.
+- ``normface.serving``    the export format, ``FaceNormalizer`` (also ``normface.FaceNormalizer``),
+  the shipped model, batches of files.
+- ``normface.apps``       the applications: white balance / exposure, the 3-D avatar, the warp demo.
+- ``normface.evaluation`` metrics, protocol, report, the applications' experiments, the baseline.
+- ``normface.testing``    synthetic data and tiny models for tests and benchmarks.
+- ``normface.cli``        the ``normface`` command.
 
 All public APIs, files and JSON use (x, y) pixel coordinates; only the reference-compatible warp
 ops in ``normface.warp`` speak (row, col), and convert in exactly one place.
@@ -23,7 +28,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # Lazy: importing normface must not pull in TensorFlow until a model is needed.
     if name in ("FaceNormalizer", "Result"):
-        from normface import inference
+        from normface.serving import normalizer
 
-        return getattr(inference, name)
+        return getattr(normalizer, name)
     raise AttributeError(f"module 'normface' has no attribute {name!r}")

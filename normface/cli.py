@@ -1,7 +1,12 @@
 """The ``normface`` command line: one subcommand per user-facing job.
 
     normface normalize photos/ -o out/  # frontal, neutral, evenly lit faces (the main job)
+    normface adjust photos/ -o out/     # white balance and exposure from the normalized face
+    normface avatar photo.jpg -o a.obj  # a 3-D face mesh fitted to the normalized face
     normface warp-demo -o out/          # the spline warp on a studio photo (paper Sec. 4)
+
+The one entry point above serving and the applications: it imports them lazily, per subcommand,
+and never imports training or evaluation code.
 
 Exit codes: 0 success, 1 the job failed or (normalize) nothing could be processed, or some input
 failed with --strict (messages on stderr), 2 bad usage.
@@ -16,9 +21,9 @@ from pathlib import Path
 
 
 def _warp_demo(args: argparse.Namespace) -> int:
-    from normface import demo
+    from normface.apps import warp_demo
 
-    path = demo.run_warp_demo(args.output, args.photo)
+    path = warp_demo.run_warp_demo(args.output, args.photo)
     print(f"wrote {path}")
     return 0
 
@@ -26,19 +31,19 @@ def _warp_demo(args: argparse.Namespace) -> int:
 def _normalize(args: argparse.Namespace) -> int:
     import json
 
-    from normface import batch
-    from normface.inference import FaceNormalizer
+    from normface.serving import batch_files
+    from normface.serving.normalizer import FaceNormalizer
 
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    files, problems = batch.discover(args.inputs, exclude=Path(args.output))
+    files, problems = batch_files.discover(args.inputs, exclude=Path(args.output))
     for p in problems:
         print(f"normface: {p}", file=sys.stderr)
     if not files:
         print("normface normalize: error: no input images found", file=sys.stderr)
         return 1
     normalizer = FaceNormalizer.from_pretrained(args.model, choose="largest")
-    options = batch.BatchOptions(output=Path(args.output), fmt=args.format, batch_size=args.batch_size,
+    options = batch_files.BatchOptions(output=Path(args.output), fmt=args.format, batch_size=args.batch_size,
                                  side_by_side=args.side_by_side, write_json=args.json, all_faces=args.all_faces,
                                  keep_pairs=args.sheet)
     report_file = open(args.report, "a") if args.report else None
@@ -50,12 +55,12 @@ def _normalize(args: argparse.Namespace) -> int:
 
         for item, p in zip(problems_inputs(args.inputs, problems), problems):
             report({"input": item, "status": "error", "reason": p})
-        summary = batch.run_batch(normalizer, files, options, report=report, progress=batch.progress_bar)
+        summary = batch_files.run_batch(normalizer, files, options, report=report, progress=batch_files.progress_bar)
     finally:
         if report_file:
             report_file.close()
     if args.sheet and summary.pairs:
-        sheet = batch.write_sheet(options.output / "sheet.png", summary.pairs)
+        sheet = batch_files.write_sheet(options.output / "sheet.png", summary.pairs)
         print(f"wrote {sheet}")
     failed = summary.problems + len(problems)
     print(f"normalized {summary.faces} face(s) from {summary.processed} of {summary.files} file(s) into "
@@ -71,12 +76,13 @@ def problems_inputs(inputs: list[str], problems: list[str]) -> list[str]:
 
 
 def _adjust(args: argparse.Namespace) -> int:
-    from normface import apps, batch
+    from normface.apps import adjust
+    from normface.serving import batch_files
     from normface.utils import io_utils
-    from normface.inference import FaceNormalizer
+    from normface.serving.normalizer import FaceNormalizer
 
     # A rerun must not adjust its own outputs when the output folder sits inside an input folder.
-    files, problems = batch.discover(args.inputs, exclude=Path(args.output))
+    files, problems = batch_files.discover(args.inputs, exclude=Path(args.output))
     for p in problems:
         print(f"normface: {p}", file=sys.stderr)
     normalizer = FaceNormalizer.from_pretrained(args.model)
@@ -84,8 +90,8 @@ def _adjust(args: argparse.Namespace) -> int:
     done = 0
     for item in files:
         try:
-            photo = batch.read_photo(item.path)
-            adjustment = apps.auto_adjust(photo, normalizer)
+            photo = batch_files.read_photo(item.path)
+            adjustment = adjust.auto_adjust(photo, normalizer)
             suffix = item.rel.suffix if item.rel.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             out = Path(args.output) if single else Path(args.output) / item.rel.with_suffix(suffix)
             if out.resolve() == item.path.resolve():
@@ -99,19 +105,20 @@ def _adjust(args: argparse.Namespace) -> int:
 
 
 def _avatar(args: argparse.Namespace) -> int:
-    from normface import apps, batch
-    from normface.inference import FaceNormalizer
+    from normface.apps import avatar
+    from normface.serving import batch_files
+    from normface.serving.normalizer import FaceNormalizer
 
     out = Path(args.output)
     if out.suffix.lower() not in (".obj", ".ply"):
         raise ValueError(f"-o/--output must end in .obj or .ply, got {out}")
-    photo = batch.read_photo(Path(args.photo))
+    photo = batch_files.read_photo(Path(args.photo))
     normalizer = FaceNormalizer.from_pretrained(args.model)
     results = normalizer.normalize(photo)
     if not results:
         raise ValueError(f"{args.photo}: no face found")
     res = results[0]
-    result = apps.make_avatar(res.image, res.landmarks, out)
+    result = avatar.make_avatar(res.image, res.landmarks, out)
     print(f"wrote {out} and {out.with_name(out.stem + '_views.png')} "
           f"(landmark fit error {result.error_px:.2f} px)")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import adjust
+from normface.apps import adjust
 from normface.faces.alignment import AlignmentTemplate
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import apps, avatar, mesh_io, render
+from normface.apps import avatar
+from normface.apps import mesh_io
+from normface.apps import render
 from normface.faces.detection import find_faces68
 from normface.faces import face3d
 from normface.utils import io_utils
@@ -187,7 +189,7 @@ def test_make_avatar_on_a_synthetic_face(model, data_root, tmp_path):
     lm = _synthetic_landmarks(model, model.mean, face3d.rotation(5, 0, 0), np.array([0.0, 0.0, 600.0]))
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     image[:] = (200, 150, 120)
-    result = apps.make_avatar(image, lm, tmp_path / "face.obj", render_size=96, texture_size=64,
+    result = avatar.make_avatar(image, lm, tmp_path / "face.obj", render_size=96, texture_size=64,
                               data_root=data_root)
     assert result.error_px < 1.0
     assert [p.name for p in result.files] == ["face.obj", "face.mtl", "face_texture.png", "face_views.png"]

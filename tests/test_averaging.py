@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import averaging, warp
+from normface import warp
+from normface.data import average as averaging
 
 
 def _smooth_face(size=48):

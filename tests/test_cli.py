@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from normface import cli, demo
+from normface import cli
+from normface.apps import warp_demo
 from normface.utils import io_utils
 
 
@@ -27,7 +28,7 @@ def test_warp_demo_moves_only_the_mouth(tmp_path, capsys):
     assert panel.shape == (96, 192, 3)
     warped = panel[:, 96:].astype(int)
     diff = np.abs(warped - image.astype(int)).sum(-1)
-    src, _ = demo.demo_points(96, 96)
+    src, _ = warp_demo.demo_points(96, 96)
     mouth_x, mouth_y = src[0].astype(int)
     assert diff[mouth_y - 3 : mouth_y + 4, mouth_x - 3 : mouth_x + 4].mean() > 10
     # Corners are pinned by the boundary points, so they keep their pixels.
@@ -36,7 +37,7 @@ def test_warp_demo_moves_only_the_mouth(tmp_path, capsys):
 
 
 def test_warp_demo_on_the_studio_photo(data_root, tmp_path):
-    path = demo.run_warp_demo(tmp_path / "demo.png")
+    path = warp_demo.run_warp_demo(tmp_path / "demo.png")
     assert path == tmp_path / "demo.png" and path.is_file()
     assert io_utils.read_rgb(path).shape == (512, 1024, 3)
 

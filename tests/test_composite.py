@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from normface.faces.masks import hull_mask
 from normface.faces.alignment import AlignmentTemplate
-from normface.data import composite, decompose
+from normface.data import composite
+from normface.testing import synthetic
 
 SIZE = 48
 
@@ -24,7 +26,7 @@ def _textures(seed=0):
 
 @pytest.fixture(scope="module")
 def compositor():
-    mean = decompose.canonical_landmarks(AlignmentTemplate.for_size(SIZE))
+    mean = synthetic.canonical_landmarks(AlignmentTemplate.for_size(SIZE))
     return composite.Compositor.for_landmarks(mean, SIZE)
 
 
@@ -74,12 +76,12 @@ def test_laplacian_inside_the_mask_matches_even_with_a_colour_offset(compositor)
 
 
 def test_hull_mask_and_config():
-    mean = decompose.canonical_landmarks(AlignmentTemplate.for_size(SIZE))
-    mask = composite.hull_mask(mean, SIZE, blur_sigma=2.0)
+    mean = synthetic.canonical_landmarks(AlignmentTemplate.for_size(SIZE))
+    mask = hull_mask(mean, SIZE, blur_sigma=2.0)
     assert mask.shape == (SIZE, SIZE) and mask.min() >= 0 and mask.max() <= 1
     cx, cy = np.round(mean.mean(0)).astype(int)
     assert mask[cy, cx] == pytest.approx(1.0) and mask[0, 0] == 0.0
-    hard = composite.hull_mask(mean, SIZE, blur_sigma=0.0)
+    hard = hull_mask(mean, SIZE, blur_sigma=0.0)
     assert (hard == 1.0).sum() < (mask > 0.5).sum() + SIZE  # the blur softens, it does not grow
     assert composite.CompositeConfig().lam(128) == pytest.approx(1 / 64.0**2)
 

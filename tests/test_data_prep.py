@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from normface import splits
+from normface.data import splits
 from normface.faces import quality
 from normface.faces.alignment import AlignmentTemplate
 from normface.data import align, average, faceset

@@ -7,6 +7,7 @@ import pytest
 
 from normface.faces.alignment import AlignmentTemplate, eye_centers
 from normface.data import decompose
+from normface.testing import synthetic
 
 SIZE = 64
 # Texture -> image round trip: two bilinear resamplings of sharp synthetic edges, and the inverse
@@ -17,7 +18,7 @@ ROUND_TRIP_MAX_L1 = 0.02
 @pytest.fixture(scope="module")
 def faces():
     template = AlignmentTemplate.for_size(SIZE)
-    images, marks = decompose.synthetic_faces(6, template, seed=3)
+    images, marks = synthetic.synthetic_faces(6, template, seed=3)
     return template, images, marks
 
 
@@ -59,7 +60,7 @@ def test_mirror_permutation_keeps_left_right_semantics():
     perm = decompose.MIRROR_PERMUTATION
     assert sorted(perm) == list(range(68))
     np.testing.assert_array_equal(perm[perm], np.arange(68))  # an involution
-    canon = decompose.canonical_landmarks(AlignmentTemplate.for_size(SIZE))
+    canon = synthetic.canonical_landmarks(AlignmentTemplate.for_size(SIZE))
     np.testing.assert_allclose(decompose.mirror_landmarks(canon, SIZE), canon, atol=1e-9)
     # A face turned slightly: after the mirror, index 36 is still the image-left eye's outer corner,
     # 0 still the image-left end of the jaw, 48 the image-left mouth corner.

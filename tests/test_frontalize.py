@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normface import frontalize
+from normface.evaluation import frontalize
 from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.faces.alignment import AlignmentTemplate, align_image

@@ -15,14 +15,14 @@ import pytest
 from PIL import Image
 
 from normface import cli
-from normface.inference import FaceNormalizer
+from normface.serving.normalizer import FaceNormalizer
 
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
-    from normface.training import synthetic
+    from normface.testing import synthetic
 
     return synthetic.tiny_export(tmp_path_factory.mktemp("export") / "tiny", size=SIZE)
 
@@ -133,11 +133,11 @@ def test_same_names_in_different_folders_do_not_collide(tiny_export, photos, tmp
 
 
 def test_packed_model_matches_its_export(tiny_export, data_root, tmp_path):
-    from normface import pretrained
+    from normface.serving import packed as packing
     from normface.utils import io_utils
 
-    packed = pretrained.pack(tiny_export, tmp_path / "packed")
-    assert pretrained.is_packed(packed)
+    packed = packing.pack(tiny_export, tmp_path / "packed")
+    assert packing.is_packed(packed)
     photo = io_utils.read_rgb(data_root / "lfw" / "Colin_Powell" / "Colin_Powell_0001.jpg")
     a = FaceNormalizer.from_pretrained(tiny_export).normalize(photo)[0]
     b = FaceNormalizer.from_pretrained(packed).normalize(photo)[0]
@@ -145,26 +145,26 @@ def test_packed_model_matches_its_export(tiny_export, data_root, tmp_path):
     assert np.abs(a.landmarks - b.landmarks).max() < 0.05
     (packed / "weights.npz").unlink()
     with pytest.raises(FileNotFoundError):
-        pretrained.load(packed)
+        packing.load(packed)
 
 
 def test_repacking_keeps_hand_written_card_sections(tiny_export, tmp_path):
-    from normface import pretrained
+    from normface.serving import packed as packing
 
-    packed = pretrained.pack(tiny_export, tmp_path / "packed")
-    card = (packed / pretrained.CARD_FILE).read_text()
+    packed = packing.pack(tiny_export, tmp_path / "packed")
+    card = (packed / packing.CARD_FILE).read_text()
     assert "## " in card
     added = "## Evaluation (by hand)\n\nown within 0.6: 90.8%\n"
-    (packed / pretrained.CARD_FILE).write_text(card + "\n" + added)
-    pretrained.pack(tiny_export, packed)
-    again = (packed / pretrained.CARD_FILE).read_text()
+    (packed / packing.CARD_FILE).write_text(card + "\n" + added)
+    packing.pack(tiny_export, packed)
+    again = (packed / packing.CARD_FILE).read_text()
     assert again.count("own within 0.6: 90.8%") == 1 and again.startswith(card.rstrip("\n"))
-    pretrained.pack(tiny_export, packed)  # idempotent
-    assert (packed / pretrained.CARD_FILE).read_text() == again
+    packing.pack(tiny_export, packed)  # idempotent
+    assert (packed / packing.CARD_FILE).read_text() == again
 
 
 def test_merge_cards_prefers_the_generated_sections():
-    from normface.pretrained import merge_cards
+    from normface.serving.packed import merge_cards
 
     generated = "# card\n\n## Data\n\nnew data\n"
     existing = "# card\n\n## Data\n\nold data\n\n## Limitations\n\nblurry\n"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from normface import losses
+from normface.training import losses
 from normface.models import IMAGE, LANDMARKS, build_normalizer
-from normface.training.synthetic import fake_embed_fn, mean_landmarks, tiny_model_config
+from normface.testing.synthetic import fake_embed_fn, mean_landmarks, tiny_model_config
 
 RNG = np.random.default_rng(0)
 

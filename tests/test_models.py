@@ -10,7 +10,7 @@ import tensorflow as tf
 from normface import warp
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer, from_model
 from normface.models.normalizer import mean_landmarks_of
-from normface.training.synthetic import mean_landmarks, tiny_model_config
+from normface.testing.synthetic import mean_landmarks, tiny_model_config
 
 SIZE, FEAT = 32, 16
 VARIANTS = {"cnn": {}, "fc": {"texture_decoder": "fc"}, "plain_cnn": {"plain_cnn": True}}

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from normface.faces.alignment import AlignmentTemplate
-from normface.data import composite, decompose, morph
+from normface.data import composite, morph
+from normface.data import decompose
+from normface.testing import synthetic
 
 SIZE = 32
 
@@ -14,7 +16,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def faces():
     template = AlignmentTemplate.for_size(SIZE)
-    images, marks = decompose.synthetic_faces(5, template, seed=7)
+    images, marks = synthetic.synthetic_faces(5, template, seed=7)
     mean = decompose.mean_landmarks(marks, SIZE)
     textures = decompose.to_texture(images / 255.0, marks, mean)
     return images, marks, textures, mean

@@ -5,7 +5,7 @@ within dlib's same-person distance 0.6 of photo A for >= 15 of them and of the p
 photo B for >= 8 (the harder, cross-photo check). Outputs must be deterministic.
 
 Issue 9 on the shipped samples (held-out London people): the normalized face's colour barely
-moves when the photo gets a strong exposure and colour cast, and ``apps.auto_adjust`` brings
+moves when the photo gets a strong exposure and colour cast, and ``adjust.auto_adjust`` brings
 every degraded photo's face closer to the untouched one.
 """
 
@@ -14,11 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import adjust, apps, splits
+from normface.apps import adjust
+from normface.evaluation import adjustment as adjust_eval
+from normface.data import splits
 from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.utils import paths
-from normface.inference import PRETRAINED_DIR, DEFAULT_MODEL, FaceNormalizer
+from normface.serving.normalizer import PRETRAINED_DIR, DEFAULT_MODEL, FaceNormalizer
 
 pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / DEFAULT_MODEL).is_dir(),
                                 reason="no shipped model in normface/pretrained")
@@ -65,24 +67,25 @@ def test_auto_adjust_undoes_casts_on_held_out_samples():
     for path in samples:
         photo = io_utils.read_rgb(path)
         landmarks = find_faces68(photo)[0].landmarks
-        mask = apps.face_mask(landmarks, photo.shape)
+        mask = adjust_eval.face_mask(landmarks, photo.shape)
         reference = adjust.mean_face_color(normalizer.normalize(photo)[0].image, normalizer.template)
         for gains in STRONG_CASTS:
-            degraded = apps.degrade(photo, gains)
-            adjustment = apps.auto_adjust(degraded, normalizer)
+            degraded = adjust_eval.degrade(photo, gains)
+            adjustment = adjust.auto_adjust(degraded, normalizer)
             fixed, res = adjustment.image, adjustment.result
             assert fixed.shape == photo.shape and fixed.dtype == np.uint8 and not adjustment.exposure_only
-            before, after = apps.mean_delta_e(degraded, photo, mask), apps.mean_delta_e(fixed, photo, mask)
+            before, after = adjust_eval.mean_delta_e(degraded, photo, mask), adjust_eval.mean_delta_e(fixed, photo, mask)
             assert after < before, (path.name, gains, before, after)
             # The reference ignores the cast (measured: at most 2.0 Delta E against 12+).
-            input_shift = apps.color_delta_e(apps.face_color(degraded, landmarks), apps.face_color(photo, landmarks))
-            reference_shift = apps.color_delta_e(adjust.mean_face_color(res.image, normalizer.template), reference)
+            input_shift = adjust_eval.color_delta_e(adjust.face_color(degraded, landmarks), adjust.face_color(photo, landmarks))
+            reference_shift = adjust_eval.color_delta_e(adjust.mean_face_color(res.image, normalizer.template), reference)
             assert reference_shift < min(3.0, 0.25 * input_shift), (path.name, reference_shift, input_shift)
 
 
 def test_application_commands_on_the_shipped_model(tmp_path):
     """``normface adjust`` and ``normface avatar`` with the default (shipped) model."""
-    from normface import cli, mesh_io
+    from normface import cli
+    from normface.apps import mesh_io
 
     sample = paths.REPO_ROOT / "samples" / "london_011_08.jpg"
     out = tmp_path / "fixed.jpg"
@@ -98,11 +101,11 @@ def test_application_commands_on_the_shipped_model(tmp_path):
 def test_auto_adjust_keeps_greyscale_photos_grey():
     normalizer = FaceNormalizer.from_pretrained()
     grey = io_utils.read_rgb(paths.REPO_ROOT / "samples" / "london_030_08_grey.jpg")
-    dark = apps.degrade(grey, [0.5, 0.5, 0.5])
-    adjustment = apps.auto_adjust(dark, normalizer)
+    dark = adjust_eval.degrade(grey, [0.5, 0.5, 0.5])
+    adjustment = adjust.auto_adjust(dark, normalizer)
     fixed, res = adjustment.image, adjustment.result
     assert adjustment.exposure_only and adjust.is_greyscale(fixed)
     assert not adjust.is_greyscale(res.image)  # the reference itself is in colour
     # A 2-D greyscale array is accepted too and gives the same photo.
-    np.testing.assert_array_equal(apps.auto_adjust(dark[..., 0], normalizer).image, fixed)
+    np.testing.assert_array_equal(adjust.auto_adjust(dark[..., 0], normalizer).image, fixed)
     assert fixed.mean() > dark.mean() + 10  # the exposure is still corrected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface import splits
+from normface.data import splits
 from normface.faces import face3d
 from normface.faces import quality
 from normface.data import studio

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -12,9 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from normface.utils import paths
 from normface.faces.alignment import eye_centers
-from normface.data import decompose, faceset, pipeline, records
+from normface.data import faceset, pipeline
+from normface.data import decompose
+from normface.data import build
+from normface.data import records
+from normface.data import schema
+from normface.testing import synthetic
 
 SIZE = 32
 COUNTS = {"train": 6, "validation": 2, "test": 2}
@@ -29,15 +32,15 @@ def fake_encoder(images: np.ndarray, landmarks: np.ndarray):
     return feats.astype(np.float32), desc.astype(np.float32)
 
 
-CONFIG = records.BuildConfig(morphs_per_face=2, shard_size=5, seed=3, k=2, encoder="fake")
+CONFIG = build.BuildConfig(morphs_per_face=2, shard_size=5, seed=3, k=2, encoder="fake")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
-    records.write_synthetic_faceset(root, SIZE, COUNTS, seed=1)
+    synthetic.write_synthetic_faceset(root, SIZE, COUNTS, seed=1)
     out = tmp_path_factory.mktemp("records")
-    meta = records.build_records(root, str(out), CONFIG, fake_encoder, log=lambda _: None,
+    meta = build.build_records(root, str(out), CONFIG, fake_encoder, log=lambda _: None,
                                  contact_sheet=str(out / "sheet.png"), contact_seeds=2)
     return root, out, meta
 
@@ -50,7 +53,7 @@ def _raw_examples(out: Path, split: str) -> list[tf.train.Example]:
 
 def _field(example: tf.train.Example, name: str):
     f = example.features.feature[name]
-    return {"bytes": f.bytes_list.value, "float": f.float_list.value, "int64": f.int64_list.value}[records.SCHEMA[name][0]]
+    return {"bytes": f.bytes_list.value, "float": f.float_list.value, "int64": f.int64_list.value}[schema.SCHEMA[name][0]]
 
 
 def test_meta_and_counts(built):
@@ -64,7 +67,7 @@ def test_meta_and_counts(built):
     np.testing.assert_allclose(meta.mean_landmarks, decompose.mean_landmarks(train_marks, SIZE))
     raw = json.loads((out / records.META_FILE).read_text())
     assert raw["config"]["morphs_per_face"] == 2 and raw["theta"] > 0 and raw["composite"]["lambda"] > 0
-    assert set(raw["schema"]) == set(records.SCHEMA)
+    assert set(raw["schema"]) == set(schema.SCHEMA)
     assert (out / "sheet.png").is_file()
 
 
@@ -73,7 +76,7 @@ def test_records_hold_the_schema_and_morph_provenance(built):
     people = {s: {e.person for e in faceset.iter_faces(root, s)} for s in COUNTS}
     train = _raw_examples(out, "train")
     for ex in train:
-        assert set(ex.features.feature) == set(records.SCHEMA)
+        assert set(ex.features.feature) == set(schema.SCHEMA)
         assert len(_field(ex, "landmarks")) == 136 and list(_field(ex, "size")) == [SIZE]
         person = _field(ex, "person")[0].decode()
         sources = _field(ex, "sources")[0].decode().split(",")
@@ -192,13 +195,13 @@ def test_interrupted_build_resumes_without_duplicates_or_loss(built, tmp_path):
 
     resumed = tmp_path / "resumed"
     with pytest.raises(_Crash):
-        records.build_records(root, str(resumed), CONFIG, crashing_encoder, log=lambda _: None)
+        build.build_records(root, str(resumed), CONFIG, crashing_encoder, log=lambda _: None)
     assert sorted(p.name for p in resumed.glob("*.tfrecord")) == ["train-00000-of-00004.tfrecord"]
     assert not (resumed / records.META_FILE).exists() and not list(resumed.glob(".*"))
     with pytest.raises(FileNotFoundError, match="interrupted"):
         records.read_meta(resumed)
     logs = []
-    records.build_records(root, str(resumed), CONFIG, fake_encoder, log=logs.append)
+    build.build_records(root, str(resumed), CONFIG, fake_encoder, log=logs.append)
     # One shard of 5 examples was finished before the crash.
     assert any(re.search(r"\(5 already written", m) for m in logs)
     # Same bytes as the uninterrupted build: nothing duplicated, nothing lost, same order.
@@ -207,18 +210,14 @@ def test_interrupted_build_resumes_without_duplicates_or_loss(built, tmp_path):
     assert sorted(p.name for p in resumed.glob("*.tfrecord")) == sorted(p.name for p in out.glob("*.tfrecord"))
     # Other flags in the same folder are refused, naming what changed.
     with pytest.raises(ValueError, match="different morphs_per_face"):
-        records.build_records(root, str(resumed), dataclasses.replace(CONFIG, morphs_per_face=3),
+        build.build_records(root, str(resumed), dataclasses.replace(CONFIG, morphs_per_face=3),
                               fake_encoder, log=lambda _: None)
 
 
 def test_build_config_and_binary_encoder_errors():
     with pytest.raises(ValueError, match="needs morphs"):
-        records.BuildConfig(num_examples=100).num_morphs(10)
-    assert records.BuildConfig(morphs_per_face=1, num_examples=100).num_morphs(10) == 90
-    spec = importlib.util.spec_from_file_location(
-        "build_records", paths.REPO_ROOT / "data_prep" / "build_records.py")
-    binary = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(binary)
-    assert binary.resolve_encoder("none") is records.no_encoder
+        build.BuildConfig(num_examples=100).num_morphs(10)
+    assert build.BuildConfig(morphs_per_face=1, num_examples=100).num_morphs(10) == 90
+    assert build.encode_fn_for("none") is build.no_encoder
     with pytest.raises(ValueError, match="unknown encoder 'x'"):
-        binary.resolve_encoder("x")
+        build.encode_fn_for("x")

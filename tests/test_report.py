@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from normface import splits
+from normface.data import splits
 from normface.utils import paths
 from normface.faces.alignment import AlignmentTemplate
 from normface.data import align
@@ -41,7 +41,7 @@ def tiny_faces(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    from normface.training import synthetic
+    from normface.testing import synthetic
 
     return synthetic.tiny_export(tmp_path_factory.mktemp("export") / "tiny", size=32)
 

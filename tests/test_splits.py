@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from normface import splits
+from normface.data import splits
 
 
 def _studio(root: Path) -> Path:

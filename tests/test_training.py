@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from normface import warp
 from normface.models import IMAGE, LANDMARKS, TEXTURE, build_normalizer
-from normface.training import export, synthetic
+from normface.serving import export_format
+from normface.training import export
+from normface.testing import synthetic
 from normface.training.config import TrainConfig
 from normface.training.trainer import Trainer
 
@@ -171,7 +173,7 @@ def test_export_reload_gives_the_same_outputs(tmp_path):
                                    tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(FEAT)])
     out_dir = export.export_from_model_dir(tmp_path / "run", tmp_path / "export", which="latest",
                                            chip_encoder=encoder, chip={"size": 20})
-    loaded, meta = export.load_export(out_dir)
+    loaded, meta = export_format.load_export(out_dir)
     assert meta.output_size == SIZE and meta.encoder_id == "" and meta.step == 2
     np.testing.assert_allclose(meta.mean_landmarks, synthetic.mean_landmarks(SIZE), atol=1e-5)
     got = loaded.signatures["serving_default"](features=tf.constant(feats))
@@ -184,9 +186,9 @@ def test_export_reload_gives_the_same_outputs(tmp_path):
     via_chips = loaded.signatures["normalize_chips"](chips=tf.constant(chips))
     direct = trainer.net.model(encoder(chips.astype(np.float32)))
     np.testing.assert_allclose(via_chips[LANDMARKS], direct[LANDMARKS], atol=1e-4)
-    keras_model = export.load_keras(out_dir)
+    keras_model = export_format.load_keras(out_dir)
     np.testing.assert_allclose(keras_model(feats)[IMAGE], expected[IMAGE], atol=1e-6)
-    card = (out_dir / export.MODEL_CARD_FILE).read_text()
+    card = (out_dir / export_format.MODEL_CARD_FILE).read_text()
     for needle in ("git commit", "training steps: 2", "## Flags", "## Final losses", "last/train/total"):
         assert needle in card
 

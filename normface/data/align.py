@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Iterable
 
-from normface import splits as splits_lib
+from normface.data import splits as splits_lib
 from normface.utils import io_utils
 from normface.faces.alignment import AlignmentTemplate
 from normface.data import faceset

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import cv2
 import numpy as np
+from normface.faces.masks import hull_mask
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
@@ -60,18 +60,6 @@ class CompositeConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def hull_mask(points: np.ndarray, size: int, blur_sigma: float) -> np.ndarray:
-    """``[size, size]`` float64 mask in [0, 1]: the convex hull of ``points`` ``[n, 2]`` (x, y),
-    blurred with a Gaussian of ``blur_sigma`` pixels (0: hard mask)."""
-    mask = np.zeros((size, size), np.float32)
-    hull = cv2.convexHull(np.round(np.asarray(points) * 16).astype(np.int32))
-    # Sub-pixel vertices (4 fractional bits) so the hull is not snapped to the pixel grid.
-    cv2.fillConvexPoly(mask, hull, 1.0, lineType=cv2.LINE_AA, shift=4)
-    if blur_sigma > 0:
-        mask = cv2.GaussianBlur(mask, (0, 0), blur_sigma, borderType=cv2.BORDER_REPLICATE)
-    return np.clip(mask.astype(np.float64), 0.0, 1.0)
 
 
 def _difference_operators(height: int, width: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:

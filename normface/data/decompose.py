@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from normface import warp
-from normface.faces.alignment import NUM_LANDMARKS, AlignmentTemplate
+from normface.faces.alignment import NUM_LANDMARKS
 
 # Warps per TF call when decomposing many faces: bounds memory (a few MB per 128x128 face).
 DECOMPOSE_BATCH = 32
@@ -100,73 +100,3 @@ def to_image(textures: np.ndarray, mean: np.ndarray, landmarks: np.ndarray) -> n
     ``landmarks`` ``[n, 68, 2]`` (the inverse of :func:`to_texture` up to resampling)."""
     with tf.name_scope("to_image"):
         return _warp_batched(textures, mean[None], landmarks)
-
-
-# ----------------------------------------------------------------------------------------------
-# Synthetic faces for tests and benchmarks.
-# ----------------------------------------------------------------------------------------------
-def canonical_landmarks(template: AlignmentTemplate) -> np.ndarray:
-    """A generic, left/right-symmetric 68-point face ``[68, 2]`` placed by ``template``'s eyes.
-
-    Only a plausible layout (ellipses and arcs in iBUG order), not a statistical mean face.
-    """
-    (lx, ey), (rx, _) = template.eye_centers()
-    d, cx = rx - lx, 0.5 * (lx + rx)
-
-    def ellipse(x0, y0, a, b, degrees):
-        t = np.radians(np.asarray(degrees, dtype=np.float64))
-        return np.stack([x0 + a * np.cos(t), y0 + b * np.sin(t)], axis=-1)
-
-    jaw = ellipse(cx, ey + 0.1 * d, 0.95 * d, 1.45 * d, 180.0 - np.linspace(0, 180, 17))
-    brow_x = np.linspace(0.9, 0.15, 5) * d
-    brow_y = ey - 0.4 * d - 0.1 * d * np.sin(np.linspace(0.3, 2.8, 5))
-    brows = np.concatenate([np.stack([cx - brow_x, brow_y], -1), np.stack([cx + brow_x[::-1], brow_y[::-1]], -1)])
-    bridge = np.stack([np.full(4, cx), ey + np.linspace(0.05, 0.55, 4) * d], -1)
-    nostrils = np.stack([cx + np.linspace(-0.2, 0.2, 5) * d, ey + d * np.array([0.62, 0.66, 0.68, 0.66, 0.62])], -1)
-    eye_angles = (180, 240, 300, 0, 60, 120)
-    eyes = np.concatenate([ellipse(lx, ey, 0.22 * d, 0.09 * d, eye_angles), ellipse(rx, ey, 0.22 * d, 0.09 * d, eye_angles)])
-    outer = ellipse(cx, ey + 1.0 * d, 0.4 * d, 0.18 * d, (180, 210, 240, 270, 300, 330, 0, 30, 60, 90, 120, 150))
-    inner = ellipse(cx, ey + 1.0 * d, 0.3 * d, 0.06 * d, (180, 240, 270, 300, 0, 60, 90, 120))
-    points = np.concatenate([jaw, brows, bridge, nostrils, eyes, outer, inner])
-    assert points.shape == (NUM_LANDMARKS, 2)
-    return points
-
-
-def synthetic_faces(
-    count: int, template: AlignmentTemplate, seed: int = 0, jitter: float = 0.03
-) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` synthetic aligned faces: (uint8 images ``[n, S, S, 3]``, landmarks ``[n, 68, 2]``).
-
-    Each face is the canonical layout moved by a smooth random deformation (``jitter`` x size),
-    drawn over a smooth random background: skin-coloured jaw hull, dark eyes, brows and lips, so
-    warps, morphs and composites have structure to move.
-    """
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    size = template.size
-    base = canonical_landmarks(template)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    images, marks = [], []
-    for _ in range(count):
-        # Smooth deformation: random affine plus a low-frequency bump, both ~jitter * size.
-        affine = np.eye(2) + rng.normal(0.0, jitter, (2, 2))
-        centre = base.mean(0)
-        pts = (base - centre) @ affine.T + centre + rng.normal(0.0, jitter * size, 2)
-        pts += jitter * size * 0.5 * np.sin(2 * np.pi * (base / size) @ rng.normal(0, 1, (2, 2)))
-        colour = rng.uniform(0.2, 0.8, 3)
-        background = np.stack(
-            [np.clip(c + 0.2 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform(0.5, 2) * yy)), 0, 1) for c in colour],
-            -1,
-        )
-        img = (background * 255).astype(np.uint8)
-        skin = tuple(int(v) for v in rng.uniform(120, 230, 3))
-        cv2.fillConvexPoly(img, cv2.convexHull(np.round(pts).astype(np.int32)), skin, lineType=cv2.LINE_AA)
-        dark = tuple(int(v) for v in rng.uniform(20, 90, 3))
-        for part in (slice(17, 22), slice(22, 27), slice(27, 31), slice(31, 36)):
-            cv2.polylines(img, [np.round(pts[part]).astype(np.int32)], False, dark, 1, cv2.LINE_AA)
-        for part in (slice(36, 42), slice(42, 48), slice(48, 60)):
-            cv2.fillPoly(img, [np.round(pts[part]).astype(np.int32)], dark, cv2.LINE_AA)
-        images.append(img)
-        marks.append(pts)
-    return np.stack(images), np.stack(marks).astype(np.float32)

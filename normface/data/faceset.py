@@ -23,6 +23,19 @@ from normface.utils import io_utils
 from normface.faces.alignment import NUM_LANDMARKS, AlignmentTemplate
 
 TEMPLATE_FILE = "template.json"
+# Stages under one faces root (e.g. workspace/faces128): stage 1 writes aligned/, stage 2 averaged/.
+ALIGNED = "aligned"
+AVERAGED = "averaged"
+
+
+def aligned_dir(faces_root: str | Path) -> Path:
+    """``<faces_root>/aligned``: stage 1's face set (one aligned face per photo)."""
+    return Path(faces_root) / ALIGNED
+
+
+def averaged_dir(faces_root: str | Path) -> Path:
+    """``<faces_root>/averaged``: stage 2's face set (one averaged face per person)."""
+    return Path(faces_root) / AVERAGED
 
 
 @dataclasses.dataclass

@@ -21,7 +21,9 @@ import dataclasses
 
 import numpy as np
 
-from normface.data import composite, decompose
+from normface.data import composite
+from normface.data import decompose
+from normface.utils.pictures import to_uint8
 
 DEFAULT_K = 5           # nearest neighbours to draw from (a reasoned default; not stated in the paper)
 CONTACT_SHEET_MORPHS = 6  # morphs per seed on the contact sheet, as the paper's Fig. 6
@@ -162,11 +164,6 @@ class Morpher:
             textures[morphed] = to_uint8(morph_tex)
             marks[morphed] = morph_marks
         return images, textures, marks
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] -> uint8 (rounded, clipped)."""
-    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
 def contact_sheet(morpher: Morpher, neighbours: np.ndarray, seeds, rng: np.random.Generator,

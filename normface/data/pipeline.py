@@ -30,7 +30,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from normface.data import decompose, records
+from normface.data import decompose
+from normface.data import records
+from normface.data import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 2048   # examples (~100 MB of decoded 128x128 pairs)
@@ -39,7 +41,7 @@ MAX_CYCLE_LENGTH = 16           # shards read concurrently
 
 def _parse_fn(meta: records.RecordsMeta):
     """Returns a function: serialized Example (scalar string) -> the element dict."""
-    spec = records.parse_spec(meta.feature_dim, meta.descriptor_dim)
+    spec = schema.parse_spec(meta.feature_dim, meta.descriptor_dim)
     size = meta.size
 
     def decode(png: tf.Tensor) -> tf.Tensor:
@@ -51,12 +53,12 @@ def _parse_fn(meta: records.RecordsMeta):
         with tf.name_scope("parse_example"):
             ex = tf.io.parse_single_example(serialized, spec)
             return {
-                "image": decode(ex["image"]),
-                "texture": decode(ex["texture"]),
-                "landmarks": tf.reshape(ex["landmarks"], [decompose.NUM_LANDMARKS, 2]),
-                "features": ex["features"],
-                "descriptor": ex["descriptor"],
-                "person": ex["person"],
+                schema.IMAGE: decode(ex[schema.IMAGE]),
+                schema.TEXTURE: decode(ex[schema.TEXTURE]),
+                schema.LANDMARKS: tf.reshape(ex[schema.LANDMARKS], [decompose.NUM_LANDMARKS, 2]),
+                schema.FEATURES: ex[schema.FEATURES],
+                schema.DESCRIPTOR: ex[schema.DESCRIPTOR],
+                schema.PERSON: ex[schema.PERSON],
             }
 
     return parse
@@ -66,10 +68,10 @@ def flip_example(example: dict, size: int) -> dict:
     """Left/right mirror of one (unbatched) element: image, texture and landmarks."""
     with tf.name_scope("flip_example"):
         out = dict(example)
-        out["image"] = tf.reverse(example["image"], axis=[1])
-        out["texture"] = tf.reverse(example["texture"], axis=[1])
-        marks = tf.gather(example["landmarks"], decompose.MIRROR_PERMUTATION, axis=0)
-        out["landmarks"] = tf.stack([(size - 1.0) - marks[:, 0], marks[:, 1]], axis=-1)
+        out[schema.IMAGE] = tf.reverse(example[schema.IMAGE], axis=[1])
+        out[schema.TEXTURE] = tf.reverse(example[schema.TEXTURE], axis=[1])
+        marks = tf.gather(example[schema.LANDMARKS], decompose.MIRROR_PERMUTATION, axis=0)
+        out[schema.LANDMARKS] = tf.stack([(size - 1.0) - marks[:, 0], marks[:, 1]], axis=-1)
         return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from normface import splits
+from normface.data import splits
 from normface.utils import io_utils
 from normface.faces.alignment import AlignmentTemplate, align_image
 

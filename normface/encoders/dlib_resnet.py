@@ -40,7 +40,6 @@ DESCRIPTOR_DIM = 128
 # dlib divides the mean-subtracted pixel by this (input_rgb_image_sized::to_tensor).
 INPUT_SCALE = 256.0
 # dlib's loss_metric threshold: same person iff Euclidean descriptor distance < this.
-SAME_PERSON_THRESHOLD = 0.6
 FEATURES_LAYER = "features"
 DESCRIPTOR_LAYER = "descriptor"
 _SERIALIZE_PACKAGE = "normface"

@@ -8,9 +8,11 @@ descriptor_layer=..., preprocessing=...)``). Other frozen networks plug in with
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from normface.encoders.base import IdentityEncoder, KerasModelEncoder
+from normface.encoders.similarity import SAME_PERSON_THRESHOLD
 
 DEFAULT_ENCODER = "dlib_face_resnet_v1"
 
@@ -29,11 +31,54 @@ def available_encoders() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def check_name(name: str, extra: tuple[str, ...] = ()) -> None:
+    """Raises ValueError naming ``name`` unless it is registered (or one of ``extra``, e.g. the
+    records builder's ``"none"``). Cheap: builds nothing, so binaries check flags up front."""
+    if name not in _FACTORIES and name not in extra:
+        raise ValueError(f"unknown encoder {name!r}; registered: {available_encoders() + list(extra)}")
+
+
 def get_encoder(name: str = DEFAULT_ENCODER, **kwargs: Any) -> IdentityEncoder:
     """Builds the encoder registered as ``name`` with ``kwargs``."""
     if name not in _FACTORIES:
         raise ValueError(f"encoder: unknown name {name!r}; registered: {available_encoders()}")
     return _FACTORIES[name](**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedEncoder:
+    """An encoder with what the binaries need of it: the face-chip parameters recorded in exports
+    (``{"size", "padding", "landmarks"}``) and the three ways to call it (see
+    :mod:`normface.encoders.face_encoding`)."""
+
+    name: str
+    encoder: IdentityEncoder
+    chip: dict[str, Any]
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.feature_dim
+
+    def embed_fn(self):
+        """Differentiable ``(images in [0, 1], landmarks) -> descriptors`` (the identity loss)."""
+        from normface.encoders.face_encoding import embed_fn
+
+        return embed_fn(self.encoder)
+
+    def record_encoder(self):
+        """``(uint8 images, landmarks) -> (features, descriptors)`` NumPy (the records builder)."""
+        from normface.encoders.face_encoding import record_encoder
+
+        return record_encoder(self.encoder)
+
+
+def resolve(name: str = DEFAULT_ENCODER, **kwargs: Any) -> ResolvedEncoder:
+    """The one name -> encoder resolution of the binaries (records, training, export) and tests."""
+    from normface.faces.chips import CHIP_PADDING
+
+    check_name(name)
+    encoder = get_encoder(name, **kwargs)
+    return ResolvedEncoder(name, encoder, {"size": encoder.chip_size, "padding": CHIP_PADDING, "landmarks": "68"})
 
 
 def dlib_face_resnet(dat_path=None, cache_dir=None) -> IdentityEncoder:
@@ -44,7 +89,7 @@ def dlib_face_resnet(dat_path=None, cache_dir=None) -> IdentityEncoder:
     return KerasModelEncoder(
         model, feature_layer=dlib_resnet.FEATURES_LAYER,
         descriptor_layer=dlib_resnet.DESCRIPTOR_LAYER, preprocessing="none",
-        name=dlib_resnet.MODEL_NAME, same_person_threshold=dlib_resnet.SAME_PERSON_THRESHOLD,
+        name=dlib_resnet.MODEL_NAME, same_person_threshold=SAME_PERSON_THRESHOLD,
     )
 
 

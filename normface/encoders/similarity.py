@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-DLIB_SAME_PERSON_THRESHOLD = 0.6
+# dlib's Euclidean descriptor distance below which two chips show the same person: the one home
+# of this threshold (the encoder, the identity metric and the evaluation protocol read it here).
+SAME_PERSON_THRESHOLD = 0.6
 _EPS = 1e-12  # keeps the cosine of an all-zero descriptor finite
 
 
@@ -52,7 +54,7 @@ def euclidean_distance(a, b) -> tf.Tensor:
         return tf.sqrt(squared_euclidean_distance(a, b))
 
 
-def same_person(a, b, threshold: float = DLIB_SAME_PERSON_THRESHOLD) -> tf.Tensor:
+def same_person(a, b, threshold: float = SAME_PERSON_THRESHOLD) -> tf.Tensor:
     """``[batch]`` bool: Euclidean descriptor distance below ``threshold`` (dlib's rule)."""
     with tf.name_scope("same_person"):
         return euclidean_distance(a, b) < threshold

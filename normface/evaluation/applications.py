@@ -28,7 +28,9 @@ from typing import Sequence
 
 import numpy as np
 
-from normface import adjust, apps, avatar, splits
+from normface.apps import adjust, avatar
+from normface.evaluation import adjustment
+from normface.data import faceset, splits
 from normface.faces.detection import find_faces68
 from normface.utils import io_utils
 from normface.utils import pictures
@@ -74,7 +76,7 @@ def first_photo_per_person(photos: protocol.TestPhotos, limit: int) -> list[int]
 def training_mean_color(faces_root: str | Path, template) -> np.ndarray | None:
     """Mean YCrCb face-box colour of the averaged *training* faces (None if there are none)."""
     colors = []
-    for f in sorted((Path(faces_root) / "averaged" / "train").glob("*/*.png")):
+    for f in sorted((faceset.averaged_dir(faces_root) / "train").glob("*/*.png")):
         image = io_utils.read_rgb(f)
         if image.shape[:2] == (template.size, template.size):
             colors.append(adjust.mean_face_color(image, template))
@@ -105,13 +107,13 @@ def load_raw_photos(data_root: str | Path, photo_set: PhotoSet, log=print
 
 
 def adjustment_correctors(normalizer, photos, landmarks, train_color: np.ndarray | None,
-                          record: dict[int, apps.Adjustment] | None = None) -> dict:
+                          record: dict[int, adjust.Adjustment] | None = None) -> dict:
     """The correctors of the experiment (:data:`NORMALIZED`, :data:`ORACLE` and, given a colour,
     :data:`TRAIN_MEAN`); ``record`` collects the method's :class:`normface.apps.Adjustment`s."""
-    correctors = {NORMALIZED: apps.normalized_corrector(normalizer, record),
-                  ORACLE: apps.oracle_corrector(photos, landmarks)}
+    correctors = {NORMALIZED: adjustment.normalized_corrector(normalizer, record),
+                  ORACLE: adjustment.oracle_corrector(photos, landmarks)}
     if train_color is not None:
-        correctors[TRAIN_MEAN] = apps.target_corrector(train_color, landmarks)
+        correctors[TRAIN_MEAN] = adjustment.target_corrector(train_color, landmarks)
     return correctors
 
 
@@ -125,21 +127,21 @@ def adjustment_experiment(normalizer, photos: Sequence[np.ndarray], landmarks: S
     degradation did); luma_std_photos / luma_std_normalized: spread across people of the face
     luma of the untouched photos and of their normalized faces.
     """
-    record: dict[int, apps.Adjustment] = {}
-    result = apps.evaluate_adjustment(photos, landmarks,
+    record: dict[int, adjust.Adjustment] = {}
+    result = adjustment.evaluate_adjustment(photos, landmarks,
                                       adjustment_correctors(normalizer, photos, landmarks, train_color, record),
-                                      apps.DegradeConfig(seed=seed), num_examples=0)
+                                      adjustment.DegradeConfig(seed=seed), num_examples=0)
     reference_shift, input_shift, luma_photo, luma_normalized = [], [], [], []
     for i, photo in enumerate(photos):
         try:
-            untouched = apps.auto_adjust(photo, normalizer)
+            untouched = adjust.auto_adjust(photo, normalizer)
         except ValueError:
             continue
         luma_photo.append(untouched.source_color[0])
         luma_normalized.append(untouched.target_color[0])
         if i in record:
-            reference_shift.append(apps.color_delta_e(record[i].target_color, untouched.target_color))
-            input_shift.append(apps.color_delta_e(record[i].source_color, untouched.source_color))
+            reference_shift.append(adjustment.color_delta_e(record[i].target_color, untouched.target_color))
+            input_shift.append(adjustment.color_delta_e(record[i].source_color, untouched.source_color))
     exposure = result.gains[:, 1]
 
     def mean(values):
@@ -226,9 +228,9 @@ def sample_pictures(normalizer, sample_paths: Sequence[str | Path], output: Path
     colour = [i for i, p in enumerate(photos) if not adjust.is_greyscale(p)]
     if colour:
         cp, cl = [photos[i] for i in colour], [lms[i] for i in colour]
-        record: dict[int, apps.Adjustment] = {}
-        result = apps.evaluate_adjustment(cp, cl, adjustment_correctors(normalizer, cp, cl, None, record),
-                                          apps.DegradeConfig(seed=config.seed), num_examples=len(cp))
+        record: dict[int, adjust.Adjustment] = {}
+        result = adjustment.evaluate_adjustment(cp, cl, adjustment_correctors(normalizer, cp, cl, None, record),
+                                          adjustment.DegradeConfig(seed=config.seed), num_examples=len(cp))
         blank = np.full((8, 8, 3), 255, np.uint8)
         faces = [record[i].result.image if i in record else blank for i in range(len(cp))]
         io_utils.save_image_atomic(output / "adjust_grid.png", result.grid(extra_rows={"its normalized face": faces}))
@@ -239,7 +241,7 @@ def sample_pictures(normalizer, sample_paths: Sequence[str | Path], output: Path
             try:
                 found = normalizer.normalize(image)
                 if found:
-                    made = apps.make_avatar(found[0].image, found[0].landmarks, Path(tmp) / f"{Path(src).stem}.ply")
+                    made = avatar.make_avatar(found[0].image, found[0].landmarks, Path(tmp) / f"{Path(src).stem}.ply")
                     panels.append(io_utils.read_rgb(made.files[-1]))
             except ValueError as err:  # one unusable sample must not cost the report
                 log(f"no avatar for sample {src}: {err}")
@@ -256,7 +258,7 @@ def applications(normalizer, photos: protocol.TestPhotos, outputs: dict[str, np.
     (never LFW photos), credited by ``samples_credit``."""
     check_publishable(sample_paths, data_root)
     train_color = training_mean_color(faces_root, normalizer.template)
-    sets = adjustment_sets(photos, Path(faces_root) / "aligned", config)
+    sets = adjustment_sets(photos, faceset.aligned_dir(faces_root), config)
     result = {"adjustment": adjustment_section(normalizer, sets, data_root, train_color, config.seed, log)}
     log("applications: avatars")
     result["avatar"] = avatar_section(photos, outputs, config)

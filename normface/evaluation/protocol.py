@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from normface.data import align, faceset
+from normface.encoders.similarity import SAME_PERSON_THRESHOLD
 from normface.evaluation import metrics
 
-SAME_PERSON = 0.6  # dlib's threshold
 
 
 @dataclasses.dataclass
@@ -77,12 +77,12 @@ def identity_table(real: np.ndarray, out: np.ndarray, people: np.ndarray, far_th
     genuine = d[other_photo]
     impostor = d[~same]
     row = {
-        "own_within_0.6": metrics.share_within(own, SAME_PERSON),
+        "own_within_0.6": metrics.share_within(own, SAME_PERSON_THRESHOLD),
         f"own_within_far0.1%({far_threshold:.3f})": metrics.share_within(own, far_threshold),
         "own_median": float(np.median(own)),
     }
     if genuine.size:
-        row["cross_within_0.6"] = metrics.share_within(genuine, SAME_PERSON)
+        row["cross_within_0.6"] = metrics.share_within(genuine, SAME_PERSON_THRESHOLD)
         for far in (0.001, 0.01):
             tar, _ = metrics.tar_at_far(genuine, impostor, far)
             row[f"cross_TAR@FAR{far:.1%}"] = tar

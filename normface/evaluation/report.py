@@ -21,7 +21,11 @@ import numpy as np
 from normface.utils import io_utils
 from normface.utils import paths
 from normface.utils import pictures
+from normface.encoders.similarity import SAME_PERSON_THRESHOLD
 from normface.evaluation import applications, metrics, protocol
+from normface.data import faceset, splits
+from normface.faces.masks import face_mask
+from normface.utils.tables import markdown_table
 
 QUICK_PEOPLE = 25
 # Figures that show LFW faces: LFW's terms do not cover redistribution, so published copies of
@@ -36,7 +40,7 @@ def _encode(normalizer, images: np.ndarray, landmarks: np.ndarray, batch_size: i
     """Encoder descriptors of aligned images (the pipeline's own encoder path)."""
     import tensorflow as tf
 
-    from normface.encoders.faces import face_chips
+    from normface.encoders.face_encoding import face_chips
 
     out = []
     for start in range(0, len(images), batch_size):
@@ -47,7 +51,7 @@ def _encode(normalizer, images: np.ndarray, landmarks: np.ndarray, batch_size: i
 
 
 def _frontalize_all(photos: protocol.TestPhotos, template, data_root) -> np.ndarray:
-    from normface import frontalize
+    from normface.evaluation import frontalize
 
     return np.stack([frontalize.frontalize(im, lm, template, data_root) for im, lm in zip(photos.images, photos.landmarks)])
 
@@ -111,11 +115,11 @@ def build_report(
     and histogram go next to the main model's (e.g. the same model without the identity loss).
     ``samples``: photos that may be published (never LFW) for the applications' figures, and
     ``samples_credit`` their attribution, printed under the figures."""
-    from normface.inference import FaceNormalizer
-    from normface.training.export import git_commit
+    from normface.serving.normalizer import FaceNormalizer
+    from normface.utils.provenance import git_commit
 
     started = time.time()
-    aligned_root = Path(faces_root) / "aligned"
+    aligned_root = faceset.aligned_dir(faces_root)
     output = Path(output)
     normalizer = FaceNormalizer.from_pretrained(model_path)
     template = normalizer.template
@@ -145,7 +149,7 @@ def build_report(
         "test_people": int(len(set(photos.people))),
         "impostor_pairs": int(impostor.size),
         "threshold_far_0.1%": far_t,
-        "real_photo_pairs_within_0.6": metrics.share_within(genuine_real, protocol.SAME_PERSON) if genuine_real.size else None,
+        "real_photo_pairs_within_0.6": metrics.share_within(genuine_real, SAME_PERSON_THRESHOLD) if genuine_real.size else None,
         "identity": {
             "normalized (model)": protocol.identity_table(real, out["output_descriptor"], photos.people, far_t),
             "frontalized (baseline)": protocol.identity_table(real, frontal_desc, photos.people, far_t),
@@ -169,7 +173,7 @@ def build_report(
         **own_extra,
         "frontalized (baseline)": np.linalg.norm(frontal_desc - real, axis=-1),
     }
-    _histogram(output / "identity_histogram.png", own, protocol.SAME_PERSON, far_t)
+    _histogram(output / "identity_histogram.png", own, SAME_PERSON_THRESHOLD, far_t)
     grid = _people_grid(photos, {"normalized": out["image"], "frontalized": frontal})
     io_utils.save_image_atomic(output / "people_grid.png", grid)
     results["ablations"] = include_ablations(ablations, output) if ablations else None
@@ -195,8 +199,8 @@ def include_ablations(folder: str | Path, output: Path) -> dict:
 def expression_table(normalizer, aligned_root: Path) -> dict:
     """Held-out London people: normalized smiling photo vs the same person's neutral photo."""
     photos = protocol.load_test_photos(aligned_root, "london/")
-    smiling = [i for i, k in enumerate(photos.keys) if k.endswith("_08")]
-    neutral_of = {photos.people[i]: i for i, k in enumerate(photos.keys) if k.endswith("_03")}
+    smiling = [i for i, k in enumerate(photos.keys) if splits.london_key_smiling(k) is True]
+    neutral_of = {photos.people[i]: i for i, k in enumerate(photos.keys) if splits.london_key_smiling(k) is False}
     pairs = [(i, neutral_of[photos.people[i]]) for i in smiling if photos.people[i] in neutral_of]
     if not pairs:
         return {}
@@ -208,31 +212,13 @@ def expression_table(normalizer, aligned_root: Path) -> dict:
                               ("normalized smiling photo (model)", out["image"], out["landmarks"])]:
         l1, ssim_v, lm_err = [], [], []
         for j, n in enumerate(n_idx):
-            mask = _hull_mask(photos.landmarks[n], images.shape[1])
+            mask = face_mask(photos.landmarks[n], images.shape[1])
             l1.append(float(np.abs(images[j].astype(float) - photos.images[n].astype(float))[mask].mean()))
             ssim_v.append(metrics.ssim(images[j], photos.images[n], mask))
             lm_err.append(metrics.landmark_error(lms[j], photos.landmarks[n]))
         rows[name] = {"landmark_error_iod": float(np.mean(lm_err)), "pixel_l1": float(np.mean(l1)),
                       "ssim": float(np.mean(ssim_v)), "people": len(pairs)}
     return rows
-
-
-def _hull_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
-    from normface.data.composite import hull_mask
-
-    return hull_mask(landmarks, size, blur_sigma=0.0) > 0.5
-
-
-def _table(rows: dict[str, dict]) -> str:
-    rows = {k: v for k, v in rows.items() if v}
-    if not rows:
-        return "(no data)\n"
-    cols = list(next(iter(rows.values())).keys())
-    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, row in rows.items():
-        cells = [f"{row.get(c, float('nan')):.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def render_markdown(r: dict) -> str:
@@ -251,17 +237,17 @@ photo pairs of the same person within 0.6: {r['real_photo_pairs_within_0.6']}. R
 same person, against other people's photos (NbNet "type II"); rank-1: outputs against a gallery
 of one real photo per person.
 
-{_table(r['identity'])}
+{markdown_table(r['identity'])}
 ![identity histogram](identity_histogram.png)
 
 ## Invariance (paper Fig. 8): spread across a person's photos (people with 3+ photos)
 
-{_table(r['invariance'])}
+{markdown_table(r['invariance'])}
 ![people grid](people_grid.png)
 
 ## Expression ground truth (held-out London people): smiling photo vs the neutral photo
 
-{_table(r['expression'])}
+{markdown_table(r['expression'])}
 ## Ablations (paper Figs. 9-11)
 
 {_ablation_section(r.get('ablations'))}
@@ -273,7 +259,7 @@ def _ablation_section(ablations: dict | None) -> str:
         return "Not run for this report (`python experiments/ablations.py`, then `--ablations=<folder>`).\n"
     rows = {name: {k: v for k, v in row.items() if k != "model_dir"} for name, row in ablations["rows"].items()}
     return (f"{ablations['size']}x{ablations['size']}, {ablations['steps']} steps, batch {ablations['batch_size']}, "
-            f"validation metrics of each variant's best checkpoint:\n\n{_table(rows)}\n![ablations](ablations.png)\n")
+            f"validation metrics of each variant's best checkpoint:\n\n{markdown_table(rows)}\n![ablations](ablations.png)\n")
 
 
 def _applications_section(apps_result: dict | None) -> str:
@@ -297,7 +283,7 @@ def _applications_section(apps_result: dict | None) -> str:
                  f"{_number(block['reference_shift'])}, input shift {_number(block['input_shift'])}; spread "
                  f"(standard deviation) of face luma across people: {_number(block['luma_std_photos'])} in the "
                  f"photos, {_number(block['luma_std_normalized'])} in their normalized faces.\n\n"
-                 + _table(block["rows"]) + "\n")
+                 + markdown_table(block["rows"]) + "\n")
     if "adjust" in figures:
         text += f"![adjustment examples]({figures['adjust']})\n\n"
     text += "## 3-D avatar (paper Sec. 7.3, Fig. 13)\n\n"
@@ -305,7 +291,7 @@ def _applications_section(apps_result: dict | None) -> str:
         text += (f"Surrey model fitted to 68 landmarks of the first photo of each of {next(iter(av['rows'].values()))['faces']} "
                  f"LFW test people; reprojection error in pixels of the {av['image_size']}x{av['image_size']} frame "
                  "and in inter-ocular distances (IOD); `mean_coef_norm`: length of the fitted shape "
-                 "coefficients (in standard deviations).\n\n" + _table(av["rows"]) + "\n")
+                 "coefficients (in standard deviations).\n\n" + markdown_table(av["rows"]) + "\n")
     if "avatar" in figures:
         text += (f"![avatars]({figures['avatar']})\n\nEach row: the normalized face of a sample photo with its "
                  "predicted landmarks (green) and the fitted model's (red), then renders at yaw 0 and 30 degrees.\n")

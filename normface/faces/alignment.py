@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from normface.utils import dataclass_io
+
 REFERENCE_SIZE = 224
 REFERENCE_EYE_DISTANCE = 55.0
 # Height of the eye line as a fraction of the crop: leaves room for the chin below (~1.9 eye
@@ -64,10 +66,7 @@ class AlignmentTemplate:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AlignmentTemplate":
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown alignment template fields: {sorted(unknown)}")
-        return cls(**data)
+        return dataclass_io.from_dict(cls, data)
 
 
 def eye_centers(landmarks: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ The Surrey Face Model (``$NORMFACE_DATA/morphable_model``, loaded with ``eos-py`
 one 3-D face. Its mean shape taken at the ``ibug_to_sfm.txt`` vertices is a ready 3-D model of the
 68 iBUG/dlib landmarks (50 of them: the jaw contour 1-8, 10-17 and the inner mouth corners have no
 fixed vertex). Head pose comes from matching those points to detected 2-D landmarks with
-``cv2.solvePnP``; the evaluation's frontalization baseline (issue 8) and the avatar (issue 9)
+``cv2.solvePnP``; the evaluation's frontalization baseline and the avatar
 reuse the same model.
 
 Frames: the model's own axes are x to the viewer's right, y up, z toward the viewer (mm). Here

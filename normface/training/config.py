@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from normface.utils import dataclass_io
-from normface.losses import IDENTITY_KINDS
+from normface.training.losses import IDENTITY_KINDS
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCHEDULES = ("constant", "cosine", "exponential")

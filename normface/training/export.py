@@ -1,35 +1,13 @@
-"""Exports a trained normalizer: a SavedModel with serving signatures, the ``.keras`` file, the
-metadata inference needs, and a model card.
+"""Exports a trained normalizer in the format of :mod:`normface.serving.export_format`: the
+SavedModel with its serving signatures, the ``.keras`` file, the metadata and a model card."""
 
-Layout of an export folder::
-
-    saved_model.pb, variables/      SavedModel; signatures below
-    assets.extra/normface.json      metadata (also returned by the ``metadata`` signature)
-    normalizer.keras                the Keras model (features -> landmarks, texture, image)
-    MODEL_CARD.md                   data, flags, steps, final losses, git commit
-
-Signatures (all batched; outputs ``image`` and ``texture`` are uint8 ``[b, S, S, 3]``,
-``landmarks`` float32 ``[b, 68, 2]`` (x, y) pixels of the output image):
-
-- ``serving_default`` = ``normalize_features``: ``features`` float32 ``[b, F]`` (encoder features).
-- ``normalize_chips`` (only when an encoder is exported with the model): ``chips`` uint8
-  ``[b, C, C, 3]`` aligned face chips (the encoder's chip format, e.g. dlib's 150x150) ->
-  the same outputs; the frozen encoder is inside the SavedModel.
-- ``metadata``: ``{"json": string}``.
-
-The metadata carries the alignment template, mean landmarks, output size, encoder id and chip
-parameters, so the export folder alone is enough to normalize faces. The plain-CNN ablation
-has no texture output.
-"""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,53 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from normface.utils import io_utils
-from normface.utils import paths
 from normface.faces.alignment import AlignmentTemplate
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig
 from normface.models.normalizer import mean_landmarks_of
-
-METADATA_FILE = "assets.extra/normface.json"
-KERAS_FILE = "normalizer.keras"
-MODEL_CARD_FILE = "MODEL_CARD.md"
-FORMAT_VERSION = 1
-
-
-@dataclasses.dataclass
-class ExportMetadata:
-    """What inference needs besides the weights (stored as JSON in the export)."""
-
-    model_config: dict[str, Any]
-    mean_landmarks: list[list[float]]
-    output_size: int
-    encoder_id: str = ""
-    template: dict[str, Any] | None = None
-    chip: dict[str, Any] | None = None  # e.g. {"size": 150, "padding": 0.25, "landmarks": "68"}
-    step: int = 0
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ExportMetadata":
-        try:
-            data = json.loads(text)
-            meta = cls(**data)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"not a normface model metadata file ({err})") from err
-        if meta.format_version > FORMAT_VERSION:
-            raise ValueError(f"model format {meta.format_version} is newer than this normface reads "
-                             f"({FORMAT_VERSION}): upgrade normface")
-        return meta
-
-    @property
-    def alignment_template(self) -> AlignmentTemplate | None:
-        return None if self.template is None else AlignmentTemplate.from_dict(self.template)
-
-
-def _to_uint8(x: tf.Tensor) -> tf.Tensor:
-    with tf.name_scope("to_uint8"):
-        return tf.cast(tf.round(tf.clip_by_value(tf.cast(x, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
+from normface.serving.export_format import KERAS_FILE, METADATA_FILE, MODEL_CARD_FILE, ExportMetadata
+from normface.training.checkpoints import BEST_DIR, BEST_FILE, LATEST_DIR, WHICH, find_checkpoint
+from normface.utils.provenance import git_commit
+from normface.utils.tables import key_value_table
+from normface.utils.pictures import to_uint8
 
 
 class _ServingModule(tf.Module):
@@ -101,9 +40,9 @@ class _ServingModule(tf.Module):
 
     def outputs(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         out = self.model(features, training=False)
-        result = {IMAGE: _to_uint8(out[IMAGE]), LANDMARKS: tf.cast(out[LANDMARKS], tf.float32)}
+        result = {IMAGE: to_uint8(out[IMAGE]), LANDMARKS: tf.cast(out[LANDMARKS], tf.float32)}
         if TEXTURE in out:
-            result[TEXTURE] = _to_uint8(out[TEXTURE])
+            result[TEXTURE] = to_uint8(out[TEXTURE])
         return result
 
     def chips_to_features(self, chips: tf.Tensor) -> tf.Tensor:
@@ -111,18 +50,6 @@ class _ServingModule(tf.Module):
         # or Keras model returns the features themselves.
         out = self.chip_encoder(tf.cast(chips, tf.float32))
         return getattr(out, "features", out)
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit (``+dirty`` with uncommitted changes), or ``unknown``."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=paths.REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def export_normalizer(
@@ -195,17 +122,6 @@ def export_normalizer(
     return export_dir
 
 
-def _table(rows: dict[str, Any]) -> str:
-    if not rows:
-        return "(none recorded)\n"
-    lines = ["| name | value |", "| --- | --- |"]
-    for k, v in sorted(rows.items()):
-        if isinstance(v, float):
-            v = f"{v:.6g}"
-        lines.append(f"| {k} | {v} |")
-    return "\n".join(lines) + "\n"
-
-
 def write_model_card(path: str | os.PathLike, meta: ExportMetadata, card: dict[str, Any]) -> None:
     """Markdown model card: data, flags, steps, final losses, best validation, git commit."""
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -216,10 +132,10 @@ def write_model_card(path: str | os.PathLike, meta: ExportMetadata, card: dict[s
         f"- exported: {when}\n- git commit: `{card.get('git_commit', git_commit())}`\n"
         f"- training steps: {meta.step}\n- encoder: `{meta.encoder_id or 'unspecified'}`\n"
         f"- chip: {meta.chip or 'none (features input only)'}\n- template: {meta.template}\n",
-        "\n## Data\n\n" + _table(card.get("data", {})),
-        "\n## Model\n\n" + _table(meta.model_config),
-        "\n## Flags\n\n" + _table(card.get("flags", {})),
-        "\n## Final losses and validation\n\n" + _table(card.get("final_losses", {})),
+        "\n## Data\n\n" + key_value_table(card.get("data", {})),
+        "\n## Model\n\n" + key_value_table(meta.model_config),
+        "\n## Flags\n\n" + key_value_table(card.get("flags", {})),
+        "\n## Final losses and validation\n\n" + key_value_table(card.get("final_losses", {})),
     ]
     if card.get("notes"):
         parts.append("\n## Notes\n\n" + str(card["notes"]) + "\n")
@@ -245,8 +161,8 @@ def export_from_model_dir(
     from normface.training import trainer
 
     model_dir = Path(model_dir)
-    if which not in ("best", "latest"):
-        raise ValueError(f"which must be best or latest, got {which!r}")
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     config_path = model_dir / trainer.CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"{model_dir}: no {trainer.CONFIG_FILE}; not a normface training folder")
@@ -255,14 +171,13 @@ def export_from_model_dir(
     if "mean_landmarks" not in meta:
         raise ValueError(f"{config_path}: metadata lacks mean_landmarks")
     model_config = ModelConfig.from_dict(record["model"])
-    folders = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
-    latest = next((c for c in (tf.train.latest_checkpoint(str(model_dir / f)) for f in folders) if c), None)
+    latest = find_checkpoint(model_dir, which)
     if latest is None:
-        raise FileNotFoundError(f"{model_dir}: no checkpoint in {folders}")
+        raise FileNotFoundError(f"{model_dir}: no {which} checkpoint (nothing in its {BEST_DIR}/ or {LATEST_DIR}/)")
     net = build_normalizer(model_config, np.asarray(meta["mean_landmarks"], np.float32))
     tf.train.Checkpoint(model=net.model).restore(latest).expect_partial()
     final = {}
-    for name, prefix in ((trainer.HISTORY_FILE, "last"), (trainer.BEST_FILE, "best")):
+    for name, prefix in ((trainer.HISTORY_FILE, "last"), (BEST_FILE, "best")):
         path = model_dir / name
         if path.is_file():
             final.update({f"{prefix}/{k}": v for k, v in json.loads(path.read_text()).items()})
@@ -275,20 +190,3 @@ def export_from_model_dir(
         card={"data": meta.get("data", {}), "flags": {**record.get("train", {}), **meta.get("flags", {})},
               "final_losses": final, "notes": notes or f"weights from {latest}"},
     )
-
-
-def load_export(export_dir: str | os.PathLike):
-    """``(loaded SavedModel, ExportMetadata)`` from an export folder."""
-    export_dir = Path(export_dir)
-    if not (export_dir / "saved_model.pb").is_file():
-        raise FileNotFoundError(f"{export_dir}: not a normface export (no saved_model.pb)")
-    meta = ExportMetadata.from_json((export_dir / METADATA_FILE).read_text())
-    return tf.saved_model.load(str(export_dir)), meta
-
-
-def load_keras(path: str | os.PathLike) -> keras.Model:
-    """The ``.keras`` model of an export folder (or a ``.keras`` file itself)."""
-    import normface.models  # noqa: F401  (registers the custom layers)
-
-    path = Path(path)
-    return keras.models.load_model(path if path.suffix == ".keras" else path / KERAS_FILE, compile=False)

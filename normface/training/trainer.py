@@ -36,86 +36,29 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from normface import losses
+from normface.training import losses
 from normface.utils import io_utils
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
 from normface.training.config import TrainConfig
+from normface.data import schema
 from normface.training import summaries
+from normface.training.schedule import learning_rate_schedule
+from normface.training.strategy import is_chief, make_strategy, worker_id
+from normface.training.checkpoints import BEST_DIR, BEST_FILE, LATEST_DIR, checkpoint_step, find_checkpoint, selection_score
 
 # embed_fn(images [b, S, S, 3] float32 in [0, 1], landmarks [b, 68, 2] (x, y)) -> descriptors [b, D];
 # differentiable in the images. Built by the caller from the frozen encoder (normface.encoders).
 EmbedFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 CONFIG_FILE = "config.json"
-BEST_FILE = "best.json"
 HISTORY_FILE = "history.json"
 DEFAULT_EVAL_BATCHES = 8
 PANEL_EXAMPLES = 3
 
 
-# ----------------------------------------------------------------------------------------------
-# Strategies.
-# ----------------------------------------------------------------------------------------------
 # TrainConfig fields a resumed run may not change.
 TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss")
-
-
-def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
-    """The tf.distribute strategy called ``name`` (default | mirrored | multi_worker | tpu).
-
-    ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU (tests split the
-    CPU with ``tf.config.set_logical_device_configuration``). ``multi_worker`` reads TF_CONFIG and
-    must be created before any other TensorFlow op runs. ``tpu`` connects to ``tpu`` (a name or
-    address; "" = the local TPU) -- untested here.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError("strategy multi_worker needs the TF_CONFIG environment variable (cluster and task)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"strategy must be default, mirrored, multi_worker or tpu, got {name!r}")
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes checkpoints, logs and exports (always, unless multi-worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    if task_type in (None, "chief"):
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and not has_chief
-
-
-def _worker_id(strategy: tf.distribute.Strategy) -> str:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    return f"{resolver.task_type}_{resolver.task_id}" if resolver is not None else "0"
-
-
-def learning_rate_schedule(config: TrainConfig):
-    """Adam's learning rate: a float or a keras schedule of the optimizer's step."""
-    if config.lr_schedule == "constant":
-        return config.learning_rate
-    if config.lr_schedule == "exponential":
-        return keras.optimizers.schedules.ExponentialDecay(config.learning_rate, config.decay_steps, config.decay_rate)
-    warmup = min(config.warmup_steps, config.steps - 1)
-    if warmup > 0:
-        return keras.optimizers.schedules.CosineDecay(
-            0.0, max(1, config.steps - warmup), warmup_target=config.learning_rate, warmup_steps=warmup
-        )
-    return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.steps)
 
 
 class Trainer:
@@ -198,10 +141,10 @@ class Trainer:
         """Per-replica loss terms (each already divided by the global batch)."""
         with tf.name_scope("losses"):
             if self.config.uses_identity:
-                out = self.net.model(batch["features"], training=training)
+                out = self.net.model(batch[schema.FEATURES], training=training)
             else:
                 # The paper's saving: no warp, no encoder, just the decoders on stored features.
-                out = self.net.decoder(batch["features"], training=training)
+                out = self.net.decoder(batch[schema.FEATURES], training=training)
             key = self._target_key
             terms = {
                 "landmark": self._average(self.landmark_loss.call(batch[LANDMARKS], out[LANDMARKS])),
@@ -210,7 +153,7 @@ class Trainer:
             total = self.config.landmark_weight * terms["landmark"] + self.config.texture_weight * terms["texture"]
             if self.config.uses_identity:
                 generated = self.embed_fn(out[IMAGE], out[LANDMARKS])
-                terms["identity"] = self._average(self.identity_loss.call(batch["descriptor"], generated))
+                terms["identity"] = self._average(self.identity_loss.call(batch[schema.DESCRIPTOR], generated))
                 total += self.config.identity_weight * terms["identity"]
             terms["total"] = total
             return terms
@@ -243,7 +186,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def _replica_eval_step(self, batch):
         """Sums of per-example validation losses and the example count (no warp)."""
-        out = self.net.decoder(batch["features"], training=False)
+        out = self.net.decoder(batch[schema.FEATURES], training=False)
         key = self._target_key
         lm = self.landmark_loss.call(batch[LANDMARKS], out[LANDMARKS])
         tex = self.texture_loss.call(batch[key], out[key])
@@ -254,9 +197,9 @@ class Trainer:
 
     def _replica_identity_step(self, batch):
         """Descriptor distances between inputs and generated images, and the output's pixel L1."""
-        out = self.net.model(batch["features"], training=False)
-        if "descriptor" in batch:
-            target = batch["descriptor"]
+        out = self.net.model(batch[schema.FEATURES], training=False)
+        if schema.DESCRIPTOR in batch:
+            target = batch[schema.DESCRIPTOR]
         else:
             target = self.embed_fn(batch[IMAGE], batch[LANDMARKS])
         generated = self.embed_fn(out[IMAGE], out[LANDMARKS])
@@ -328,7 +271,7 @@ class Trainer:
         saves are collective: every worker writes, only the chief's copy is kept)."""
         if self.chief:
             return self.model_dir / name
-        return self.model_dir / f"tmp_{_worker_id(self.strategy)}" / name
+        return self.model_dir / f"tmp_{worker_id(self.strategy)}" / name
 
     def _write_config(self) -> None:
         record = {"model": self.model_config.to_dict(), "train": self.config.to_dict(), "metadata": self.metadata}
@@ -353,35 +296,30 @@ class Trainer:
         spec = dataset.element_spec
         if not isinstance(spec, dict):
             raise ValueError(f"{name} must yield dicts of tensors, got {spec}")
-        need = {"features", LANDMARKS, self._target_key}
+        need = {schema.FEATURES, LANDMARKS, self._target_key}
         if identity:
-            need = {"features", LANDMARKS, IMAGE}
+            need = {schema.FEATURES, LANDMARKS, IMAGE}
         if self.config.uses_identity and not identity:
-            need.add("descriptor")
+            need.add(schema.DESCRIPTOR)
         missing = need - set(spec)
         if missing:
             raise ValueError(f"{name} lacks {sorted(missing)} (has {sorted(spec)})")
-        batch = spec["features"].shape[0]
+        batch = spec[schema.FEATURES].shape[0]
         if batch is not None and batch != self.config.batch_size:
             raise ValueError(f"{name} is batched by {batch}, but batch_size is {self.config.batch_size}")
-        dim = spec["features"].shape[-1]
+        dim = spec[schema.FEATURES].shape[-1]
         if dim is not None and dim != self.model_config.feature_dim:
             raise ValueError(f"{name} has {dim}-D features, but the model's feature_dim is {self.model_config.feature_dim}")
 
     def _score(self, metrics: dict[str, float]) -> float:
-        """Selection score, higher is better: identity share within 0.6 (ties broken by a lower
-        median distance), else minus the validation loss."""
-        if "identity/within" in metrics:
-            return metrics["identity/within"] - 1e-3 * metrics["identity/median"]
-        return -metrics["validation/total"]
+        return selection_score(metrics)
 
     def restore_best(self) -> int:
         """Loads the best checkpoint's weights into the model (else the latest); returns its step."""
-        for name in ("best", "checkpoints"):
-            latest = tf.train.latest_checkpoint(self._dir(name))
-            if latest:
-                tf.train.Checkpoint(model=self.net.model).restore(latest).expect_partial()
-                return int(latest.rsplit("-", 1)[-1])
+        chosen = find_checkpoint(self.model_dir, "best")
+        if chosen:
+            tf.train.Checkpoint(model=self.net.model).restore(chosen).expect_partial()
+            return checkpoint_step(chosen)
         raise FileNotFoundError(f"no checkpoint under {self.model_dir}")
 
     # ------------------------------------------------------------------------------------------
@@ -416,16 +354,15 @@ class Trainer:
             # Multi-worker: each worker reads its own shard, the chief's position means nothing to
             # the others; they restart their input instead.
             ckpt.iterator = iterator
-        manager = tf.train.CheckpointManager(ckpt, self._dir("checkpoints"), cfg.max_checkpoints)
+        manager = tf.train.CheckpointManager(ckpt, self._dir(LATEST_DIR), cfg.max_checkpoints)
         best_manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=self.net.model, step=self.step), self._dir("best"), max_to_keep=1
+            tf.train.Checkpoint(model=self.net.model, step=self.step), self._dir(BEST_DIR), max_to_keep=1
         )
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step.numpy()))
         elif init_from:
-            source = next((c for c in (tf.train.latest_checkpoint(str(Path(init_from) / f))
-                                       for f in ("best", "checkpoints")) if c), None)
+            source = find_checkpoint(init_from, "best")
             if source is None:
                 raise FileNotFoundError(f"init_from={init_from}: no checkpoint in its best/ or checkpoints/")
             tf.train.Checkpoint(model=self.net.model).restore(source).expect_partial()
@@ -464,7 +401,7 @@ class Trainer:
         for writer in writers.values():
             writer.flush()
         if not self.chief:
-            shutil.rmtree(self.model_dir / f"tmp_{_worker_id(self.strategy)}", ignore_errors=True)
+            shutil.rmtree(self.model_dir / f"tmp_{worker_id(self.strategy)}", ignore_errors=True)
         return dict(self.history)
 
     def _writers(self) -> dict[str, Any]:
@@ -477,12 +414,12 @@ class Trainer:
         if not self.chief or not self.config.image_every:
             return None
         batch = next(iter(dataset.take(1)))
-        return {k: v[:PANEL_EXAMPLES] for k, v in batch.items() if k in ("features", IMAGE, TEXTURE, LANDMARKS)}
+        return {k: v[:PANEL_EXAMPLES] for k, v in batch.items() if k in (schema.FEATURES, IMAGE, TEXTURE, LANDMARKS)}
 
     def _write_panel(self, writers, step: int, batch) -> None:
         if batch is None:
             return
-        out = self.net.model(batch["features"], training=False)
+        out = self.net.model(batch[schema.FEATURES], training=False)
         shown = batch.get(IMAGE, batch.get(TEXTURE))
         panel = summaries.sample_panel(shown, out.get(TEXTURE), out[LANDMARKS], out[IMAGE])
         with writers["train"].as_default(step=step):

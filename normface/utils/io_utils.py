@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 # Photos above this many pixels are refused before decoding (decompression bombs; 100 MP).
-__all__ = ["MAX_PIXELS", "atomic_path", "write_bytes_atomic", "save_image_atomic", "read_rgb"]
+__all__ = ["MAX_PIXELS", "atomic_path", "is_url", "write_bytes_atomic", "save_image_atomic", "read_rgb"]
 
 MAX_PIXELS = 100_000_000
 
@@ -45,10 +45,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path.unlink()
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """True for a ``scheme://`` path (``gs://``, ``s3://``...): written through ``tf.io.gfile``."""
+    return "://" in str(path)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    """Writes ``data`` to ``path`` atomically: a local path, or any ``tf.io.gfile`` URL (written
+    to a temporary name beside it, then renamed)."""
+    if not is_url(path):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return
+    import tensorflow as tf
+
+    folder, name = str(path).rsplit("/", 1)
+    tf.io.gfile.makedirs(folder)
+    tmp = f"{folder}/.{name}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data)
+    tf.io.gfile.rename(tmp, str(path), overwrite=True)
 
 
 def save_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -44,3 +44,17 @@ def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color=(0, 255, 0), 
     for x, y in np.asarray(landmarks):
         cv2.circle(out, (int(round(x)), int(round(y))), radius, color, -1, cv2.LINE_AA)
     return out
+
+
+def to_uint8(image):
+    """Float image in [0, 1] -> uint8, rounded half to even and clipped: the one float -> uint8 rule.
+
+    A NumPy array (or anything array-like) gives a NumPy array; a TensorFlow tensor stays a
+    tensor, so the export's serving signatures convert inside the graph the same way.
+    """
+    if "tensorflow" in type(image).__module__:
+        import tensorflow as tf
+
+        with tf.name_scope("to_uint8"):
+            return tf.cast(tf.round(tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 1.0) * 255.0), tf.uint8)
+    return np.clip(np.rint(np.asarray(image, np.float64) * 255.0), 0, 255).astype(np.uint8)

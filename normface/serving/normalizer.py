@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from normface.faces.alignment import AlignmentTemplate, align_image
+from normface.utils.pictures import to_uint8
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "normface128"
@@ -67,10 +68,6 @@ class Result:
         }
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
     """An export folder (or ``.keras`` file); None = the model shipped in the package."""
     if path is None:
@@ -97,7 +94,7 @@ class FaceNormalizer:
         self.template: AlignmentTemplate = template
         if template.size != metadata.output_size:
             raise ValueError(f"template size {template.size} != model output size {metadata.output_size}")
-        from normface.encoders.faces import face_chips
+        from normface.encoders.face_encoding import face_chips
 
         @tf.function(reduce_retracing=True)
         def run(aligned, landmarks):
@@ -116,20 +113,20 @@ class FaceNormalizer:
     def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest") -> "FaceNormalizer":
         """Loads a packed model (:mod:`normface.pretrained`; default: the one shipped in the
         package), an export folder or its ``.keras`` file."""
-        from normface import pretrained
+        from normface.serving import packed
         from normface.encoders import get_encoder
-        from normface.training import export
+        from normface.serving import export_format
 
         path = resolve_model_path(path)
-        if pretrained.is_packed(path):
-            model, metadata = pretrained.load(path)
+        if packed.is_packed(path):
+            model, metadata = packed.load(path)
             return cls(model, metadata, get_encoder(metadata.encoder_id or "dlib"), choose=choose)
         export_dir = path if path.is_dir() else path.parent
-        meta_file = export_dir / export.METADATA_FILE
+        meta_file = export_dir / export_format.METADATA_FILE
         if not meta_file.is_file():
-            raise FileNotFoundError(f"{export_dir}: no {export.METADATA_FILE} (not a normface export)")
-        metadata = export.ExportMetadata.from_json(meta_file.read_text())
-        model = export.load_keras(path)
+            raise FileNotFoundError(f"{export_dir}: no {export_format.METADATA_FILE} (not a normface export)")
+        metadata = export_format.ExportMetadata.from_json(meta_file.read_text())
+        model = export_format.load_keras(path)
         encoder = get_encoder(metadata.encoder_id or "dlib")
         return cls(model, metadata, encoder, choose=choose)
 
@@ -168,8 +165,8 @@ class FaceNormalizer:
             raise ValueError(f"aligned faces must be [b, {self.output_size}, {self.output_size}, 3], got {aligned.shape}")
         feats, image, lms, texture, dist, in_desc, out_desc = self._run(
             tf.constant(aligned, tf.float32), tf.constant(landmarks, tf.float32))
-        return {"features": feats.numpy(), "image": _to_uint8(image.numpy()), "landmarks": lms.numpy(),
-                "texture": _to_uint8(texture.numpy()), "confidence": dist.numpy(),
+        return {"features": feats.numpy(), "image": to_uint8(image.numpy()), "landmarks": lms.numpy(),
+                "texture": to_uint8(texture.numpy()), "confidence": dist.numpy(),
                 "input_descriptor": in_desc.numpy(), "output_descriptor": out_desc.numpy()}
 
     def normalize(self, image: np.ndarray, all_faces: bool = False) -> list[Result]:

@@ -1,107 +1,41 @@
-"""The paper's two applications of the normalized face, as library calls (Sec. 7.3-7.4).
+"""The white balance / exposure experiment (paper Appendix C, issue 9).
 
-- :func:`make_avatar`: fit the Surrey model to a face's 68 landmarks, colour it from the image,
-  write OBJ (+MTL and baked texture) or PLY and a picture of the face from two angles (Fig. 13).
-  The CLI passes the normalized face and its predicted landmarks; any photo with landmarks works.
-- :func:`auto_adjust`: Appendix C white balance and exposure: shift a photo so its face's mean
-  colour becomes the normalized face's.
-- :func:`evaluate_adjustment`: the white balance / exposure experiment of issue 9. Known random
-  exposure gains (x0.5..x2) and colour casts are applied to photos in linear light, then undone
-  by named correctors and by two scene-level baselines (grey world, white patch); the score is
-  the mean CIELAB Delta E (CIE76) of the face region against the untouched photo. The correctors
-  are injected callables: :func:`normalized_corrector` is the real method (the degraded photo is
-  normalized and its normalized face is the reference, exactly what ``normface adjust`` does);
-  :func:`oracle_corrector` takes the untouched photo's own face colour as the reference, the
-  upper bound of the method with a perfect normalized face.
+Known random exposure gains (x0.5..x2) and colour casts are applied to photos in linear light,
+then undone by named correctors and by two scene-level baselines (grey world, white patch); the
+score is the mean CIELAB Delta E (CIE76) of the face region against the untouched photo. The
+correctors are injected callables: :func:`normalized_corrector` is the real method (the degraded
+photo is normalized and its normalized face is the reference, exactly what ``normface adjust``
+does, through :func:`normface.apps.adjust.auto_adjust`); :func:`oracle_corrector` takes the
+untouched photo's own face colour as the reference, the upper bound of the method with a perfect
+normalized face.
 """
+
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
-from normface import adjust, avatar, mesh_io, render
+from normface.apps import adjust
+from normface.apps.adjust import Adjustment, auto_adjust, correct_to_reference, face_color
 from normface.faces import alignment
-from normface.faces.detection import as_rgb_uint8
-from normface.faces import face3d
-from normface.utils import io_utils
+from normface.faces.masks import face_mask
 from normface.utils import pictures
+from normface.utils.tables import markdown_table
 
 if TYPE_CHECKING:
-    from normface.inference import FaceNormalizer, Result
+    from normface.serving.normalizer import FaceNormalizer
 
-# Aligned size at which face colours are averaged (the box of ``adjust.face_box``).
-COLOR_TEMPLATE_SIZE = 128
 WHITE_PATCH_PERCENTILE = 99.0
-VIEWS_SUFFIX = "_views.png"
+
 BASELINES = ("grey world", "white patch")
+
 
 # (photo index, degraded photo [h, w, 3] uint8) -> corrected photo, or None when the method
 # cannot handle this photo (e.g. no face found: the tool would leave the photo as it is).
 Corrector = Callable[[int, np.ndarray], "np.ndarray | None"]
-
-
-# --- avatar ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class AvatarResult:
-    """fit, colors: from :mod:`normface.avatar`; files: written paths (mesh first, then MTL and
-    texture for OBJ, then the views PNG); error_px / error_iod: mean landmark reprojection error
-    in pixels and in inter-ocular distances."""
-
-    fit: avatar.ShapeFit
-    colors: avatar.VertexColors
-    files: list[Path]
-    error_px: float
-    error_iod: float
-
-
-def make_avatar(
-    image: np.ndarray, landmarks68: np.ndarray, out_path: str | Path,
-    fit_config: avatar.FitConfig = avatar.FitConfig(), color_config: avatar.ColorConfig = avatar.ColorConfig(),
-    render_size: int = 256, texture_size: int = 512, data_root: str | Path | None = None,
-) -> AvatarResult:
-    """Fits, colours and writes the avatar of the face in ``image`` ``[h, w, 3]`` uint8 with
-    ``[68, 2]`` (x, y) landmarks. ``out_path`` ends in .obj or .ply; the two-view picture goes
-    to ``<stem>_views.png`` beside it: the input with its landmarks (green) and the fitted
-    model's (red), then renders at yaw 0 and 30 degrees."""
-    import cv2
-
-    out_path = Path(out_path)
-    if out_path.suffix.lower() not in (".obj", ".ply"):
-        raise ValueError(f"{out_path}: avatar output must end in .obj or .ply")
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be [h, w, 3] RGB, got shape {image.shape}")
-    landmarks = np.asarray(landmarks68, dtype=np.float64)
-    height, width = image.shape[:2]
-    fit = avatar.fit_shape(landmarks, (width, height), fit_config, data_root)
-    colors = avatar.vertex_colors(image, fit, landmarks, color_config, data_root)
-    model = face3d.shape_model(data_root)
-    mesh = mesh_io.Mesh(vertices=fit.vertices * face3d.MODEL_TO_CAMERA, triangles=model.triangles,
-                        colors=colors.colors, texcoords=model.texcoords)
-    texture = None
-    if out_path.suffix.lower() == ".obj":
-        texture = render.bake_texture(model.texcoords, model.triangles, colors.colors, texture_size)
-    files = mesh_io.write_mesh(out_path, mesh, texture)
-
-    overlay = pictures.draw_landmarks(image, landmarks, color=(0, 255, 0), radius=max(1, width // 200))
-    overlay = pictures.draw_landmarks(overlay, fit.projected[fit.landmark_vertices], color=(255, 0, 0),
-                                 radius=max(1, width // 200))
-    scale = render_size / max(width, height)
-    overlay = cv2.resize(overlay, (max(1, round(width * scale)), max(1, round(height * scale))),
-                         interpolation=cv2.INTER_AREA)
-    panel = np.full((render_size, render_size, 3), 255, np.uint8)
-    panel[: overlay.shape[0], : overlay.shape[1]] = overlay
-    views = render.render_views(fit.vertices, model.triangles, colors.colors, size=render_size)
-    views_path = out_path.with_name(out_path.stem + VIEWS_SUFFIX)
-    io_utils.save_image_atomic(views_path, np.concatenate([panel, views], axis=1))
-    return AvatarResult(fit=fit, colors=colors, files=[*files, views_path], error_px=fit.mean_error,
-                        error_iod=fit.mean_error / avatar.interocular(landmarks))
 
 
 # --- colour spaces and metrics ------------------------------------------------------------------
@@ -123,6 +57,7 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                         [0.2126729, 0.7151522, 0.0721750],
                         [0.0193339, 0.1191920, 0.9503041]])
+
 _D65_WHITE = _RGB_TO_XYZ.sum(1)
 
 
@@ -192,55 +127,6 @@ def white_patch(photo: np.ndarray, percentile: float = WHITE_PATCH_PERCENTILE) -
     return linear_to_srgb(linear / np.maximum(top, 1e-6))
 
 
-def face_color(photo: np.ndarray, landmarks: np.ndarray,
-               template: alignment.AlignmentTemplate | None = None) -> np.ndarray:
-    """Mean YCrCb colour ``[3]`` of the central face box of ``photo`` (aligned by its landmarks)."""
-    template = template or alignment.AlignmentTemplate.for_size(COLOR_TEMPLATE_SIZE)
-    aligned, _, _ = alignment.align_image(photo, landmarks, template)
-    return adjust.mean_face_color(aligned, template)
-
-
-def correct_to_reference(photo: np.ndarray, landmarks: np.ndarray, target: np.ndarray,
-                         template: alignment.AlignmentTemplate | None = None) -> np.ndarray:
-    """Appendix C: shifts ``photo`` so its face colour becomes ``target`` (YCrCb ``[3]``)."""
-    return adjust.adjust_photo(photo, face_color(photo, landmarks, template), np.asarray(target, dtype=np.float64))
-
-
-@dataclasses.dataclass(frozen=True)
-class Adjustment:
-    """What :func:`auto_adjust` did to one photo.
-
-    image: the adjusted ``[h, w, 3]`` uint8 photo. result: the normalization of its face.
-    source_color / target_color: YCrCb ``[3]`` face-box means of the aligned input face and of
-    the normalized face (what the photo was shifted toward). exposure_only: the photo was
-    greyscale, so only luma moved.
-    """
-
-    image: np.ndarray
-    result: "Result"
-    source_color: np.ndarray
-    target_color: np.ndarray
-    exposure_only: bool
-
-
-def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> Adjustment:
-    """White balance and exposure of ``photo`` (``[h, w, 3]`` RGB, or greyscale) from its
-    normalized face (paper Sec. 7.4): the mean colour of the central box of the aligned input
-    face is shifted onto that of the normalized face. A greyscale photo gets the exposure shift
-    only (white balance would tint it). Uses the normalizer's face choice (largest by default);
-    raises ValueError for unusable images and when no face is found."""
-    photo = as_rgb_uint8(photo, "photo")
-    results = normalizer.normalize(photo)
-    if not results:
-        raise ValueError("no face found")
-    res = results[0]
-    source = adjust.mean_face_color(res.aligned_input, normalizer.template)
-    target = adjust.mean_face_color(res.image, normalizer.template)
-    grey = adjust.is_greyscale(photo)
-    shift_to = adjust.exposure_only(source, target) if grey else target
-    return Adjustment(adjust.adjust_photo(photo, source, shift_to), res, source, target, grey)
-
-
 def normalized_corrector(normalizer: "FaceNormalizer", record: dict[int, Adjustment] | None = None) -> Corrector:
     """The method itself: :func:`auto_adjust` on the degraded photo (None when it cannot handle
     the photo: no face, degenerate landmarks). With ``record``, keeps each photo's
@@ -279,20 +165,6 @@ def oracle_corrector(photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarra
                             landmarks, template)
 
 
-def face_mask(landmarks: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``[h, w]`` bool: the convex hull of ``[68, 2]`` landmarks in an image of ``shape``; the
-    region every adjustment score is measured on."""
-    return avatar.hull_mask(np.asarray(landmarks, np.float64), shape[1], shape[0], margin=0) > 0
-
-
-def rows_table(rows: Mapping[str, Mapping]) -> str:
-    """Markdown table of :meth:`AdjustmentReport.rows`."""
-    lines = ["| method | mean Delta E | median Delta E | failures |", "|---|---|---|---|"]
-    for m, row in rows.items():
-        lines.append(f"| {m} | {row['mean_delta_e']:.2f} | {row['median_delta_e']:.2f} | {row['failures']} |")
-    return "\n".join(lines)
-
-
 @dataclasses.dataclass(frozen=True)
 class AdjustmentReport:
     """Per-photo results of :func:`evaluate_adjustment`.
@@ -322,7 +194,9 @@ class AdjustmentReport:
 
     def table(self) -> str:
         """Markdown table: mean and median Delta E per method (:func:`rows_table`)."""
-        return rows_table(self.rows())
+        rows = {m: {"mean Delta E": r["mean_delta_e"], "median Delta E": r["median_delta_e"],
+                    "failures": r["failures"]} for m, r in self.rows().items()}
+        return markdown_table(rows, first="method", floatfmt=".2f")
 
     def grid(self, tile: int = 128, extra_rows: Mapping[str, Sequence[np.ndarray]] | None = None) -> np.ndarray:
         """Paper Fig. 14-style sheet: one column per example photo, one row per method, the

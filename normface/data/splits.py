@@ -36,6 +36,25 @@ STUDIO_FOLDERS = {LONDON_NEUTRAL: ("london", False), "london_smiling": ("london"
                   "canada_neutral": ("canada", False)}
 
 
+# London photo stems end in the set's expression number: NNN_03 neutral, NNN_08 smiling.
+LONDON_EXPRESSION_SUFFIX = {"03": False, "08": True}
+
+
+def is_neutral_studio_photo(photo: str | Path) -> bool:
+    """Whether ``photo`` (a path, e.g. a manifest's ``studio/london_neutral/001_03.jpg``) lies in a
+    neutral studio folder of :data:`STUDIO_FOLDERS`."""
+    parts = Path(photo).parts
+    return any(folder in parts for folder, (_, smiling) in STUDIO_FOLDERS.items() if not smiling)
+
+
+def london_key_smiling(key: str) -> bool | None:
+    """For a London photo key (``london/001_08``): True smiling, False neutral; None otherwise."""
+    source, _, stem = key.rpartition("/")
+    if not source.endswith("london"):
+        return None
+    return LONDON_EXPRESSION_SUFFIX.get(stem.rpartition("_")[2])
+
+
 def person_id(source: str, name: str) -> str:
     return f"{source}/{name}"
 

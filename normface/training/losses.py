@@ -19,8 +19,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from normface.encoders.similarity import SAME_PERSON_THRESHOLD
+
 IDENTITY_KINDS = ("squared_euclidean", "negative_cosine")
-SAME_PERSON_THRESHOLD = 0.6  # dlib's Euclidean descriptor distance for "same person"
 
 
 def _as_float32(*tensors):

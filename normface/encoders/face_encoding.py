@@ -37,10 +37,13 @@ def embed_fn(encoder: IdentityEncoder) -> Callable[[tf.Tensor, tf.Tensor], tf.Te
     return embed
 
 
-def record_encoder(name: str, **kwargs) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def record_encoder(encoder: IdentityEncoder | str, **kwargs
+                   ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The record builder's EncodeFn: uint8 images ``[b, S, S, 3]`` + landmarks ``[b, 68, 2]`` ->
-    (features ``[b, F]``, descriptors ``[b, D]``) float32 numpy arrays."""
-    encoder = get_encoder(name, **kwargs)
+    (features ``[b, F]``, descriptors ``[b, D]``) float32 numpy arrays. ``encoder``: an encoder,
+    or a registered name (built with ``kwargs``)."""
+    if isinstance(encoder, str):
+        encoder = get_encoder(encoder, **kwargs)
 
     @tf.function(reduce_retracing=True)
     def run(images, landmarks):

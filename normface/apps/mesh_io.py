@@ -1,6 +1,6 @@
 """Reading and writing coloured triangle meshes: Wavefront OBJ (+MTL and texture) and ASCII PLY.
 
-The avatar (issue 9) is handed to users as a file any viewer opens (MeshLab, Blender): OBJ with
+The avatar is handed to users as a file any viewer opens (MeshLab, Blender): OBJ with
 per-vertex colours as the common ``v x y z r g b`` extension, the model's texture coordinates as
 ``vt`` and, optionally, a baked texture PNG referenced from an MTL file; or ASCII PLY with
 ``uchar`` vertex colours. Writes are atomic (``io_utils``). The readers cover what the writers

@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from normface import render
+from normface.apps import mesh_io, render
+from normface.utils import io_utils, pictures
 from normface.faces import alignment
 from normface.faces import face3d
+from normface.faces.masks import hull_mask
 
 NUM_LANDMARKS = 68
 
@@ -290,20 +292,6 @@ class VertexColors:
     visible: np.ndarray
 
 
-def hull_mask(landmarks: np.ndarray, width: int, height: int, margin: float) -> np.ndarray:
-    """``[height, width]`` float mask: 1 inside the landmarks' convex hull, falling linearly to 0
-    at ``margin`` pixels outside it (a hard 0/1 hull when ``margin`` is 0)."""
-    import cv2
-
-    hull = cv2.convexHull(np.round(landmarks).astype(np.int32))
-    inside = np.zeros((height, width), np.uint8)
-    cv2.fillConvexPoly(inside, hull, 1)
-    if margin <= 0:
-        return inside.astype(np.float64)
-    outside_distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 5)
-    return np.clip(1.0 - outside_distance / margin, 0.0, 1.0)
-
-
 def _sample(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Bilinear samples ``[n, c]`` of ``image`` at ``[n, 2]`` (x, y) (border repeated)."""
     import cv2
@@ -392,8 +380,69 @@ def vertex_colors(
     zbuf = np.full(len(points), -np.inf)
     zbuf[on_image] = raster.depth[xy[on_image, 1], xy[on_image, 0]]
     visible = on_image & (cosine > 0) & (points[:, 2] <= zbuf * (1.0 + config.depth_tolerance))
-    mask = hull_mask(landmarks, width, height, config.hull_margin * interocular(landmarks))
+    mask = hull_mask(landmarks, (height, width), margin=config.hull_margin * interocular(landmarks))
     confidence = angle_conf * _sample(mask[..., None], fit.projected)[:, 0] * visible
     sampled = _sample(image, fit.projected)
     filled = fill_colors(sampled, confidence, model.symmetry, model.triangles, config.fill_iterations)
     return VertexColors(colors=np.clip(filled, 0, 255), sampled=sampled, confidence=confidence, visible=visible)
+VIEWS_SUFFIX = "_views.png"
+
+
+# --- avatar ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AvatarResult:
+    """fit, colors: from :mod:`normface.avatar`; files: written paths (mesh first, then MTL and
+    texture for OBJ, then the views PNG); error_px / error_iod: mean landmark reprojection error
+    in pixels and in inter-ocular distances."""
+
+    fit: ShapeFit
+    colors: VertexColors
+    files: list[Path]
+    error_px: float
+    error_iod: float
+
+
+def make_avatar(
+    image: np.ndarray, landmarks68: np.ndarray, out_path: str | Path,
+    fit_config: FitConfig = FitConfig(), color_config: ColorConfig = ColorConfig(),
+    render_size: int = 256, texture_size: int = 512, data_root: str | Path | None = None,
+) -> AvatarResult:
+    """Fits, colours and writes the avatar of the face in ``image`` ``[h, w, 3]`` uint8 with
+    ``[68, 2]`` (x, y) landmarks. ``out_path`` ends in .obj or .ply; the two-view picture goes
+    to ``<stem>_views.png`` beside it: the input with its landmarks (green) and the fitted
+    model's (red), then renders at yaw 0 and 30 degrees."""
+    import cv2
+
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in (".obj", ".ply"):
+        raise ValueError(f"{out_path}: avatar output must end in .obj or .ply")
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be [h, w, 3] RGB, got shape {image.shape}")
+    landmarks = np.asarray(landmarks68, dtype=np.float64)
+    height, width = image.shape[:2]
+    fit = fit_shape(landmarks, (width, height), fit_config, data_root)
+    colors = vertex_colors(image, fit, landmarks, color_config, data_root)
+    model = face3d.shape_model(data_root)
+    mesh = mesh_io.Mesh(vertices=fit.vertices * face3d.MODEL_TO_CAMERA, triangles=model.triangles,
+                        colors=colors.colors, texcoords=model.texcoords)
+    texture = None
+    if out_path.suffix.lower() == ".obj":
+        texture = render.bake_texture(model.texcoords, model.triangles, colors.colors, texture_size)
+    files = mesh_io.write_mesh(out_path, mesh, texture)
+
+    overlay = pictures.draw_landmarks(image, landmarks, color=(0, 255, 0), radius=max(1, width // 200))
+    overlay = pictures.draw_landmarks(overlay, fit.projected[fit.landmark_vertices], color=(255, 0, 0),
+                                 radius=max(1, width // 200))
+    scale = render_size / max(width, height)
+    overlay = cv2.resize(overlay, (max(1, round(width * scale)), max(1, round(height * scale))),
+                         interpolation=cv2.INTER_AREA)
+    panel = np.full((render_size, render_size, 3), 255, np.uint8)
+    panel[: overlay.shape[0], : overlay.shape[1]] = overlay
+    views = render.render_views(fit.vertices, model.triangles, colors.colors, size=render_size)
+    views_path = out_path.with_name(out_path.stem + VIEWS_SUFFIX)
+    io_utils.save_image_atomic(views_path, np.concatenate([panel, views], axis=1))
+    return AvatarResult(fit=fit, colors=colors, files=[*files, views_path], error_px=fit.mean_error,
+                        error_iod=fit.mean_error / interocular(landmarks))

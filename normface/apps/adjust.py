@@ -11,9 +11,17 @@ photos get the exposure shift alone (a white balance would tint them).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from normface.faces import alignment
 from normface.faces.alignment import AlignmentTemplate
+from normface.faces.detection import as_rgb_uint8
+
+if TYPE_CHECKING:
+    from normface.serving.normalizer import FaceNormalizer, Result
 
 # A photo is greyscale when its channels differ by at most GREYSCALE_TOLERANCE (0-255; JPEG
 # noise) on at least GREYSCALE_SHARE of its pixels.
@@ -97,3 +105,55 @@ def is_greyscale(photo: np.ndarray, tolerance: float = GREYSCALE_TOLERANCE, shar
 def exposure_only(input_face_mean: np.ndarray, target_face_mean: np.ndarray) -> np.ndarray:
     """The target with the input's chroma: :func:`adjust_photo` then changes Y alone."""
     return np.array([target_face_mean[0], input_face_mean[1], input_face_mean[2]], dtype=np.float64)
+
+# Aligned size at which face colours are averaged (the box of ``face_box``).
+COLOR_TEMPLATE_SIZE = 128
+
+
+def face_color(photo: np.ndarray, landmarks: np.ndarray,
+               template: alignment.AlignmentTemplate | None = None) -> np.ndarray:
+    """Mean YCrCb colour ``[3]`` of the central face box of ``photo`` (aligned by its landmarks)."""
+    template = template or alignment.AlignmentTemplate.for_size(COLOR_TEMPLATE_SIZE)
+    aligned, _, _ = alignment.align_image(photo, landmarks, template)
+    return mean_face_color(aligned, template)
+
+
+def correct_to_reference(photo: np.ndarray, landmarks: np.ndarray, target: np.ndarray,
+                         template: alignment.AlignmentTemplate | None = None) -> np.ndarray:
+    """Appendix C: shifts ``photo`` so its face colour becomes ``target`` (YCrCb ``[3]``)."""
+    return adjust_photo(photo, face_color(photo, landmarks, template), np.asarray(target, dtype=np.float64))
+
+
+@dataclasses.dataclass(frozen=True)
+class Adjustment:
+    """What :func:`auto_adjust` did to one photo.
+
+    image: the adjusted ``[h, w, 3]`` uint8 photo. result: the normalization of its face.
+    source_color / target_color: YCrCb ``[3]`` face-box means of the aligned input face and of
+    the normalized face (what the photo was shifted toward). exposure_only: the photo was
+    greyscale, so only luma moved.
+    """
+
+    image: np.ndarray
+    result: "Result"
+    source_color: np.ndarray
+    target_color: np.ndarray
+    exposure_only: bool
+
+
+def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> Adjustment:
+    """White balance and exposure of ``photo`` (``[h, w, 3]`` RGB, or greyscale) from its
+    normalized face (paper Sec. 7.4): the mean colour of the central box of the aligned input
+    face is shifted onto that of the normalized face. A greyscale photo gets the exposure shift
+    only (white balance would tint it). Uses the normalizer's face choice (largest by default);
+    raises ValueError for unusable images and when no face is found."""
+    photo = as_rgb_uint8(photo, "photo")
+    results = normalizer.normalize(photo)
+    if not results:
+        raise ValueError("no face found")
+    res = results[0]
+    source = mean_face_color(res.aligned_input, normalizer.template)
+    target = mean_face_color(res.image, normalizer.template)
+    grey = is_greyscale(photo)
+    shift_to = exposure_only(source, target) if grey else target
+    return Adjustment(adjust_photo(photo, source, shift_to), res, source, target, grey)

@@ -28,18 +28,18 @@ def is_packed(path: str | Path) -> bool:
 
 def pack(export_dir: str | Path, out_dir: str | Path) -> Path:
     """Writes a packed model from an export folder; returns ``out_dir``."""
-    from normface.training import export
+    from normface.serving import export_format
 
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    model = export.load_keras(export_dir)
+    model = export_format.load_keras(export_dir)
     arrays = {f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(model.get_weights())}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     out_dir.mkdir(parents=True, exist_ok=True)
     io_utils.write_bytes_atomic(out_dir / WEIGHTS_FILE, buffer.getvalue())
-    io_utils.write_bytes_atomic(out_dir / METADATA_FILE, (export_dir / export.METADATA_FILE).read_bytes())
-    if (export_dir / export.MODEL_CARD_FILE).is_file():
-        card = (export_dir / export.MODEL_CARD_FILE).read_text()
+    io_utils.write_bytes_atomic(out_dir / METADATA_FILE, (export_dir / export_format.METADATA_FILE).read_bytes())
+    if (export_dir / export_format.MODEL_CARD_FILE).is_file():
+        card = (export_dir / export_format.MODEL_CARD_FILE).read_text()
         if (out_dir / CARD_FILE).is_file():
             card = merge_cards(card, (out_dir / CARD_FILE).read_text())
         io_utils.write_bytes_atomic(out_dir / CARD_FILE, card.encode())
@@ -69,7 +69,7 @@ def merge_cards(generated: str, existing: str) -> str:
 def load(packed_dir: str | Path):
     """``(keras model, ExportMetadata)`` of a packed model."""
     from normface.models import ModelConfig, build_normalizer
-    from normface.training.export import ExportMetadata
+    from normface.serving.export_format import ExportMetadata
 
     packed_dir = Path(packed_dir)
     meta_path = packed_dir / METADATA_FILE

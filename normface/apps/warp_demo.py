@@ -1,7 +1,6 @@
 """The warp demo: a studio face with hand-placed control-point moves (a lifted smile).
 
-Shows the paper's Sec. 4 warp on a real photo until ``normface normalize`` (issue 7) exists:
-the mouth corners are lifted and pulled outward while the eyes, nose, chin and the image border
+Shows the paper's Sec. 4 warp alone on a real photo (``normface warp-demo``): the mouth corners are lifted and pulled outward while the eyes, nose, chin and the image border
 stay put. The output PNG is ``original (with arrows) | warped``.
 """
 

@@ -1,0 +1,44 @@
+"""Where a training folder keeps its checkpoints, and the one rule for which to use.
+
+    <model_dir>/checkpoints/ckpt-<step>   the latest few (resumption: model, optimizer, step, data)
+    <model_dir>/best/ckpt-<step>          the model at the best validation score; best.json says which
+
+"Best" is decided by :func:`selection_score` as validation runs; "best, else latest"
+(:func:`find_checkpoint`) is the rule every consumer uses: restoring the model after training,
+fine-tuning from another run (``init_from``) and exporting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+LATEST_DIR = "checkpoints"
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+WHICH = ("best", "latest")
+
+
+def find_checkpoint(model_dir: str | os.PathLike, which: str = "best") -> str | None:
+    """The checkpoint prefix to use from ``model_dir``: for ``"best"`` the best checkpoint, else
+    the latest one; for ``"latest"`` the latest one. None when there is none."""
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    folders = [BEST_DIR, LATEST_DIR] if which == "best" else [LATEST_DIR]
+    return next((c for c in (tf.train.latest_checkpoint(str(Path(model_dir) / f)) for f in folders) if c), None)
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """The best-checkpoint rule's score, higher is better: the validation identity share within
+    the same-person threshold (ties broken by a lower median distance), else minus the
+    validation loss."""
+    if "identity/within" in metrics:
+        return metrics["identity/within"] - 1e-3 * metrics["identity/median"]
+    return -metrics["validation/total"]
+
+
+def checkpoint_step(prefix: str) -> int:
+    """The training step in a checkpoint prefix ``.../ckpt-<step>``."""
+    return int(prefix.rsplit("-", 1)[-1])
