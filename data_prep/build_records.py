@@ -9,7 +9,7 @@ contact sheet like the paper's Fig. 6. Resumable: re-run the same command after 
 
 (``--encoder=none`` stores no features: only for augmentation experiments, not for training.)
 
-All the work is in :func:`normface.data.records.build_records`.
+All the work is in :func:`normface.data.build.build_records`.
 """
 
 from __future__ import annotations

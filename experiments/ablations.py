@@ -12,7 +12,7 @@ with the identity loss (Fig. 11). Each trains with ``experiments/train.py`` into
 checkpoint, and ``ablations.png`` shows their outputs on the first test faces. The evaluation
 report (``experiments/evaluate.py --ablations=<output>``) includes them.
 
-``--synthetic`` runs the same machinery on random data (a smoke test; tests/test_ablations.py).
+``--synthetic`` runs the same machinery on random data (a smoke test; tests/evaluation/test_ablations.py).
 """
 
 from __future__ import annotations

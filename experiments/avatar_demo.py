@@ -1,7 +1,7 @@
 """3-D avatar demo on a real photo (paper Sec. 7.3, Fig. 13), before the trained model exists.
 
 Detects the 68 landmarks of the photo's largest face (dlib), fits the Surrey shape model to them
-(normface.avatar), colours the mesh from the photo itself (a stand-in for the normalized face the
+(normface.apps.avatar), colours the mesh from the photo itself (a stand-in for the normalized face the
 ``normface avatar`` command will use) and writes ``<output>/<stem>.obj`` (+ ``.mtl`` and
 ``<stem>_texture.png``), ``<stem>.ply`` and ``<stem>_views.png`` (the input with its landmarks,
 then renders at yaw 0 and 30 degrees).

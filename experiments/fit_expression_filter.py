@@ -1,8 +1,8 @@
 """Fits the smile/neutral expression filter of data preparation on training people only.
 
-The filter is a logistic model over landmark expression features (normface.quality). It is fit on
+The filter is a logistic model over landmark expression features (normface.faces.quality). It is fit on
 the London set's *training* people (neutral and smiling photo of each) plus the Canada set
-(neutral), so the held-out London people stay an honest test (tests/test_quality.py), and written
+(neutral), so the held-out London people stay an honest test (tests/faces/test_quality.py), and written
 to normface/faces/assets/expression_filter.json, which ships with the package.
 
     python experiments/fit_expression_filter.py [--output=normface/faces/assets/expression_filter.json]

@@ -35,10 +35,10 @@ from normface.faces.detection import DETECTORS, FACE_CHOICES
 FLAGS = flags.FLAGS
 DEFAULT_JITTER = 10  # dlib's published protocol jitters (with 100); 10 copies fit a CPU run
 flags.DEFINE_string("data_dir", None, "Face-data root holding lfw/ and lfw_pairs.txt "
-                    "(default: normface.paths.data_dir()).")
+                    "(default: normface.utils.paths.data_dir()).")
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Registered encoder name.")
 flags.DEFINE_enum("chip_method", "dlib", CHIP_METHODS,
-                  "dlib: dlib.get_face_chip; tf: normface.face.extract_chips.")
+                  "dlib: dlib.get_face_chip; tf: normface.faces.chips.extract_chips.")
 flags.DEFINE_enum("choose", "center", FACE_CHOICES,
                   "Which detected face: nearest the image centre (LFW's labelled person) or largest.")
 flags.DEFINE_list("detectors", ["hog", "cnn"], "Detectors tried in order until one finds a face, "

@@ -393,7 +393,7 @@ VIEWS_SUFFIX = "_views.png"
 
 @dataclasses.dataclass(frozen=True)
 class AvatarResult:
-    """fit, colors: from :mod:`normface.avatar`; files: written paths (mesh first, then MTL and
+    """fit, colors: from :mod:`normface.apps.avatar`; files: written paths (mesh first, then MTL and
     texture for OBJ, then the views PNG); error_px / error_iod: mean landmark reprojection error
     in pixels and in inter-ocular distances."""
 

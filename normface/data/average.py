@@ -1,8 +1,8 @@
 """Data preparation I, stage 2: filter the aligned photos and morph-average each person.
 
 Reads the stage-1 face set (aligned photos + manifest of measures), applies the quality
-thresholds (:class:`normface.quality.QualityThresholds`, all flags), and for every person with at
-least ``min_photos`` kept photos writes the morph average (:mod:`normface.averaging`) and the mean
+thresholds (:class:`normface.faces.quality.QualityThresholds`, all flags), and for every person with at
+least ``min_photos`` kept photos writes the morph average (:func:`average_faces`) and the mean
 landmarks as a new face set. Studio neutral photos pass through as one-photo "averages" (they are
 frontal and neutral by construction; their measures are still recorded). Resumable per person.
 """

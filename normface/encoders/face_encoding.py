@@ -2,7 +2,7 @@
 
 One path from "an image and its 68 landmarks" to identity features, shared by the record builder
 (stored features of every training example), the identity loss (differentiable, inside the
-training graph) and inference. Chips come from :func:`normface.face.extract_chips`, dlib's chip
+training graph) and inference. Chips come from :func:`normface.faces.chips.extract_chips`, dlib's chip
 geometry in TensorFlow.
 """
 

@@ -5,7 +5,7 @@ pictures come from photos the caller passes and credits (the repository's London
 BY), because LFW's terms do not allow publishing its photos.
 
 - Photo adjustment: each photo is degraded with a known random exposure gain and colour cast
-  and corrected by :func:`normface.apps.evaluate_adjustment`: with the normalized face of the
+  and corrected by :func:`normface.evaluation.adjustment.evaluate_adjustment`: with the normalized face of the
   degraded photo as the reference (the method), the untouched photo's own face colour (the
   oracle: the best a perfect normalized face could do), the training set's mean face colour (a
   control with no knowledge of the person), and the grey-world and white-patch baselines. Two
@@ -119,7 +119,7 @@ def adjustment_correctors(normalizer, photos, landmarks, train_color: np.ndarray
 
 def adjustment_experiment(normalizer, photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
                           train_color: np.ndarray | None, seed: int) -> dict:
-    """Runs :func:`normface.apps.evaluate_adjustment`, then compares the method on each
+    """Runs :func:`normface.evaluation.adjustment.evaluate_adjustment`, then compares the method on each
     degraded photo with the method on the untouched one:
 
     reference_shift: mean Delta E between the normalized face colours (0 = the reference ignores

@@ -2,7 +2,7 @@
 
 The paper argues that frontalizing a photo by warping it onto a 3-D face keeps its occlusions,
 expression and lighting, while normalization from identity features removes them. This module is
-the warping side of that comparison: the Surrey mean face (``normface.face3d``) is posed to the
+the warping side of that comparison: the Surrey mean face (``normface.faces.face3d``) is posed to the
 photo's 68 landmarks (``solvePnP``), every pixel of the frontal, template-aligned output looks up
 its 3-D surface point and samples the photo where that point projects. Output pixels whose
 surface point is hidden in the photo (self-occlusion, turned heads) take the mirror pixel when

@@ -2,7 +2,7 @@
 invariance, and image similarity.
 
 All functions are plain numpy on descriptor arrays and images, so they are tested on constructed
-cases (tests/test_metrics.py) independently of any model.
+cases (tests/evaluation/test_metrics.py) independently of any model.
 """
 
 from __future__ import annotations

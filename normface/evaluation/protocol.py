@@ -2,8 +2,8 @@
 
 Test photos are the aligned photos of LFW View 1 *test* people (never trained on), read from the
 stage-1 face set, plus the held-out London people's smiling and neutral photos. Each photo is
-normalized by a model (:class:`normface.inference.FaceNormalizer`) and, as the baseline,
-frontalized by warping (:mod:`normface.frontalize`); every descriptor comes from the same
+normalized by a model (:class:`normface.serving.normalizer.FaceNormalizer`) and, as the baseline,
+frontalized by warping (:mod:`normface.evaluation.frontalize`); every descriptor comes from the same
 encoder path as training (aligned face + landmarks -> chip -> network).
 
 The measurements are plain functions of those arrays (:mod:`normface.evaluation.metrics`).

@@ -4,7 +4,7 @@
 warping-based frontalization baseline, and the applications (photo adjustment and avatars,
 :mod:`normface.evaluation.applications`); it writes ``report.md`` with the tables,
 ``results.json`` with every number, and PNG figures next to them. ``quick=True`` uses a seeded subset of test
-people so the whole report takes minutes (exercised by tests/test_report.py).
+people so the whole report takes minutes (exercised by tests/evaluation/test_report.py).
 """
 
 from __future__ import annotations

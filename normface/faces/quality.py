@@ -37,7 +37,7 @@ class QualityThresholds:
     """Keep a photo when every measure is inside these bounds (all are flags of the binaries).
 
     The smile model at its default 0.5 keeps 97% of held-out London neutral photos and rejects
-    90% of their smiles (tests/test_quality.py); on LFW it keeps only 36% of photos, leaving 211
+    90% of their smiles (tests/faces/test_quality.py); on LFW it keeps only 36% of photos, leaving 211
     training people with 2+ photos. The project's training set is built with ``max_smile=0.7``
     (100% / 83% on the held-out London photos), trading a little purity for 278 such people
     (LFW is full of smiles); see WORKSPACE.md. Yaw up to 20 degrees keeps slightly turned heads.

@@ -1,7 +1,7 @@
 """Batch normalization of files, folders and globs: what ``normface normalize`` runs.
 
 Inputs are expanded (folders recursively, globs), read one by one (bad files are reported and
-skipped, never fatal), and their faces are batched through :class:`normface.inference.FaceNormalizer`.
+skipped, never fatal), and their faces are batched through :class:`normface.serving.normalizer.FaceNormalizer`.
 Outputs are named ``<output>/<input path relative to its root>_face<k>.<fmt>``, written atomically,
 and never over an input file. Each problem is one line on stderr and, with a report path, one JSON
 line in the report.

@@ -2,10 +2,10 @@
 
 :class:`FaceNormalizer` chains what the model was trained on:
 
-1. detect the faces and their 68 landmarks (``normface.face.find_faces68``);
-2. align each face to the model's template (``normface.alignment``) — the same frame as the
+1. detect the faces and their 68 landmarks (``normface.faces.detection.find_faces68``);
+2. align each face to the model's template (``normface.faces.alignment``) — the same frame as the
    training faces;
-3. encode the aligned face with the frozen encoder (``normface.encoders.faces``: face chip from the
+3. encode the aligned face with the frozen encoder (``normface.encoders.face_encoding``: face chip from the
    aligned landmarks, then the network), as the training records were encoded;
 4. decode the features into landmarks, texture and the warped output image (the trained model);
 5. encode the output too: its encoder distance to the input is the result's ``confidence``
@@ -111,7 +111,7 @@ class FaceNormalizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest") -> "FaceNormalizer":
-        """Loads a packed model (:mod:`normface.pretrained`; default: the one shipped in the
+        """Loads a packed model (:mod:`normface.serving.packed`; default: the one shipped in the
         package), an export folder or its ``.keras`` file."""
         from normface.serving import packed
         from normface.encoders import get_encoder
@@ -132,7 +132,7 @@ class FaceNormalizer:
 
     def choosing(self, choose: str) -> "FaceNormalizer":
         """The same normalizer (sharing the model and its compiled function) picking faces by
-        ``choose`` ("largest" or "center", as :func:`normface.face.find_faces68`)."""
+        ``choose`` ("largest" or "center", as :func:`normface.faces.detection.find_faces68`)."""
         other = copy.copy(self)
         other.choose = choose
         return other

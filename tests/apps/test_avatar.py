@@ -1,5 +1,5 @@
 """Tests of the 3-D avatar: Surrey model loading (face3d), the landmark fitter and vertex colours
-(normface.avatar), the rasterizer (normface.render), OBJ/PLY files (normface.mesh_io) and the
+(normface.apps.avatar), the rasterizer (normface.apps.render), OBJ/PLY files (normface.apps.mesh_io) and the
 make_avatar glue (normface.apps)."""
 
 from __future__ import annotations

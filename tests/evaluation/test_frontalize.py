@@ -1,4 +1,4 @@
-"""Tests of the warping-based frontalization baseline (normface.frontalize)."""
+"""Tests of the warping-based frontalization baseline (normface.evaluation.frontalize)."""
 
 from __future__ import annotations
 

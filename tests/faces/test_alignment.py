@@ -1,4 +1,4 @@
-"""Tests of the alignment template and the aligned crop (normface.alignment)."""
+"""Tests of the alignment template and the aligned crop (normface.faces.alignment)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Benchmark: training examples/second at several output sizes, with and without the identity loss.
 
-    python experiments/bench_train.py [--sizes=64,128,224] [--batch_size=8] [--steps=3] [--encoder=fake]
+    python benchmarks/bench_train.py [--sizes=64,128,224] [--batch_size=8] [--steps=3] [--encoder=fake]
 
 Uses the paper-sized model (ModelConfig defaults) on synthetic in-memory data, so only the training
 step is timed (no input pipeline). Without the identity loss a step is the warp-free decoder plus

@@ -1,6 +1,6 @@
 """End-to-end speed of ``normface normalize`` on CPU, per stage.
 
-    python experiments/bench_normalize.py --photos=200
+    python benchmarks/bench_normalize.py --photos=200
 
 On the first --photos LFW photos (sorted), times: reading, detection + 68 landmarks + alignment,
 the networks (chip + encoder + decoder + warp + encoding the output for the confidence), the

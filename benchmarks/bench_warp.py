@@ -5,7 +5,7 @@ forward+backward (gradients w.r.t. image and landmarks), and the float32 flow's 
 from a float64 run of the same inputs. The workload is the model's: batch 32, 68 landmarks moved by
 a few pixels plus 16 zero-flow boundary points (84 control points).
 
-    python experiments/bench_warp.py --sizes=128,224 --repeats=5 [--fused=on,off]
+    python benchmarks/bench_warp.py --sizes=128,224 --repeats=5 [--fused=on,off]
 
 "XLA" is whether the caller compiles the whole graph (``jit_compile``); "fused" is whether the
 warp's own inner kernels run XLA-compiled (the default; ``warp.set_fused_kernels``).

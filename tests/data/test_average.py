@@ -1,4 +1,4 @@
-"""Tests of per-person morph averaging (normface.averaging)."""
+"""Tests of per-person morph averaging (normface.data.average.average_faces)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of normface.losses: values by hand, per-example shapes, the identity metric, gradients."""
+"""Tests of normface.training.losses: values by hand, per-example shapes, the identity metric, gradients."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ encoding + tf.train.Example serialization), and (4) tf.data examples/second feed
 (``make_dataset``: interleave, parse, PNG decode, flips, batch 32, prefetch) from records written
 to a temporary folder. Synthetic faces (``synthetic.synthetic_faces``); no encoder.
 
-    python experiments/bench_records.py --sizes=128,224 --morphs=64 --batches=30
+    python benchmarks/bench_records.py --sizes=128,224 --morphs=64 --batches=30
 
 Run it on the 2-core machines the README quotes, with nothing else running.
 """

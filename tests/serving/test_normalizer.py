@@ -2,7 +2,7 @@
 
 The model here is a tiny, untrained 32x32 export (the real encoder, random decoder weights): these
 tests check the plumbing — detection, alignment, batching, outputs, reports, bad input — not the
-quality of the faces (tests/test_pretrained.py does that for the shipped model).
+quality of the faces (tests/serving/test_pretrained.py does that for the shipped model).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for normface.face: input checking, detection, dlib chips and the differentiable chip."""
+"""Tests for normface.faces (detection, chips): input checking, detection, dlib chips and the differentiable chip."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Compares the Keras conversion of dlib's face ResNet (eager call, compiled tf.fun
 the differentiable chip extraction in front) with dlib's own C++ ``compute_face_descriptor``.
 Prints a table; not a test (timings depend on the machine).
 
-    python experiments/bench_encoder.py [--batch_size=32] [--repeats=5] [--threads=0]
+    python benchmarks/bench_encoder.py [--batch_size=32] [--repeats=5] [--threads=0]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of the automatic photo adjustment (normface.adjust)."""
+"""Tests of the automatic photo adjustment (normface.apps.adjust)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Benchmark of data preparation I: photos/second for detect + landmarks + measures + alignment,
 and for morph averaging, on this machine's cores.
 
-    python experiments/bench_data_prep.py --photos=200 --size=128
+    python benchmarks/bench_data_prep.py --photos=200 --size=128
 
 Stage 1 runs the real ``align_all`` on the first --photos LFW photos into a temporary folder with
 1 and 2 worker processes; averaging warps and averages groups of --group aligned photos.

@@ -1,4 +1,4 @@
-"""Tests of the person split (normface.splits): studio people from file names, disjointness,
+"""Tests of the person split (normface.data.splits): studio people from file names, disjointness,
 determinism, and that no test person can be trained on."""
 
 from __future__ import annotations

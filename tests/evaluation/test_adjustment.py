@@ -1,6 +1,6 @@
 """Tests of the photo-adjustment evaluation (normface.apps): colour spaces, degradations,
 baselines and the Delta E report with injected correctors (the shipped model's own corrector
-is tested in tests/test_pretrained.py)."""
+is tested in tests/serving/test_pretrained.py)."""
 
 from __future__ import annotations
 

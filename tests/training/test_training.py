@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 from normface import warp
+from normface.utils import paths
 from normface.models import IMAGE, LANDMARKS, TEXTURE, build_normalizer
 from normface.serving import export_format
 from normface.training import export
@@ -30,7 +31,7 @@ from normface.training.config import TrainConfig
 from normface.training.trainer import Trainer
 
 SIZE, FEAT, BATCH = 32, 16, 2
-REPO = Path(__file__).resolve().parents[1]
+REPO = paths.REPO_ROOT
 TRAIN = REPO / "experiments" / "train.py"
 QUIET = dict(log_every=0, image_every=0, eval_every=0, checkpoint_every=0)
 # Flags of the binary matching tiny_model_config() and the synthetic data.
