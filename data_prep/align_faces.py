@@ -1,6 +1,8 @@
 """Data preparation I, stage 1: detect, landmark, measure and align every photo.
 
     python data_prep/align_faces.py --size=128 --output=workspace/faces128
+    python data_prep/align_faces.py --size=128 \
+        --sources=lfw,london,canada,fairface=/data/fairface,scut=/data/SCUT-FBP5500_v2,utkface=/data/UTKFace
 
 Writes, under <output>/aligned: template.json, splits.json (the person split every later stage
 reads), run.json (the settings; a rerun with others is refused), <split>/<key>.png|json for each
@@ -29,7 +31,13 @@ flags.DEFINE_string("data_root", None, "Face data folder (default $NORMFACE_DATA
 flags.DEFINE_string("output", None, "Output folder (default <workspace>/faces<size>).")
 flags.DEFINE_integer("size", 128, "Aligned crop size; the template scales with it (224 -> 55 px between the eyes).")
 flags.DEFINE_float("eye_height", DEFAULT_EYE_HEIGHT, "Eye line height as a fraction of the crop.")
-flags.DEFINE_list("sources", ["lfw", "london", "canada"], "Which photo sets to process.")
+flags.DEFINE_list(
+    "sources", ["lfw", "london", "canada"],
+    "Which photo sets to process, comma-separated: lfw, london, canada (read from --data_root) and the "
+    "public sets fairface, scut, utkface, each as NAME (its sample under <data_root>/extra/) or NAME=PATH "
+    "(a copy in the set's own layout: FairFace's folder with fairface_label_{train,val}.csv, "
+    "SCUT-FBP5500_v2/, the UTKFace aligned&cropped folder). E.g. "
+    "--sources=lfw,london,canada,fairface=/data/fairface,scut=/data/SCUT-FBP5500_v2,utkface=/data/UTKFace")
 flags.DEFINE_integer("shard_size", 200, "Photos per shard (the unit of resumption).")
 flags.DEFINE_integer("workers", 2, "Parallel processes.")
 flags.DEFINE_integer("seed", splits.DEFAULT_SEED, "Person-split seed.")

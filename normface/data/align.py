@@ -1,6 +1,7 @@
 """Data preparation I, stage 1: detect, landmark, measure and align every photo (paper Sec. 6).
 
-Input: the face data folder (LFW, the London and Canada studio sets). Output, under one face-set
+Input: the face data folder (LFW, the London and Canada studio sets) and optionally the public face
+sets of :mod:`normface.data.public_sets` (``fairface=/path`` etc.). Output, under one face-set
 root (see :mod:`normface.data.faceset`): every photo with a face aligned to the template, its 68
 landmarks in the aligned frame, and a manifest line per input photo with its quality measures,
 or the reason it failed. Filtering happens later, on the measures (``normface.data.average``).
@@ -17,12 +18,14 @@ import json
 import multiprocessing
 import traceback
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
+from normface.data import faceset, public_sets
 from normface.data import splits as splits_lib
-from normface.utils import io_utils
 from normface.faces.alignment import AlignmentTemplate
-from normface.data import faceset
+from normface.utils import io_utils
+
+BUILTIN_SOURCES = ("lfw", "london", "canada")
 
 MANIFEST_DIR = "manifest"
 MANIFEST_FILE = "manifest.jsonl"
@@ -35,20 +38,28 @@ MIN_PHOTO_SIDE = 32
 class Photo:
     """One input photo: its key (unique, used for output file names), person and path."""
 
-    key: str       # e.g. lfw/Aaron_Eckhart/Aaron_Eckhart_0001, london/001_08
-    person: str    # e.g. lfw/Aaron_Eckhart, london/001
-    path: str      # relative to the data root
+    key: str       # e.g. lfw/Aaron_Eckhart/Aaron_Eckhart_0001, london/001_08, fairface/train_1
+    person: str    # e.g. lfw/Aaron_Eckhart, london/001; a public-set photo is its own person
+    path: str      # relative to the data root (absolute for a public set outside it)
     choose: str    # which face when several: "center" for face-centred crops (LFW), else "largest"
+    border: float = 0.0   # retry detection with this border (fraction of the longer side) if none found
+    border_mode: str = "constant"  # the border's pixels: "constant" (black) or "replicate" (edge)
+    labels: dict[str, Any] = dataclasses.field(default_factory=dict)  # a public set's labels
+    problem: str = ""     # why some labels are missing (e.g. a malformed UTKFace name)
+
+    @property
+    def source(self) -> str:
+        return self.key.split("/")[0]
 
 
-def list_photos(data_root: str | Path, sources: Iterable[str] = ("lfw", "london", "canada")) -> list[Photo]:
-    """Every photo of the chosen sources, in a fixed order."""
+def list_photos(data_root: str | Path, sources: Iterable[str] = BUILTIN_SOURCES) -> list[Photo]:
+    """Every photo of the chosen sources, in a fixed order (built-in sources, then FairFace,
+    SCUT-FBP5500, UTKFace). A source is a name or, for a public set, ``name=/path/to/its/copy``
+    (default: its sample under ``<data_root>/extra/``)."""
     root = Path(data_root)
     photos: list[Photo] = []
-    sources = set(sources)
-    unknown = sources - {"lfw", "london", "canada"}
-    if unknown:
-        raise ValueError(f"unknown sources {sorted(unknown)}: choose from lfw, london, canada")
+    chosen = public_sets.parse_sources(sources, BUILTIN_SOURCES)
+    sources = set(chosen)
     if "lfw" in sources:
         for path in sorted((root / "lfw").glob("*/*.jpg")):
             name = path.parent.name
@@ -56,18 +67,52 @@ def list_photos(data_root: str | Path, sources: Iterable[str] = ("lfw", "london"
     for studio in splits_lib.studio_photos(root, tuple(s for s in ("london", "canada") if s in sources)):
         photos.append(Photo(f"{studio.source}/{studio.path.stem}", studio.person,
                             str(studio.path.relative_to(root)), "largest"))
+    for name in public_sets.PUBLIC_SETS:
+        if name in sources:
+            set_root = Path(chosen[name] or public_sets.default_root(name, root))
+            for p in public_sets.load(name, set_root):
+                path = p.path.resolve()
+                rel = path.relative_to(root.resolve()) if path.is_relative_to(root.resolve()) else path
+                border, mode = public_sets.DETECTION_BORDER[name]
+                photos.append(Photo(p.person, p.person, str(rel), "largest" if name == public_sets.SCUT else "center",
+                                    border, mode, p.labels, p.problem))
     return photos
+
+
+def detect(image, choose: str, border: float = 0.0, mode: str = "constant") -> list:
+    """Faces of a photo (:func:`normface.faces.detection.find_faces68`). When none is found and ``border`` >
+    0, retries on the photo with a border of ``border`` x its longer side (``mode``: "constant",
+    black, or "replicate", the edge pixels): tight crops give the detector too little context.
+    Boxes and landmarks are in the photo's own pixels either way."""
+    import cv2
+
+    from normface.faces.detection import find_faces68
+
+    faces = find_faces68(image, choose=choose)
+    pad = int(round(border * max(image.shape[:2])))
+    if faces or pad <= 0:
+        return faces
+    kinds = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
+    if mode not in kinds:
+        raise ValueError(f"border mode: expected one of {sorted(kinds)}, got {mode!r}")
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, kinds[mode], value=(0, 0, 0))
+    return [dataclasses.replace(f, box=tuple(int(v) - pad for v in f.box), landmarks=f.landmarks - pad,
+                                detector=f"{f.detector}+{mode} border")
+            for f in find_faces68(padded, choose=choose)]
 
 
 def process_photo(
     photo: Photo, data_root: Path, out_root: Path, split: str, template: AlignmentTemplate, expression_model
 ) -> dict:
     """Aligns and measures one photo; returns its manifest record (never raises for bad input)."""
-    from normface.faces.detection import find_faces68
     from normface.faces import quality
     from normface.faces.alignment import align_image
 
-    record = {"key": photo.key, "person": photo.person, "photo": photo.path, "split": split}
+    record = {"key": photo.key, "person": photo.person, "photo": photo.path, "split": split, "source": photo.source}
+    if photo.labels or photo.problem:
+        record["labels"] = photo.labels
+    if photo.problem:
+        record["label_problem"] = photo.problem
     try:
         image = io_utils.read_rgb(data_root / photo.path)
     except (ValueError, OSError) as err:
@@ -75,7 +120,7 @@ def process_photo(
     height, width = image.shape[:2]
     if min(height, width) < MIN_PHOTO_SIDE:
         return {**record, "status": "failed", "reason": f"too small: {width}x{height} (< {MIN_PHOTO_SIDE} px)"}
-    faces = find_faces68(image, choose=photo.choose)
+    faces = detect(image, photo.choose, photo.border, photo.border_mode)
     if not faces:
         return {**record, "status": "failed", "reason": "no face found", "num_faces": 0}
     chosen = faces[0]
@@ -90,7 +135,7 @@ def process_photo(
                               photos=[photo.path], key=photo.key)
     faceset.write_face(out_root, entry, aligned)
     return {**record, "status": "aligned", "num_faces": len(faces), "measures": measures,
-            "box": [float(v) for v in chosen.box]}
+            "box": [float(v) for v in chosen.box], **({"detector": chosen.detector} if photo.border else {})}
 
 
 def shard_path(out_root: Path, index: int) -> Path:
@@ -117,8 +162,10 @@ def _run_shard(args) -> tuple[int, int, int]:
     return index, len(lines), failed
 
 
-def prepare_output(out_root: Path, data_root: Path, template: AlignmentTemplate, seed: int) -> dict[str, str]:
-    """Writes (or checks) the template and the person split; returns person -> split."""
+def prepare_output(out_root: Path, data_root: Path, template: AlignmentTemplate, seed: int,
+                   extra_people: Iterable[str] = ()) -> dict[str, str]:
+    """Writes (or checks) the template and the person split; returns person -> split.
+    ``extra_people``: the public-set person ids of this run (each must be in the split)."""
     faceset.write_template(out_root, template)
     split_file = out_root / SPLITS_FILE
     if split_file.is_file():
@@ -126,9 +173,14 @@ def prepare_output(out_root: Path, data_root: Path, template: AlignmentTemplate,
         stored_seed = json.loads(split_file.read_text()).get("seed")
         if stored_seed != seed:
             raise ValueError(f"{split_file} was made with seed {stored_seed}, not {seed}: use another output folder")
+        known = splits_lib.split_of(splits)
+        missing = [p for p in extra_people if p not in known]
+        if missing:
+            raise ValueError(f"{split_file} lacks {len(missing)} people of this run's public sets (e.g. {missing[0]}): "
+                             "use another output folder")
     else:
-        splits = splits_lib.make_splits(data_root, seed=seed)
-        splits_lib.write_splits(split_file, splits, seed)
+        splits = splits_lib.make_splits(data_root, seed=seed, extra_people=extra_people)
+        splits_lib.write_splits(split_file, splits, seed, splits_lib.split_rules(seed))
     return splits_lib.split_of(splits)
 
 
@@ -136,7 +188,7 @@ def align_all(
     data_root: str | Path,
     out_root: str | Path,
     template: AlignmentTemplate,
-    sources: Iterable[str] = ("lfw", "london", "canada"),
+    sources: Iterable[str] = BUILTIN_SOURCES,
     shard_size: int = 200,
     workers: int = 2,
     seed: int = splits_lib.DEFAULT_SEED,
@@ -144,7 +196,8 @@ def align_all(
     expression_model_path: str | Path | None = None,
     progress=print,
 ) -> dict:
-    """Runs stage 1 over the data; resumable. Returns the summary written to ``summary.json``."""
+    """Runs stage 1 over the data; resumable. Returns the summary written to ``summary.json``.
+    ``sources``: names or ``name=/path`` for the public sets (:func:`list_photos`)."""
     data_root, out_root = Path(data_root), Path(out_root)
     if not data_root.is_dir():
         raise FileNotFoundError(f"data root not found: {data_root}")
@@ -156,8 +209,17 @@ def align_all(
     # Fail at start-up, not once per photo, when a model file is missing.
     face3d.model_dir(data_root)
     quality.ExpressionModel.load(expression_model_path)
-    split_of = prepare_output(out_root, data_root, template, seed)
-    photos = [p for p in list_photos(data_root, sources) if p.person in split_of]
+    sources = list(sources)
+    all_photos = list_photos(data_root, sources)
+    public = [p for p in all_photos if p.source in public_sets.PUBLIC_SETS]
+    split_of = prepare_output(out_root, data_root, template, seed, [p.person for p in public])
+    photos = [p for p in all_photos if p.person in split_of]
+    # Full copies are checked against the expected photo counts (reported, not fatal: samples).
+    checks = {name: public_sets.count_check(name, [p for p in public if p.source == name])
+              for name in public_sets.parse_sources(sources, BUILTIN_SOURCES) if name in public_sets.PUBLIC_SETS}
+    for check in checks.values():
+        if check["note"]:
+            progress(check["note"])
     if limit:
         photos = photos[:limit]
     shards = [photos[i:i + shard_size] for i in range(0, len(photos), shard_size)]
@@ -180,7 +242,7 @@ def align_all(
     if workers != 1:
         pool.close()
         pool.join()
-    return merge_manifest(out_root, len(shards))
+    return merge_manifest(out_root, len(shards), checks)
 
 
 RUN_FILE = "run.json"
@@ -206,8 +268,9 @@ def check_run_config(out_root: Path, config: dict) -> None:
     io_utils.write_bytes_atomic(path, json.dumps(config, indent=1).encode())
 
 
-def merge_manifest(out_root: Path, num_shards: int) -> dict:
-    """Concatenates the shard manifests into ``manifest.jsonl`` and writes ``summary.json``."""
+def merge_manifest(out_root: Path, num_shards: int, source_checks: dict | None = None) -> dict:
+    """Concatenates the shard manifests into ``manifest.jsonl`` and writes ``summary.json``
+    (with counts per source, the public sets' photo-count checks and their label problems)."""
     records = []
     for i in range(num_shards):
         records += [json.loads(ln) for ln in shard_path(out_root, i).read_text().splitlines() if ln.strip()]
@@ -223,9 +286,21 @@ def merge_manifest(out_root: Path, num_shards: int) -> dict:
         "failed": sum(r["status"] == "failed" for r in records),
         "failure_reasons": reasons,
         "several_faces": sum(r.get("num_faces", 0) > 1 for r in records),
+        "per_source": _per_source(records),
+        "source_checks": source_checks or {},
+        "label_problems": {r["key"]: r["label_problem"] for r in records if r.get("label_problem")},
     }
     io_utils.write_bytes_atomic(out_root / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
+
+
+def _per_source(records: list[dict]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        counts = out.setdefault(r.get("source") or r["key"].split("/")[0], {"photos": 0, "aligned": 0, "failed": 0})
+        counts["photos"] += 1
+        counts[r["status"]] += 1
+    return out
 
 
 def read_manifest(out_root: str | Path) -> list[dict]:

@@ -161,6 +161,48 @@ def face_region(aligned: np.ndarray, template: alignment.AlignmentTemplate) -> n
     return aligned[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
 
 
+def light_measures(aligned: np.ndarray, aligned_landmarks: np.ndarray) -> dict[str, float]:
+    """How evenly the face is lit, inside the convex hull of its aligned ``[68, 2]`` landmarks.
+
+    - ``light_asymmetry``: (mean luminance of the image-right half - the left half) / the hull's
+      mean luminance, comparing only pixels whose mirror image about the face's midline (the
+      vertical through the eye centres' midpoint; the aligned frame has no roll) is in the hull
+      too. 0 for an evenly lit frontal face; about +-0.2 or more for light from one side.
+    - ``light_gradient``: magnitude of the least-squares luminance plane over the hull, as the
+      relative change of luminance per interocular distance (IOD); ``light_gradient_angle`` its
+      direction in degrees (0: brighter to the image right, 90: brighter downwards).
+
+    A yawed head also reads as asymmetric; no filter uses these yet (a later stage will).
+    """
+    import cv2
+
+    lm = np.asarray(aligned_landmarks, dtype=np.float64)
+    lum = np.asarray(aligned, dtype=np.float64)[..., :3] @ np.array([0.299, 0.587, 0.114])
+    h, w = lum.shape
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(lm).astype(np.int32)), 1)
+    ys, xs = np.nonzero(mask)
+    zero = {"light_asymmetry": 0.0, "light_gradient": 0.0, "light_gradient_angle": 0.0}
+    if len(xs) < 10:
+        return zero
+    values = lum[ys, xs]
+    mean = max(float(values.mean()), 1.0)
+    eyes = alignment.eye_centers(lm)
+    cx, cy = eyes.mean(0)
+    iod = max(float(np.linalg.norm(eyes[1] - eyes[0])), 1e-6)
+    mirror = np.round(2.0 * cx - xs).astype(int)
+    paired = (mirror >= 0) & (mirror < w)
+    paired[paired] &= mask[ys[paired], mirror[paired]] > 0
+    left, right = paired & (xs < cx), paired & (xs > cx)
+    asym = 0.0
+    if left.any() and right.any():
+        asym = (float(values[right].mean()) - float(values[left].mean())) / mean
+    design = np.stack([np.ones_like(values), (xs - cx) / iod, (ys - cy) / iod], axis=1)
+    (_, gx, gy), *_ = np.linalg.lstsq(design, values, rcond=None)
+    return {"light_asymmetry": asym, "light_gradient": float(np.hypot(gx, gy)) / mean,
+            "light_gradient_angle": float(np.degrees(np.arctan2(gy, gx)))}
+
+
 def measure(
     photo_landmarks: np.ndarray,
     photo_shape: tuple[int, int],
@@ -171,7 +213,8 @@ def measure(
     data_root=None,
 ) -> dict[str, float]:
     """All measures of one face: pose (deg), expression features (IOD units) and smile
-    probability, sharpness, saturation, eye distance in the photo (px).
+    probability, sharpness, saturation, eye distance in the photo (px), and how evenly the face
+    is lit (:func:`light_measures`).
 
     Sharpness and saturation are read inside :func:`face_region` of the aligned image, so the
     background and the photo's resolution matter less.
@@ -191,6 +234,7 @@ def measure(
         "sharpness": sharpness(grey),
         "saturation": saturation(region),
         "eye_distance": float(np.linalg.norm(eyes[1] - eyes[0])),
+        **light_measures(aligned, aligned_landmarks),
     }
 
 
