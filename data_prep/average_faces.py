@@ -10,7 +10,6 @@ Resumable per person. Every threshold is a flag.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
@@ -20,25 +19,33 @@ from absl import app, flags  # noqa: E402
 
 from normface.faces import quality
 from normface.utils import io_utils
-from normface.utils import paths
+from normface.utils import config_flags, paths
 from normface.data import align, average, faceset  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("faces", None, "Face-set folder of stage 1 (default <workspace>/faces<size>).")
 flags.DEFINE_integer("size", 128, "Crop size, to find the default --faces folder.")
-flags.DEFINE_integer("min_photos", 2, "Average people with at least this many kept photos (the paper used 3).")
+flags.DEFINE_integer("min_photos", 1, "Average LFW people with at least this many kept photos (the paper used 3; "
+                     "1 lets single-photo LFW training people in).")
 flags.DEFINE_integer("max_photos", 32, "Use at most this many photos per person (first by name).")
-_DEFAULTS = quality.QualityThresholds()
-for _field in dataclasses.fields(quality.QualityThresholds):
-    flags.DEFINE_float(_field.name, getattr(_DEFAULTS, _field.name), f"Quality threshold {_field.name}.")
+THRESHOLD_HELP = {
+    "max_yaw": "Largest |yaw| in degrees (head turned).",
+    "max_pitch": "Largest |pitch - frontal| in degrees (head tilted up/down).",
+    "max_roll": "Largest |roll| in degrees (in the photo).",
+    "max_smile": "Largest smile probability of the expression model.",
+    "min_sharpness": "Smallest sharpness (variance of the Laplacian in the aligned face).",
+    "min_saturation": "Smallest colour saturation (rejects monochrome photos).",
+    "min_eye_distance": "Smallest distance between the eyes in the photo, pixels.",
+    "max_light_asymmetry": "Largest |left/right luminance asymmetry| of the face (even light).",
+    "max_light_gradient": "Largest luminance gradient across the face, per interocular distance (even light).",
+}
+config_flags.define_flags(quality.QualityThresholds, THRESHOLD_HELP)
 
 
 def main(argv):
     del argv
     faces = paths.Path(FLAGS.faces) if FLAGS.faces else paths.workspace_dir() / f"faces{FLAGS.size}"
-    thresholds = quality.QualityThresholds(
-        **{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(quality.QualityThresholds)}
-    )
+    thresholds = config_flags.from_flags(quality.QualityThresholds)
     aligned_root, out_root = faceset.aligned_dir(faces), faceset.averaged_dir(faces)
     summary = average.average_all(aligned_root, out_root, thresholds, FLAGS.min_photos, FLAGS.max_photos)
     io_utils.save_image_atomic(out_root / "contact_sheet.png", average.contact_sheet(out_root))

@@ -3,8 +3,12 @@
 Reads the stage-1 face set (aligned photos + manifest of measures), applies the quality
 thresholds (:class:`normface.faces.quality.QualityThresholds`, all flags), and for every person with at
 least ``min_photos`` kept photos writes the morph average (:func:`average_faces`) and the mean
-landmarks as a new face set. Studio neutral photos pass through as one-photo "averages" (they are
-frontal and neutral by construction; their measures are still recorded). Resumable per person.
+landmarks as a new face set (``min_photos`` 1: single-photo LFW people join). Each photo of a
+public face set (:mod:`normface.data.public_sets`) is its own person and passes through when it
+passes every filter, including even light. Studio neutral photos pass through as one-photo
+"averages" (they are frontal and neutral by construction; their measures are still recorded).
+A one-photo person's "average" is the photo itself. The summary counts photos per source and per
+filter, and the light measures' distribution per source. Resumable per person.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import numpy as np
 from normface.faces import quality
 from normface.utils import io_utils
 from normface.utils import pictures
-from normface.data import align, faceset, splits
+from normface.data import align, faceset, public_sets, splits
 
-FILTERS = ("pose", "expression", "blur", "monochrome", "size")
+FILTERS = ("pose", "expression", "blur", "monochrome", "size", "light")
+# Sources whose photos are kept when every filter passes (each public-set photo is its own person).
+FILTERED_SOURCES = ("lfw/",) + tuple(f"{name}/" for name in public_sets.PUBLIC_SETS)
 STUDIO_NEUTRAL = ("london/", "canada/")
 
 
@@ -39,7 +45,7 @@ def filter_records(records: list[dict], thresholds: quality.QualityThresholds) -
         rec["rejected_by"] = quality.rejections(rec["measures"], thresholds)
         for name in rec["rejected_by"]:
             counts[f"rejected_{name}"] += 1
-        if is_studio_neutral(rec) or (not rec["rejected_by"] and rec["person"].startswith("lfw/")):
+        if is_studio_neutral(rec) or (not rec["rejected_by"] and rec["person"].startswith(FILTERED_SOURCES)):
             kept.append(rec)
     return kept, counts
 
@@ -48,7 +54,7 @@ def average_all(
     aligned_root: str | Path,
     out_root: str | Path,
     thresholds: quality.QualityThresholds,
-    min_photos: int = 2,
+    min_photos: int = 1,
     max_photos: int = 32,
     progress=print,
 ) -> dict:
@@ -78,7 +84,8 @@ def average_all(
         entries = [faceset.read_entry(aligned_root, r["split"], r["key"]) for r in recs]
         images = np.stack([faceset.load_face_image(aligned_root, e) for e in entries])
         lms = np.stack([e.landmarks_array for e in entries])
-        avg, mean_lm = average_faces(images, lms)
+        # One photo is its own average (morphing it onto its own landmarks changes nothing).
+        avg, mean_lm = (images[0], lms[0]) if len(entries) == 1 else average_faces(images, lms)
         entry = faceset.FaceEntry(person=person, split=split, landmarks=mean_lm.tolist(),
                                   photos=[r["photo"] for r in recs], key=person)
         faceset.write_face(out_root, entry, np.clip(np.rint(avg), 0, 255).astype(np.uint8))
@@ -93,6 +100,8 @@ def average_all(
         **{f"lfw_kept_by_{name}": sum(name not in r["rejected_by"] for r in lfw_aligned) for name in FILTERS},
         "lfw_kept_all_filters": sum(not r["rejected_by"] for r in lfw_aligned),
         **counts,
+        "per_source": per_source_summary(records, people),
+        "light_per_source": light_distribution(records),
         "people_averaged": len(people),
         "people_averaged_per_split": dict(per_split),
         "min_photos": min_photos,
@@ -100,6 +109,43 @@ def average_all(
     }
     io_utils.write_bytes_atomic(out_root / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
+
+
+def _source(record: dict) -> str:
+    return record["person"].split("/", 1)[0]
+
+
+def per_source_summary(records: list[dict], people: list[str]) -> dict[str, dict[str, int]]:
+    """Per source: photos in, aligned, kept by each filter, kept by all, people (faces) written.
+    (``filter_records`` must have run: it sets ``rejected_by``.)"""
+    out: dict[str, dict[str, int]] = {}
+    for rec in records:
+        row = out.setdefault(_source(rec), {"photos": 0, "aligned": 0, **{f"kept_by_{n}": 0 for n in FILTERS},
+                                            "kept_all_filters": 0, "people": 0})
+        row["photos"] += 1
+        if rec["status"] != "aligned":
+            continue
+        row["aligned"] += 1
+        for name in FILTERS:
+            row[f"kept_by_{name}"] += name not in rec.get("rejected_by", [])
+        row["kept_all_filters"] += not rec.get("rejected_by")
+    for person in people:
+        out.setdefault(person.split("/", 1)[0], {"people": 0})["people"] += 1
+    return dict(sorted(out.items()))
+
+
+def light_distribution(records: list[dict], quantiles=(0.1, 0.5, 0.9, 0.99)) -> dict[str, dict]:
+    """Per source, quantiles of |light asymmetry| and of the light gradient over aligned photos."""
+    values: dict[str, dict[str, list[float]]] = {}
+    for rec in records:
+        m = rec.get("measures") or {}
+        if rec["status"] != "aligned" or "light_asymmetry" not in m:
+            continue
+        row = values.setdefault(_source(rec), {"asymmetry": [], "gradient": []})
+        row["asymmetry"].append(abs(m["light_asymmetry"]))
+        row["gradient"].append(m["light_gradient"])
+    return {src: {name: {f"q{int(q * 100)}": float(np.quantile(v, q)) for q in quantiles} for name, v in row.items()}
+            for src, row in sorted(values.items())}
 
 
 def _entry_stub(record: dict) -> faceset.FaceEntry:

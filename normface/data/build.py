@@ -145,6 +145,15 @@ class SplitFaces:
     textures: np.ndarray | None = None  # [n, S, S, 3] float32 in [0, 1]
 
 
+def faces_per_source(entries) -> dict[str, int]:
+    """Faces per source (the ``<source>/`` prefix of each person id), for ``meta.json``."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        source = entry.person.split("/", 1)[0]
+        counts[source] = counts.get(source, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def load_split(root, split: str) -> SplitFaces:
     entries = list(faceset.iter_faces(root, split))
     template = faceset.read_template(root)
@@ -254,7 +263,8 @@ def build_records(
         "composite": {"lambda": compositor.lam, "blur_sigma_px": config.composite.blur_sigma_fraction * template.size,
                       "mask": "convex hull of the mean landmarks, Gaussian-blurred", "solver": "scipy.sparse.linalg.splu"},
         "faceset": {"root": str(faceset_root), "fingerprint": fingerprint,
-                    "faces": {s: len(faces[s].entries) for s in splits}},
+                    "faces": {s: len(faces[s].entries) for s in splits},
+                    "faces_per_source": {s: faces_per_source(faces[s].entries) for s in splits}},
         "splits": split_meta,
     }
     io_utils.write_bytes_atomic(join_path(output_dir, META_FILE), json.dumps(meta, indent=1).encode())

@@ -50,6 +50,9 @@ class QualityThresholds:
     min_sharpness: float = 15.0
     min_saturation: float = 0.06
     min_eye_distance: float = 20.0
+    # Even light (light_measures): |left/right asymmetry| and the luminance gradient per IOD.
+    max_light_asymmetry: float = 0.25  # keeps every London and 90% of Canada studio photos
+    max_light_gradient: float = 0.3
 
 
 def expression_features(aligned_landmarks: np.ndarray) -> dict[str, float]:
@@ -172,7 +175,8 @@ def light_measures(aligned: np.ndarray, aligned_landmarks: np.ndarray) -> dict[s
       relative change of luminance per interocular distance (IOD); ``light_gradient_angle`` its
       direction in degrees (0: brighter to the image right, 90: brighter downwards).
 
-    A yawed head also reads as asymmetric; no filter uses these yet (a later stage will).
+    A yawed head also reads as asymmetric. Stage 2's ``light`` filter bounds both
+    (:class:`QualityThresholds`).
     """
     import cv2
 
@@ -247,5 +251,8 @@ def rejections(measures: dict[str, float], t: QualityThresholds) -> list[str]:
         "blur": measures["sharpness"] >= t.min_sharpness,
         "monochrome": measures["saturation"] >= t.min_saturation,
         "size": measures["eye_distance"] >= t.min_eye_distance,
+        # Manifests written before the light measures existed pass this filter.
+        "light": abs(measures.get("light_asymmetry", 0.0)) <= t.max_light_asymmetry
+        and measures.get("light_gradient", 0.0) <= t.max_light_gradient,
     }
     return [name for name, ok in checks.items() if not ok]

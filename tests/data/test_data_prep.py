@@ -95,7 +95,8 @@ def test_killed_run_resumes_to_identical_outputs(tiny_data, tmp_path):
 
 def test_average_stage_filters_and_averages(tiny_data, tmp_path):
     run_align(tiny_data, tmp_path / "aligned")
-    lenient = quality.QualityThresholds(max_yaw=90, max_pitch=90, max_roll=90, max_smile=1.0, min_saturation=0.0)
+    lenient = quality.QualityThresholds(max_yaw=90, max_pitch=90, max_roll=90, max_smile=1.0, min_saturation=0.0,
+                                        max_light_asymmetry=10.0, max_light_gradient=10.0)
     summary = average.average_all(tmp_path / "aligned", tmp_path / "averaged", lenient, min_photos=2,
                                   progress=lambda msg: None)
     faces = {e.person: e for e in faceset.iter_faces(tmp_path / "averaged")}
@@ -103,7 +104,8 @@ def test_average_stage_filters_and_averages(tiny_data, tmp_path):
     assert len(faces["lfw/Good_One"].photos) == 2
     assert summary["people_averaged"] == 3 and summary["lfw_kept_all_filters"] == 8
     # A strict smile threshold rejects photos and the summary says by which filter.
-    strict = quality.QualityThresholds(max_yaw=90, max_pitch=90, max_roll=90, max_smile=0.0, min_saturation=0.0)
+    strict = quality.QualityThresholds(max_yaw=90, max_pitch=90, max_roll=90, max_smile=0.0, min_saturation=0.0,
+                                       max_light_asymmetry=10.0, max_light_gradient=10.0)
     with pytest.raises(ValueError, match="thresholds differ"):  # would keep stale averages
         average.average_all(tmp_path / "aligned", tmp_path / "averaged", strict, progress=lambda msg: None)
     shutil.rmtree(tmp_path / "averaged")

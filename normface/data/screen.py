@@ -1,0 +1,335 @@
+"""Data preparation II: leakage screening and deduplication of the training pool, with its report.
+
+Between stage 2 (averaged faces, ``<faces>/averaged``) and the records (stage 3). The public face
+sets (FairFace, SCUT-FBP5500, UTKFace) carry no identities, so nothing but their faces can keep
+a test person out of training:
+
+1. **Descriptors** of every training face (the pool) and of every *aligned* validation and test
+   photo (LFW View 1 test people, held-out London people, validation people, held-out FairFace
+   photos: every pose, not just the filtered ones), from the frozen encoder, cached in
+   ``<faces>/screening/descriptors-*.npz`` (compact, resumable: a rerun encodes nothing twice).
+2. **Leakage**: a public-set face whose descriptor lies within ``leak_threshold`` (one against
+   many; default 0.45, stricter than the 0.6 same-person threshold, because at 0.6 nearly every
+   pool photo has some test photo near it) of any held-out photo is removed. The labelled sets
+   (LFW, London, Canada) are split by name and not screened by face. The report estimates the
+   miss rate: the share of same-person pairs of held-out LFW people farther apart than the
+   threshold (a pool photo of a test person is missed about that often).
+3. **Near-duplicates** in the pool: faces within ``dup_threshold`` (0.3) of each other form
+   groups (connected components); one face per group stays, labelled sources first, then the
+   face averaged from more photos, then the first key. So every "person" of an unlabelled set
+   means "a photo left after deduplication".
+4. **Age**: public-set faces whose labelled age is below ``min_age`` are removed (0 keeps all).
+
+Output ``<faces>/screened``: the averaged face set less the removed training faces (hard links,
+so no pixels are copied), ``screening.json`` (the report), ``removed.jsonl`` (one line per
+removed face: key, reason, the nearest face and its distance) and ``invariance.json`` (the
+training people with several photos, for invariance pairing). Later stages read it as any face
+set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from normface.data import align, faceset, public_sets
+from normface.utils import io_utils
+
+SCREENED = "screened"
+CACHE_DIR = "screening"
+REPORT_FILE = "screening.json"
+REMOVED_FILE = "removed.jsonl"
+INVARIANCE_FILE = "invariance.json"
+CHUNK = 1024               # faces per cached descriptor chunk (the unit of resumption)
+LEAK_THRESHOLD = 0.45
+DUP_THRESHOLD = 0.3
+MIN_AGE = 10               # children (FairFace/UTKFace 0-2, 3-9) out by default: see WORKSPACE.md
+LABELLED_SOURCES = ("lfw", "london", "canada")
+
+# descriptor_fn(images uint8 [b, S, S, 3], landmarks float32 [b, 68, 2]) -> descriptors [b, D].
+DescriptorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreenConfig:
+    """Thresholds of the screening stage (all flags of ``data_prep/screen_faces.py``)."""
+
+    leak_threshold: float = LEAK_THRESHOLD
+    dup_threshold: float = DUP_THRESHOLD
+    min_age: int = MIN_AGE
+
+    def __post_init__(self):
+        if not 0 < self.dup_threshold <= self.leak_threshold:
+            raise ValueError(f"need 0 < dup_threshold <= leak_threshold, got {self.dup_threshold}, "
+                             f"{self.leak_threshold}")
+        if self.min_age < 0:
+            raise ValueError(f"min_age must be >= 0, got {self.min_age}")
+
+
+def source_of(person: str) -> str:
+    return person.split("/", 1)[0]
+
+
+def min_age_of(labels: dict | None) -> int | None:
+    """The lowest age a public-set photo's labels allow (``age``, else the ``age_group``'s lower
+    bound, e.g. ``"3-9"`` -> 3, ``"70+"`` -> 70); None when unlabelled."""
+    if not labels:
+        return None
+    if isinstance(labels.get("age"), int):
+        return labels["age"]
+    group = str(labels.get("age_group") or "")
+    head = group.split("-")[0].rstrip("+")
+    return int(head) if head.isdigit() else None
+
+
+def _chunked_descriptors(name: str, cache: Path, faces_root: Path, entries: list[faceset.FaceEntry],
+                         descriptor_fn: DescriptorFn, progress) -> np.ndarray:
+    """Descriptors ``[n, D]`` of ``entries`` (in order), encoded ``CHUNK`` at a time and cached."""
+    out = []
+    for start in range(0, len(entries), CHUNK):
+        part = entries[start:start + CHUNK]
+        path = cache / f"descriptors-{name}-{start // CHUNK:05d}.npz"
+        keys = np.array([f"{e.split}/{e.key}" for e in part])
+        if path.is_file():
+            stored = np.load(path)
+            if stored["keys"].shape == keys.shape and np.all(stored["keys"] == keys):
+                out.append(stored["descriptors"])
+                continue
+        images = np.stack([faceset.load_face_image(faces_root, e) for e in part])
+        marks = np.stack([e.landmarks_array for e in part])
+        desc = np.asarray(descriptor_fn(images, marks), np.float32)
+        with io_utils.atomic_path(path) as tmp:
+            np.savez(tmp, keys=keys, descriptors=desc)
+        out.append(desc)
+        progress(f"{name}: encoded {min(start + CHUNK, len(entries))}/{len(entries)}")
+    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+
+
+def nearest(queries: np.ndarray, pool: np.ndarray, exclude_self: bool = False,
+            block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the index of its nearest ``pool`` row and the Euclidean distance
+    (``exclude_self``: queries are the pool, skip the diagonal). Blocked: memory ~block x len(pool)."""
+    idx = np.zeros(len(queries), np.int64)
+    dist = np.full(len(queries), np.inf)
+    if not len(pool):
+        return idx, dist
+    pool_sq = np.sum(pool.astype(np.float64) ** 2, 1)
+    for start in range(0, len(queries), block):
+        q = queries[start:start + block].astype(np.float64)
+        d2 = np.sum(q ** 2, 1)[:, None] + pool_sq[None] - 2.0 * q @ pool.T.astype(np.float64)
+        if exclude_self:
+            d2[np.arange(len(q)), start + np.arange(len(q))] = np.inf
+        j = np.argmin(d2, 1)
+        idx[start:start + block] = j
+        dist[start:start + block] = np.sqrt(np.maximum(d2[np.arange(len(q)), j], 0.0))
+    return idx, dist
+
+
+def duplicate_groups(desc: np.ndarray, threshold: float, block: int = 2048) -> np.ndarray:
+    """Group id per row: rows within ``threshold`` of each other (transitively) share one."""
+    parent = np.arange(len(desc))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sq = np.sum(desc.astype(np.float64) ** 2, 1)
+    for start in range(0, len(desc), block):
+        q = desc[start:start + block].astype(np.float64)
+        d2 = sq[start:start + block, None] + sq[None] - 2.0 * q @ desc.T.astype(np.float64)
+        rows, cols = np.nonzero(d2 <= threshold ** 2)
+        for r, c in zip(rows + start, cols):
+            if c > r:
+                a, b = find(r), find(c)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return np.array([find(i) for i in range(len(desc))])
+
+
+def same_person_miss_rate(desc: np.ndarray, people: list[str], threshold: float) -> tuple[float, int]:
+    """Share of same-person pairs (LFW people with 2+ photos) farther apart than ``threshold``,
+    and the number of pairs."""
+    by_person: dict[str, list[int]] = {}
+    for i, p in enumerate(people):
+        if p.startswith("lfw/"):
+            by_person.setdefault(p, []).append(i)
+    far = total = 0
+    for rows in by_person.values():
+        if len(rows) < 2:
+            continue
+        d = desc[rows]
+        dist = np.sqrt(np.maximum(np.sum((d[:, None] - d[None]) ** 2, -1), 0.0))
+        upper = dist[np.triu_indices(len(rows), 1)]
+        far += int(np.sum(upper > threshold))
+        total += len(upper)
+    return (far / total if total else float("nan")), total
+
+
+def _link_face(src_root: Path, dst_root: Path, entry: faceset.FaceEntry) -> None:
+    for src, dst in zip(faceset.face_paths(src_root, entry), faceset.face_paths(dst_root, entry)):
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        try:
+            os.link(src, tmp)
+        except OSError:   # another filesystem: copy instead
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+
+
+def _labels_by_photo(records: list[dict]) -> dict[str, dict]:
+    return {r["photo"]: r.get("labels") or {} for r in records if r.get("status") == "aligned"}
+
+
+def invariance_people(records: list[dict], training_people: set[str]) -> dict[str, dict[str, list[str]]]:
+    """The people who serve invariance pairing (features of one photo, the person's averaged
+    neutral face as the target): training people of the labelled sets with 2+ aligned photos of
+    any pose, expression or light (multi-photo LFW people; London people, neutral + smiling).
+    Canada has one photo per person. Returns source -> person -> aligned photo keys."""
+    photos: dict[str, list[str]] = {}
+    for r in records:
+        if r.get("status") == "aligned" and r["person"] in training_people and r["split"] == "train":
+            photos.setdefault(r["person"], []).append(r["key"])
+    out: dict[str, dict[str, list[str]]] = {"lfw": {}, "london": {}}
+    for person, keys in sorted(photos.items()):
+        source = source_of(person)
+        if source in out and len(keys) >= 2:
+            out[source][person] = sorted(keys)
+    return out
+
+
+def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: ScreenConfig = ScreenConfig(),
+                 progress=print) -> dict:
+    """Runs the screening stage on ``<faces_root>/{aligned,averaged}``; returns the report
+    (also written to ``<faces_root>/screened/screening.json``)."""
+    faces_root = Path(faces_root)
+    aligned_root, averaged_root = faceset.aligned_dir(faces_root), faceset.averaged_dir(faces_root)
+    out_root, cache = faces_root / SCREENED, faces_root / CACHE_DIR
+    template = faceset.read_template(averaged_root)
+    faceset.write_template(out_root, template)
+    align.check_run_config(out_root, {"config": dataclasses.asdict(config)})
+    cache.mkdir(parents=True, exist_ok=True)
+
+    pool = list(faceset.iter_faces(averaged_root, "train"))
+    held_out = [e for s in ("validation", "test") for e in faceset.iter_faces(aligned_root, s)]
+    if not pool:
+        raise ValueError(f"{averaged_root}: no training faces to screen")
+    pool_desc = _chunked_descriptors("pool", cache, averaged_root, pool, descriptor_fn, progress)
+    held_desc = _chunked_descriptors("heldout", cache, aligned_root, held_out, descriptor_fn, progress)
+    records = align.read_manifest(aligned_root)
+    labels = _labels_by_photo(records)
+
+    removed: dict[int, dict] = {}
+    # 1. leakage: unlabelled sources only.
+    public = np.array([source_of(e.person) in public_sets.PUBLIC_SETS for e in pool])
+    near_idx, near_dist = nearest(pool_desc, held_desc)
+    for i in np.nonzero(public & (near_dist < config.leak_threshold))[0]:
+        removed[int(i)] = {"reason": "near a held-out photo", "nearest": held_out[near_idx[i]].key,
+                           "distance": float(near_dist[i])}
+    # 2. children (labelled ages of the public sets).
+    ages = [min_age_of(labels.get(e.photos[0])) if e.photos else None for e in pool]
+    for i, age in enumerate(ages):
+        if i not in removed and public[i] and age is not None and age < config.min_age:
+            removed[i] = {"reason": "child", "age": age}
+    # 3. near-duplicates among the rest.
+    alive = np.array([i for i in range(len(pool)) if i not in removed])
+    groups = duplicate_groups(pool_desc[alive], config.dup_threshold)
+    rank = {i: (source_of(pool[i].person) not in LABELLED_SOURCES, -len(pool[i].photos), pool[i].key) for i in alive}
+    keeper: dict[int, int] = {}
+    for i, g in zip(alive, groups):
+        if g not in keeper or rank[i] < rank[keeper[g]]:
+            keeper[g] = int(i)
+    for i, g in zip(alive, groups):
+        k = keeper[g]
+        if k != i:
+            removed[int(i)] = {"reason": "near-duplicate", "nearest": pool[k].key,
+                               "distance": float(np.linalg.norm(pool_desc[i] - pool_desc[k]))}
+
+    # Output face set: kept training faces + every validation and test face, as hard links.
+    for i, entry in enumerate(pool):
+        if i not in removed:
+            _link_face(averaged_root, out_root, entry)
+    for split in ("validation", "test"):
+        for entry in faceset.iter_faces(averaged_root, split):
+            _link_face(averaged_root, out_root, entry)
+    lines = [json.dumps({"key": pool[i].key, "source": source_of(pool[i].person), **info})
+             for i, info in sorted(removed.items())]
+    io_utils.write_bytes_atomic(out_root / REMOVED_FILE, "".join(ln + "\n" for ln in lines).encode())
+
+    kept_people = {pool[i].person for i in range(len(pool)) if i not in removed}
+    pairing = invariance_people(records, kept_people)
+    io_utils.write_bytes_atomic(out_root / INVARIANCE_FILE, json.dumps(pairing, indent=1).encode())
+    held_people = [e.person for e in held_out]
+    miss, pairs = same_person_miss_rate(held_desc, held_people, config.leak_threshold)
+    report = _report(pool, removed, ages, public, pool_desc, config, miss, pairs, len(held_out))
+    report["invariance_people"] = {src: {"people": len(p), "photos": sum(map(len, p.values()))}
+                                   for src, p in pairing.items()}
+    io_utils.write_bytes_atomic(out_root / REPORT_FILE, json.dumps(report, indent=1).encode())
+    return report
+
+
+def _report(pool, removed, ages, public, pool_desc, config, miss, pairs, held_out_count) -> dict:
+    per_source: dict[str, dict[str, int]] = {}
+    for i, entry in enumerate(pool):
+        row = per_source.setdefault(source_of(entry.person), {"in": 0, "near a held-out photo": 0, "child": 0,
+                                                               "near-duplicate": 0, "kept": 0})
+        row["in"] += 1
+        if i in removed:
+            row[removed[i]["reason"]] += 1
+        else:
+            row["kept"] += 1
+    # The encoder's view of children: how far each public-set face is from its nearest other
+    # pool face (a crowded descriptor space means the decoder cannot tell those faces apart).
+    _, nn = nearest(pool_desc, pool_desc, exclude_self=True)
+    child = np.array([public[i] and a is not None and a < MIN_AGE for i, a in enumerate(ages)])
+    adult = np.array([public[i] and a is not None and a >= MIN_AGE for i, a in enumerate(ages)])
+    children = {"public_set_faces_under_10": int(child.sum()),
+                "median_nearest_distance_children": float(np.median(nn[child])) if child.any() else None,
+                "median_nearest_distance_adults": float(np.median(nn[adult])) if adult.any() else None,
+                "min_age": config.min_age}
+    kept = sum(r["kept"] for r in per_source.values())
+    return {
+        "config": dataclasses.asdict(config),
+        "pool_faces": len(pool), "held_out_photos": held_out_count, "training_faces_kept": kept,
+        "removed": {reason: sum(r[reason] for r in per_source.values())
+                    for reason in ("near a held-out photo", "child", "near-duplicate")},
+        "per_source": per_source,
+        "estimated_miss_rate": {"value": miss, "same_person_pairs": pairs,
+                                "what": "share of same-person pairs of held-out LFW people farther apart than "
+                                        "leak_threshold"},
+        "children": children,
+        "note": "for the public sets, a 'person' is a photo left after deduplication",
+    }
+
+
+def screened_dir(faces_root: str | Path) -> Path:
+    """``<faces_root>/screened``: the face set the records are built from."""
+    return Path(faces_root) / SCREENED
+
+
+def read_report(faces_root: str | Path) -> dict:
+    path = screened_dir(faces_root) / REPORT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {REPORT_FILE} in {path.parent}: run data_prep/screen_faces.py first")
+    return json.loads(path.read_text())
+
+
+def descriptor_fn_for(encoder: str) -> DescriptorFn:
+    """The descriptors of the encoder registered as ``encoder`` (``normface.encoders.resolve``)."""
+    from normface import encoders
+
+    encode = encoders.resolve(encoder).record_encoder()
+    return lambda images, landmarks: encode(images, landmarks)[1]
+
+
+__all__ = ["ScreenConfig", "screen_faces", "screened_dir", "read_report", "descriptor_fn_for",
+                          "nearest", "duplicate_groups", "same_person_miss_rate", "min_age_of"]
