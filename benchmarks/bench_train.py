@@ -34,14 +34,8 @@ def embed_fn_for(name: str):
     if name == "fake":
         return synthetic.fake_embed_fn(), "fake (tiny conv net; warp cost only)"
     from normface import encoders
-    from normface.faces.chips import extract_chips
 
-    encoder = encoders.get_encoder(name)
-
-    def embed_fn(images, landmarks):
-        return encoder.encode(extract_chips(images * 255.0, landmarks, size=encoder.chip_size)).descriptor
-
-    return embed_fn, name
+    return encoders.resolve(name).embed_fn(), name
 
 
 def bench(size: int, identity: bool, embed_fn) -> float:

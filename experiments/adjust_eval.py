@@ -20,10 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from normface.apps import adjust
 from normface.data import splits
 from normface.utils import paths
-from normface.evaluation import applications  # noqa: E402
+from normface.evaluation import adjustment, applications  # noqa: E402
 from normface.serving.normalizer import FaceNormalizer  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -45,7 +44,7 @@ def main(argv):
     train_color = applications.training_mean_color(FLAGS.faces, normalizer.template) if FLAGS.faces else None
     result = applications.adjustment_experiment(normalizer, photos, landmarks, train_color, FLAGS.seed)
     print(f"{len(photos)} LFW test photos, seed {FLAGS.seed}: mean face Delta E (CIE76) vs the original")
-    print(adjust.rows_table(result["rows"]))
+    print(adjustment.rows_table(result["rows"]))
     print({k: v for k, v in result.items() if k != "rows"})
 
 

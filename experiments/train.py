@@ -82,6 +82,8 @@ TRAIN_HELP = {
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS})
 config_flags.define_flags(TrainConfig, TRAIN_HELP, choices={
     "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION})
+# The generated flags are this binary's own: --helpshort lists them and the model card records them.
+flags.adopt_module_key_flags(config_flags)
 # Distribution.
 flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu (untested).")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (to try --strategy=mirrored).")

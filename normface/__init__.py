@@ -2,7 +2,8 @@
 
 A reproduction of Cole et al., "Synthesizing Normalized Faces from Facial Identity Features"
 (CVPR 2017) on TensorFlow 2.21 / Keras 3. The subpackages follow the system, lowest layer first
-(``tests/test_layers.py`` holds the import contract):
+(the import contract is ``[importlinter]`` in setup.cfg, checked by ``tests/test_layers.py``;
+``apps`` and ``training`` are independent siblings):
 
 - ``normface.utils``      paths, atomic IO, dataclass IO, pictures, provenance, tables.
 - ``normface.warp``       the differentiable polyharmonic-spline warp (paper Sec. 4) and its layer.

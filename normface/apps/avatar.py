@@ -16,8 +16,8 @@ translation and a scale are exactly interchangeable ((s, t) and (c s, c t) proje
 Colour (App. B.3, replaced). The image is sampled at every vertex's projection. Each sample gets
 a confidence: the cosine between the vertex normal and the direction to the camera, ramped to 0
 at grazing angles, 0 for back-facing and hidden (z-buffer) vertices, times a mask that is 1 inside
-the landmarks' convex hull and decays to 0 a little outside it (the paper's mask; a margin of 0
-makes it a hard cut at the hull). The paper then projects the colours onto the model's colour
+the landmarks' convex hull and decays to 0 a little outside it (the paper's mask, :func:`normface.faces.masks.hull_mask`;
+a margin of 0 leaves only the hull's anti-aliased edge). The paper then projects the colours onto the model's colour
 basis and blends; the Surrey model has no colour basis, so instead a low-confidence vertex takes
 the colour of its mirror vertex (``sfm_reference_symmetry.txt``) when that one is confident, and
 what neither side sees is filled by diffusion from mesh neighbours (a harmonic fill, solved by

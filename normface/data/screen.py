@@ -88,27 +88,43 @@ def min_age_of(labels: dict | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _chunked_descriptors(name: str, cache: Path, faces_root: Path, entries: list[faceset.FaceEntry],
-                         descriptor_fn: DescriptorFn, progress) -> np.ndarray:
-    """Descriptors ``[n, D]`` of ``entries`` (in order), encoded ``CHUNK`` at a time and cached."""
-    out = []
-    for start in range(0, len(entries), CHUNK):
-        part = entries[start:start + CHUNK]
-        path = cache / f"descriptors-{name}-{start // CHUNK:05d}.npz"
-        keys = np.array([f"{e.split}/{e.key}" for e in part])
-        if path.is_file():
-            stored = np.load(path)
-            if stored["keys"].shape == keys.shape and np.all(stored["keys"] == keys):
-                out.append(stored["descriptors"])
-                continue
+def cache_key(entry: faceset.FaceEntry) -> str:
+    """A face's descriptor-cache key: its key and the photos it was made from (an average made
+    from other photos under other thresholds is another face)."""
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(entry.photos).encode()).hexdigest()[:12]
+    return f"{entry.split}/{entry.key}@{digest}"
+
+
+def cached_descriptors(name: str, cache: Path, faces_root: Path, entries: list[faceset.FaceEntry],
+                       descriptor_fn: DescriptorFn, progress) -> np.ndarray:
+    """Descriptors ``[n, D]`` of ``entries`` (in order). Every descriptor ever computed for a face
+    (:func:`cache_key`) is kept in ``cache/descriptors-<name>-NNNNN.npz`` chunks; only faces missing there are
+    encoded (``CHUNK`` at a time, each chunk written atomically), so a rerun with other thresholds
+    (another pool) encodes only the new faces."""
+    known: dict[str, np.ndarray] = {}
+    chunks = sorted(cache.glob(f"descriptors-{name}-*.npz"))
+    for path in chunks:
+        stored = np.load(path)
+        known.update(zip(stored["keys"].tolist(), stored["descriptors"]))
+    keys = [cache_key(e) for e in entries]
+    missing = [i for i, k in enumerate(keys) if k not in known]
+    next_index = len(chunks)
+    for start in range(0, len(missing), CHUNK):
+        part = [entries[i] for i in missing[start:start + CHUNK]]
         images = np.stack([faceset.load_face_image(faces_root, e) for e in part])
         marks = np.stack([e.landmarks_array for e in part])
         desc = np.asarray(descriptor_fn(images, marks), np.float32)
-        with io_utils.atomic_path(path) as tmp:
-            np.savez(tmp, keys=keys, descriptors=desc)
-        out.append(desc)
-        progress(f"{name}: encoded {min(start + CHUNK, len(entries))}/{len(entries)}")
-    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+        part_keys = np.array([keys[i] for i in missing[start:start + CHUNK]])
+        with io_utils.atomic_path(cache / f"descriptors-{name}-{next_index:05d}.npz") as tmp:
+            np.savez(tmp, keys=part_keys, descriptors=desc)
+        next_index += 1
+        known.update(zip(part_keys.tolist(), desc))
+        progress(f"{name}: encoded {min(start + CHUNK, len(missing))}/{len(missing)} new faces")
+    if not keys:
+        return np.zeros((0, 128), np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
 def nearest(queries: np.ndarray, pool: np.ndarray, exclude_self: bool = False,
@@ -223,8 +239,8 @@ def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: Sc
     held_out = [e for s in ("validation", "test") for e in faceset.iter_faces(aligned_root, s)]
     if not pool:
         raise ValueError(f"{averaged_root}: no training faces to screen")
-    pool_desc = _chunked_descriptors("pool", cache, averaged_root, pool, descriptor_fn, progress)
-    held_desc = _chunked_descriptors("heldout", cache, aligned_root, held_out, descriptor_fn, progress)
+    pool_desc = cached_descriptors("pool", cache, averaged_root, pool, descriptor_fn, progress)
+    held_desc = cached_descriptors("heldout", cache, aligned_root, held_out, descriptor_fn, progress)
     records = align.read_manifest(aligned_root)
     labels = _labels_by_photo(records)
 

@@ -48,7 +48,7 @@ def get_encoder(name: str = DEFAULT_ENCODER, **kwargs: Any) -> IdentityEncoder:
 @dataclasses.dataclass(frozen=True)
 class ResolvedEncoder:
     """An encoder with what the binaries need of it: the face-chip parameters recorded in exports
-    (``{"size", "padding", "landmarks"}``) and the three ways to call it (see
+    (``{"size", "padding", "landmarks"}``) and the two ways the binaries call it (see
     :mod:`normface.encoders.face_encoding`)."""
 
     name: str

@@ -165,6 +165,13 @@ def oracle_corrector(photos: Sequence[np.ndarray], landmarks: Sequence[np.ndarra
                             landmarks, template)
 
 
+def rows_table(rows: Mapping[str, Mapping]) -> str:
+    """Markdown table of :meth:`AdjustmentReport.rows` (method, mean and median Delta E, failures)."""
+    table = {m: {"mean Delta E": r["mean_delta_e"], "median Delta E": r["median_delta_e"], "failures": r["failures"]}
+             for m, r in rows.items()}
+    return markdown_table(table, first="method", floatfmt=".2f")
+
+
 @dataclasses.dataclass(frozen=True)
 class AdjustmentReport:
     """Per-photo results of :func:`evaluate_adjustment`.
@@ -194,9 +201,7 @@ class AdjustmentReport:
 
     def table(self) -> str:
         """Markdown table: mean and median Delta E per method (:func:`rows_table`)."""
-        rows = {m: {"mean Delta E": r["mean_delta_e"], "median Delta E": r["median_delta_e"],
-                    "failures": r["failures"]} for m, r in self.rows().items()}
-        return markdown_table(rows, first="method", floatfmt=".2f")
+        return rows_table(self.rows())
 
     def grid(self, tile: int = 128, extra_rows: Mapping[str, Sequence[np.ndarray]] | None = None) -> np.ndarray:
         """Paper Fig. 14-style sheet: one column per example photo, one row per method, the

@@ -33,7 +33,7 @@ class FaceDetection:
     """One face in an image.
 
     box: ``(left, top, right, bottom)`` pixels, (x, y), right/bottom inclusive (dlib's rectangle).
-    landmarks: ``[n, 2]`` float64 (x, y) points (n = 5 here; issue 4 adds 68).
+    landmarks: ``[n, 2]`` float64 (x, y) points (5 from :func:`detect_face`, 68 from :func:`find_faces68`).
     num_faces: how many faces the detector found in the image (0 = centered-crop fallback).
     detector: which detector found it (``"hog"``, ``"cnn"``) or ``"center"`` for the fallback.
     """

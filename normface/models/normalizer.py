@@ -26,6 +26,8 @@ from normface import warp
 from normface.models import decoders
 from normface.models.config import ModelConfig
 
+# Output names. They are the record keys of normface.data.schema on purpose (the trainer pairs
+# batch[k] with output[k]); models sit below data, so tests/training/test_training.py checks they agree.
 LANDMARKS = "landmarks"
 TEXTURE = "texture"
 IMAGE = "image"

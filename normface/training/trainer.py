@@ -131,7 +131,8 @@ class Trainer:
     @property
     def _target_key(self) -> str:
         """What the RGB decoder is compared with: the texture, or the image for the plain CNN."""
-        return TEXTURE if self.net.has_texture else IMAGE
+        # The record key the decoder's output is compared with (same name as the model output).
+        return schema.TEXTURE if self.net.has_texture else schema.IMAGE
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         # Divides by the global batch, so summing the replicas' values gives the batch mean.
@@ -147,7 +148,7 @@ class Trainer:
                 out = self.net.decoder(batch[schema.FEATURES], training=training)
             key = self._target_key
             terms = {
-                "landmark": self._average(self.landmark_loss.call(batch[LANDMARKS], out[LANDMARKS])),
+                "landmark": self._average(self.landmark_loss.call(batch[schema.LANDMARKS], out[LANDMARKS])),
                 "texture": self._average(self.texture_loss.call(batch[key], out[key])),
             }
             total = self.config.landmark_weight * terms["landmark"] + self.config.texture_weight * terms["texture"]
@@ -188,7 +189,7 @@ class Trainer:
         """Sums of per-example validation losses and the example count (no warp)."""
         out = self.net.decoder(batch[schema.FEATURES], training=False)
         key = self._target_key
-        lm = self.landmark_loss.call(batch[LANDMARKS], out[LANDMARKS])
+        lm = self.landmark_loss.call(batch[schema.LANDMARKS], out[LANDMARKS])
         tex = self.texture_loss.call(batch[key], out[key])
         total = self.config.landmark_weight * lm + self.config.texture_weight * tex
         count = tf.cast(tf.shape(lm)[0], tf.float32)
@@ -201,9 +202,9 @@ class Trainer:
         if schema.DESCRIPTOR in batch:
             target = batch[schema.DESCRIPTOR]
         else:
-            target = self.embed_fn(batch[IMAGE], batch[LANDMARKS])
+            target = self.embed_fn(batch[schema.IMAGE], batch[schema.LANDMARKS])
         generated = self.embed_fn(out[IMAGE], out[LANDMARKS])
-        pixel_l1 = self.texture_loss.call(batch[IMAGE], out[IMAGE])
+        pixel_l1 = self.texture_loss.call(batch[schema.IMAGE], out[IMAGE])
         return losses.descriptor_distance(target, generated), pixel_l1
 
     def _cached_fn(self, name: str, replica_fn, combine: str):
@@ -296,9 +297,9 @@ class Trainer:
         spec = dataset.element_spec
         if not isinstance(spec, dict):
             raise ValueError(f"{name} must yield dicts of tensors, got {spec}")
-        need = {schema.FEATURES, LANDMARKS, self._target_key}
+        need = {schema.FEATURES, schema.LANDMARKS, self._target_key}
         if identity:
-            need = {schema.FEATURES, LANDMARKS, IMAGE}
+            need = {schema.FEATURES, schema.LANDMARKS, schema.IMAGE}
         if self.config.uses_identity and not identity:
             need.add(schema.DESCRIPTOR)
         missing = need - set(spec)
@@ -342,7 +343,7 @@ class Trainer:
         self._check_dataset(train_dataset, "train_dataset")
         if validation_dataset is not None:
             self._check_dataset(validation_dataset, "validation_dataset")
-        if identity_dataset is None and validation_dataset is not None and IMAGE in validation_dataset.element_spec:
+        if identity_dataset is None and validation_dataset is not None and schema.IMAGE in validation_dataset.element_spec:
             identity_dataset = validation_dataset
         if identity_dataset is not None:
             self._check_dataset(identity_dataset, "identity_dataset", identity=True)
@@ -414,13 +415,13 @@ class Trainer:
         if not self.chief or not self.config.image_every:
             return None
         batch = next(iter(dataset.take(1)))
-        return {k: v[:PANEL_EXAMPLES] for k, v in batch.items() if k in (schema.FEATURES, IMAGE, TEXTURE, LANDMARKS)}
+        return {k: v[:PANEL_EXAMPLES] for k, v in batch.items() if k in (schema.FEATURES, schema.IMAGE, schema.TEXTURE, schema.LANDMARKS)}
 
     def _write_panel(self, writers, step: int, batch) -> None:
         if batch is None:
             return
         out = self.net.model(batch[schema.FEATURES], training=False)
-        shown = batch.get(IMAGE, batch.get(TEXTURE))
+        shown = batch.get(schema.IMAGE, batch.get(schema.TEXTURE))
         panel = summaries.sample_panel(shown, out.get(TEXTURE), out[LANDMARKS], out[IMAGE])
         with writers["train"].as_default(step=step):
             summaries.image("samples/input_texture_landmarks_output", panel, max_outputs=PANEL_EXAMPLES)

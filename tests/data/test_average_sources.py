@@ -31,7 +31,7 @@ def _aligned_set(root, rows):
 
 
 def test_single_photo_people_and_public_sets_join_and_light_filters(tmp_path):
-    side_lit = {**GOOD, "light_asymmetry": -0.35}
+    side_lit = {**GOOD, "light_asymmetry": -0.5}
     rows = [("lfw/Two_Photos", GOOD), ("lfw/Two_Photos", GOOD), ("lfw/One_Photo", GOOD),
             ("fairface/train_7", GOOD), ("utkface/side_lit", side_lit), ("scut/AF1", {**GOOD, "smile": 0.99})]
     images = _aligned_set(tmp_path / "aligned", rows)
@@ -46,7 +46,7 @@ def test_single_photo_people_and_public_sets_join_and_light_filters(tmp_path):
     assert summary["per_source"]["scut"]["kept_by_expression"] == 0
     assert summary["per_source"]["lfw"]["people"] == 2 and summary["per_source"]["fairface"]["people"] == 1
     light = summary["light_per_source"]["utkface"]["asymmetry"]
-    assert light["q50"] == 0.35
+    assert light["q50"] == 0.5
 
 
 def test_light_filter_thresholds():

@@ -39,8 +39,10 @@ def test_old_saved_model_loads_and_matches(expected):
         np.testing.assert_array_equal(out[name].numpy(), expected[f"saved_{name}"])
 
 
-def test_face_normalizer_accepts_the_old_export():
+def test_face_normalizer_accepts_the_old_export(expected):
     from normface import FaceNormalizer
 
     normalizer = FaceNormalizer.from_pretrained(FIXTURE)
     assert normalizer.template.size == 32
+    out = normalizer.model(expected["features"], training=False)
+    np.testing.assert_allclose(out["image"].numpy(), expected["keras_image"], atol=1e-6)

@@ -23,7 +23,7 @@ from normface.utils import paths
 from normface.serving.normalizer import PRETRAINED_DIR, DEFAULT_MODEL, FaceNormalizer
 
 pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / DEFAULT_MODEL).is_dir(),
-                                reason="no shipped model in normface/pretrained")
+                                reason="no shipped model in normface/serving/pretrained")
 
 
 @pytest.fixture(scope="module")

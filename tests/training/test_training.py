@@ -245,6 +245,9 @@ def test_binary_resumes_after_sigkill(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr and f"at step {killed_at}" in result.stderr
     assert _checkpoint_step(tmp_path) == 300
+    # The flags generated from the config dataclasses are recorded as the binary's own.
+    recorded = json.loads((tmp_path / "config.json").read_text())["metadata"]["flags"]
+    assert recorded["steps"] == 300 and "output_size" in recorded and "texture_decoder" in recorded
 
 
 def test_mirrored_on_two_cpus_matches_the_default_strategy(tmp_path):
@@ -301,3 +304,13 @@ def test_multi_worker_two_local_workers(tmp_path):
     assert _checkpoint_step(tmp_path / "run") == 4
     assert not list((tmp_path / "run").glob("tmp_worker_*")), "non-chief scratch checkpoints left behind"
     assert "step 4/4" in logs[0]
+
+
+def test_model_output_names_are_the_record_keys():
+    """The trainer compares batch[k] with output[k]: the two vocabularies must not drift apart."""
+    from normface import models
+    from normface.data import schema
+    from normface.models import normalizer
+
+    assert (models.IMAGE, models.TEXTURE, models.LANDMARKS, normalizer.FEATURES) == (
+        schema.IMAGE, schema.TEXTURE, schema.LANDMARKS, schema.FEATURES)
