@@ -10,7 +10,9 @@ a test person out of training:
    ``<faces>/screening/descriptors-*.npz`` (compact, resumable: a rerun encodes nothing twice).
 2. **Leakage**: a public-set face whose descriptor lies within ``leak_threshold`` (one against
    many; default 0.45, stricter than the 0.6 same-person threshold, because at 0.6 nearly every
-   pool photo has some test photo near it) of any held-out photo is removed. The labelled sets
+   pool photo has some test photo near it) of any photo of a test or validation *person* (LFW,
+   London) is removed; within ``dup_threshold`` of a held-out public-set photo (FairFace's val
+   photos: anonymous, one per person, where only the same photo can leak), likewise. The labelled sets
    (LFW, London, Canada) are split by name and not screened by face. The report estimates the
    miss rate: the share of same-person pairs of held-out LFW people farther apart than the
    threshold (a pool photo of a test person is missed about that often).
@@ -38,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 
-from normface.data import align, faceset, public_sets
+from normface.data import align, faceset, public_sets, splits
 from normface.utils import io_utils
 
 SCREENED = "screened"
@@ -51,6 +53,7 @@ LEAK_THRESHOLD = 0.45
 DUP_THRESHOLD = 0.3
 MIN_AGE = 10               # children (FairFace/UTKFace 0-2, 3-9) out by default: see WORKSPACE.md
 LABELLED_SOURCES = ("lfw", "london", "canada")
+REASONS = ("near a held-out person", "near-duplicate of a held-out photo", "child", "near-duplicate")
 
 # descriptor_fn(images uint8 [b, S, S, 3], landmarks float32 [b, 68, 2]) -> descriptors [b, D].
 DescriptorFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -245,12 +248,21 @@ def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: Sc
     labels = _labels_by_photo(records)
 
     removed: dict[int, dict] = {}
-    # 1. leakage: unlabelled sources only.
+    # 1. leakage: unlabelled sources only. Test people (LFW, London) and validation people are
+    # screened one against many; the held-out public-set photos (anonymous, one photo per person)
+    # only for near-duplicates: at 0.45 nearly every pool face has one of them nearby.
     public = np.array([source_of(e.person) in public_sets.PUBLIC_SETS for e in pool])
-    near_idx, near_dist = nearest(pool_desc, held_desc)
-    for i in np.nonzero(public & (near_dist < config.leak_threshold))[0]:
-        removed[int(i)] = {"reason": "near a held-out photo", "nearest": held_out[near_idx[i]].key,
-                           "distance": float(near_dist[i])}
+    photo_only = np.array([e.person.startswith(splits.HELD_OUT_PREFIXES) for e in held_out], bool)
+    for subset, threshold, reason in ((~photo_only, config.leak_threshold, "near a held-out person"),
+                                      (photo_only, config.dup_threshold, "near-duplicate of a held-out photo")):
+        if not subset.any():
+            continue
+        rows = np.nonzero(subset)[0]
+        near_idx, near_dist = nearest(pool_desc, held_desc[rows])
+        for i in np.nonzero(public & (near_dist <= threshold if reason.startswith("near-dup") else near_dist < threshold))[0]:
+            if int(i) not in removed:
+                removed[int(i)] = {"reason": reason, "nearest": held_out[rows[near_idx[i]]].key,
+                                   "distance": float(near_dist[i])}
     # 2. children (labelled ages of the public sets).
     ages = [min_age_of(labels.get(e.photos[0])) if e.photos else None for e in pool]
     for i, age in enumerate(ages):
@@ -270,10 +282,14 @@ def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: Sc
             removed[int(i)] = {"reason": "near-duplicate", "nearest": pool[k].key,
                                "distance": float(np.linalg.norm(pool_desc[i] - pool_desc[k]))}
 
-    # Output face set: kept training faces + every validation and test face, as hard links.
+    # Output face set: kept training faces + every validation and test face, as hard links. A
+    # face an earlier, interrupted or older run linked but this one removes is unlinked.
     for i, entry in enumerate(pool):
         if i not in removed:
             _link_face(averaged_root, out_root, entry)
+        else:
+            for path in reversed(faceset.face_paths(out_root, entry)):
+                path.unlink(missing_ok=True)
     for split in ("validation", "test"):
         for entry in faceset.iter_faces(averaged_root, split):
             _link_face(averaged_root, out_root, entry)
@@ -296,8 +312,7 @@ def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: Sc
 def _report(pool, removed, ages, public, pool_desc, config, miss, pairs, held_out_count) -> dict:
     per_source: dict[str, dict[str, int]] = {}
     for i, entry in enumerate(pool):
-        row = per_source.setdefault(source_of(entry.person), {"in": 0, "near a held-out photo": 0, "child": 0,
-                                                               "near-duplicate": 0, "kept": 0})
+        row = per_source.setdefault(source_of(entry.person), {"in": 0, **{r: 0 for r in REASONS}, "kept": 0})
         row["in"] += 1
         if i in removed:
             row[removed[i]["reason"]] += 1
@@ -316,8 +331,7 @@ def _report(pool, removed, ages, public, pool_desc, config, miss, pairs, held_ou
     return {
         "config": dataclasses.asdict(config),
         "pool_faces": len(pool), "held_out_photos": held_out_count, "training_faces_kept": kept,
-        "removed": {reason: sum(r[reason] for r in per_source.values())
-                    for reason in ("near a held-out photo", "child", "near-duplicate")},
+        "removed": {reason: sum(r[reason] for r in per_source.values()) for reason in REASONS},
         "per_source": per_source,
         "estimated_miss_rate": {"value": miss, "same_person_pairs": pairs,
                                 "what": "share of same-person pairs of held-out LFW people farther apart than "

@@ -28,9 +28,13 @@ def pixel_descriptor(images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 def faces_root(tmp_path):
     """aligned/ (test + validation photos and the pool's photos, with a manifest) and averaged/."""
     template = AlignmentTemplate.for_size(SIZE)
-    images, marks = synthetic_faces(12, template, seed=5)
+    images, marks = synthetic_faces(16, template, seed=5)
     rng = np.random.default_rng(0)
     near_dup = np.clip(images[3].astype(int) + rng.integers(-2, 3, images[3].shape), 0, 255).astype(np.uint8)
+    # A face 0.38 from a held-out FairFace photo: within the 0.45 person threshold, not a duplicate.
+    far = float(np.linalg.norm(np.diff(pixel_descriptor(images[8:10], None), axis=0)))
+    alpha = 1.0 - 0.38 / far
+    near_ff = np.round(alpha * images[8] + (1 - alpha) * images[9]).astype(np.uint8)
     # (person, split, image, labels): the held-out photos, then the training pool.
     rows = [
         ("lfw/Test_Person", "test", images[0], {}),
@@ -43,6 +47,9 @@ def faces_root(tmp_path):
         ("utkface/child", "train", images[5], {"age": 5}),
         ("lfw/Train_Person", "train", images[6], {}),
         ("utkface/adult", "train", images[7], {"age": 33}),
+        ("fairface/val_9", "test", images[8], {"age_group": "20-29"}),     # a held-out FairFace photo
+        ("utkface/ff_copy", "train", images[8], {"age": 25}),              # ... again in the pool
+        ("utkface/ff_near", "train", near_ff, {"age": 25}),                # ... near it, not the same
     ]
     root = tmp_path / "faces"
     aligned, averaged = faceset.aligned_dir(root), faceset.averaged_dir(root)
@@ -66,17 +73,19 @@ def test_screening_removes_planted_copy_near_duplicate_and_child(faces_root):
     out = screen.screened_dir(faces_root)
     kept = {e.person for e in faceset.iter_faces(out, "train")}
     removed = {json.loads(ln)["key"]: json.loads(ln) for ln in (out / screen.REMOVED_FILE).read_text().splitlines()}
-    assert removed["utkface/planted_copy"]["reason"] == "near a held-out photo"
+    assert removed["utkface/planted_copy"]["reason"] == "near a held-out person"
     assert removed["utkface/planted_copy"]["distance"] < 1e-3
     # The near-duplicate pair collapses to one face, and the one kept is the first by key.
     assert removed["scut/planted_near_dup"]["reason"] == "near-duplicate"
     assert removed["scut/planted_near_dup"]["nearest"] == "fairface/train_1"
     assert removed["utkface/child"]["reason"] == "child"
-    assert kept == {"fairface/train_1", "fairface/train_2", "lfw/Train_Person", "utkface/adult"}
-    assert report["training_faces_kept"] == 4 and report["pool_faces"] == 7
-    assert report["removed"] == {"near a held-out photo": 1, "child": 1, "near-duplicate": 1}
+    assert removed["utkface/ff_copy"]["reason"] == "near-duplicate of a held-out photo"
+    assert kept == {"fairface/train_1", "fairface/train_2", "lfw/Train_Person", "utkface/adult", "utkface/ff_near"}
+    assert report["training_faces_kept"] == 5 and report["pool_faces"] == 9
+    assert report["removed"] == {"near a held-out person": 1, "near-duplicate of a held-out photo": 1, "child": 1,
+                                 "near-duplicate": 1}
     # The held-out faces are in the screened set, and none of them is a training face.
-    assert {e.person for e in faceset.iter_faces(out, "test")} == {"lfw/Test_Person"}
+    assert {e.person for e in faceset.iter_faces(out, "test")} == {"lfw/Test_Person", "fairface/val_9"}
     assert not kept & {e.person for s in ("validation", "test") for e in faceset.iter_faces(out, s)}
     # Two photos of the one held-out LFW person with 2+ photos: one pair, farther than 0.45 here.
     assert report["estimated_miss_rate"]["same_person_pairs"] == 1
@@ -97,7 +106,8 @@ def test_labelled_sources_are_not_screened_by_face_and_children_can_stay(faces_r
     report = screen.screen_faces(faces_root, pixel_descriptor, screen.ScreenConfig(min_age=0),
                                  progress=lambda _: None)
     assert report["removed"]["child"] == 0
-    assert report["per_source"]["lfw"] == {"in": 1, "near a held-out photo": 0, "child": 0, "near-duplicate": 0,
+    assert report["per_source"]["lfw"] == {"in": 1, "near a held-out person": 0,
+                                           "near-duplicate of a held-out photo": 0, "child": 0, "near-duplicate": 0,
                                            "kept": 1}
 
 
