@@ -29,7 +29,7 @@ from normface.utils import config_flags, io_utils  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export", None, "Export folder written by experiments/export.py or train.py.", required=True)
 flags.DEFINE_string("name", DEFAULT_MODEL, "Name of the packed model under normface/serving/pretrained/.")
-flags.DEFINE_integer("max_mb", 60, "Refuse to ship a model larger than this (MB).", lower_bound=1)
+flags.DEFINE_float("max_mb", 60.0, "Refuse to ship a model larger than this (MB, > 0).", lower_bound=1e-6)
 flags.DEFINE_string("pretrained_dir", str(PRETRAINED_DIR), "Folder of the packed models (the package's; tests "
                     "use another).")
 config_flags.existing_folder("export")
