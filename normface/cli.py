@@ -374,7 +374,7 @@ def _avatar(args: argparse.Namespace) -> int:
     try:
         result = avatar.make_avatar(res.image, res.landmarks, out)
     except OSError as err:
-        raise CommandError(f"cannot write {err.filename or out}: {_os_text(err)}") from err
+        raise CommandError(f"cannot write {out} (or the files beside it): {_os_text(err)}") from err
     print(f"wrote {out} and {out.with_name(out.stem + '_views.png')} "
           f"(landmark fit error {result.error_px:.2f} px)")
     return EXIT_OK
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.debug = bool(getattr(args, "debug", False))
     prog = f"normface {args.command}"
-    if getattr(args, "device", "cpu") == "cpu":
+    if args.command == "normalize" and args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     previous = None
     if threading.current_thread() is threading.main_thread():

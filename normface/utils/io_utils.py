@@ -264,7 +264,10 @@ def read_image(path: str | os.PathLike) -> Photo:
         except MemoryError:
             raise
         except Exception as err:  # noqa: BLE001 -- decoders raise many types (OSError, SyntaxError, struct.error...)
-            raise ValueError(f"{path}: not a readable image ({err})") from err
+            from PIL import UnidentifiedImageError
+
+            reason = "unknown format or damaged header" if isinstance(err, UnidentifiedImageError) else str(err)
+            raise ValueError(f"{path}: not a readable image ({reason})") from err
 
 
 def save_photo_atomic(path: str | os.PathLike, pixels: np.ndarray, like: Photo | None = None,
