@@ -328,8 +328,6 @@ def test_14_15_adjust_keeps_exif_and_icc_and_names_bad_files_once(tiny_model, tm
             assert im.quantization == q95.quantization  # JPEG quality 95
     with Image.open(out / "scan.png") as im:
         assert im.format == "PNG" and im.info["icc_profile"] == profile
-    # The colours survive the trip sRGB -> adjust -> back into the profile: a face read back in
-    # sRGB looks like the adjusted face, not like the profile's numbers taken as sRGB.
     assert hashes(folder) == before
 
 
@@ -413,8 +411,13 @@ def test_9_another_option_or_overwrite_redoes_everything(tiny_model, photos, tmp
     out = tmp_path / "out"
     argv = ["normalize", photos, "-o", out, "--model", tiny_model]
     assert run(argv, capsys)[0] == 0
-    code, stdout, _ = run(argv, capsys)
+    # --sheet does not change the outputs: all skipped, the sheet is made from them.
+    code, stdout, _ = run(argv + ["--sheet"], capsys)
     assert code == 0 and "2 of 2 input(s) already done" in stdout and "from 0 of 0 file(s)" in stdout
+    sheet = io_utils.read_rgb(out / "sheet.png")
+    for tile, name in ((1, "p005_08_face0.png"), (3, "p011_08_face0.png")):  # (aligned, output) pairs, 2 px apart
+        x = 2 + tile * (SIZE + 2)
+        np.testing.assert_array_equal(sheet[2:2 + SIZE, x:x + SIZE], io_utils.read_rgb(out / name))
     for extra in (["--json"], ["--overwrite"]):
         code, stdout, _ = run(argv + extra, capsys)
         assert code == 0 and "already done" not in stdout and "from 2 of 2 file(s)" in stdout, extra
