@@ -9,7 +9,8 @@ contact sheet like the paper's Fig. 6. Resumable: re-run the same command after 
 
 (``--encoder=none`` stores no features: only for augmentation experiments, not for training.)
 
-All the work is in :func:`normface.data.build.build_records`.
+All the work is in :func:`normface.data.build.build_records`. A bad flag (every numeric flag has a
+range) exits 2 before the encoder loads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from normface.utils import paths
+from normface.utils import config_flags, paths
 from normface.data import composite, morph  # noqa: E402
 from normface.data import build
 from normface.data import records
@@ -28,41 +29,50 @@ from normface.data import records
 FLAGS = flags.FLAGS
 flags.DEFINE_string("faces", None, "Face-set root (template.json, <split>/...), from data_prep.")
 flags.DEFINE_string("output", None, "Records folder (local or tf.io.gfile URL). Default: <workspace>/records.")
-flags.DEFINE_integer("morphs_per_face", 100, "Random morphs per training face; 0 = un-augmented records.")
-flags.DEFINE_integer("num_examples", 0, "If > 0: exact number of training examples (originals + morphs).")
-flags.DEFINE_integer("shard_size", build.DEFAULT_SHARD_SIZE, "Examples per TFRecord shard.")
-flags.DEFINE_integer("seed", 0, "Seed of neighbour picks, weights and shard order.")
-flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; unset = balanced on the data.")
-flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.")
+flags.DEFINE_integer("morphs_per_face", 100, "Random morphs per training face; 0 = un-augmented records.",
+                     lower_bound=0)
+flags.DEFINE_integer("num_examples", 0, "If > 0: exact number of training examples (originals + morphs).",
+                     lower_bound=0)
+flags.DEFINE_integer("shard_size", build.DEFAULT_SHARD_SIZE, "Examples per TFRecord shard.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed of neighbour picks, weights and shard order.", lower_bound=0)
+flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; unset = balanced on the data.",
+                   lower_bound=0.0)
+flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.", lower_bound=1)
 flags.DEFINE_string("encoder", "dlib", "Frozen encoder whose features are stored (normface.encoders); 'none' stores none (ablation/debugging only).")
 flags.DEFINE_list("splits", list(records.SPLITS), "Splits to write.")
 flags.DEFINE_float("attachment_fraction", composite.DEFAULT_ATTACHMENT_FRACTION,
-                   "Compositing colour attachment length / size (lambda = 1/(this*size)^2).")
+                   "Compositing colour attachment length / size (lambda = 1/(this*size)^2); > 0.", lower_bound=1e-9)
 flags.DEFINE_float("blur_sigma_fraction", composite.DEFAULT_BLUR_SIGMA_FRACTION,
-                   "Gaussian blur sigma of the compositing mask / size.")
+                   "Gaussian blur sigma of the compositing mask / size.", lower_bound=0.0)
 flags.DEFINE_string("contact_sheet", "", "PNG path of the Fig. 6 contact sheet; default <output>/contact_sheet.png.")
-flags.DEFINE_integer("contact_seeds", 8, "Seed faces on the contact sheet.")
+flags.DEFINE_integer("contact_seeds", 8, "Seed faces on the contact sheet.", lower_bound=0)
+config_flags.existing_folder("faces")
+flags.register_validator("splits", lambda v: set(v) <= set(records.SPLITS),
+                         message=f"--splits: choose from {', '.join(records.SPLITS)}")
 
 
 def main(argv):
     del argv
     if not FLAGS.faces:
-        raise app.UsageError("--faces is required (the face-set root written by data_prep)")
+        raise config_flags.usage_error("--faces is required (the face-set root written by data_prep)")
     output = FLAGS.output or str(paths.workspace_dir() / "records")
+    try:
+        config = build.BuildConfig(
+            morphs_per_face=FLAGS.morphs_per_face,
+            num_examples=FLAGS.num_examples,
+            shard_size=FLAGS.shard_size,
+            seed=FLAGS.seed,
+            theta=FLAGS.theta,
+            k=FLAGS.k,
+            encoder=FLAGS.encoder,
+            composite=composite.CompositeConfig(FLAGS.attachment_fraction, FLAGS.blur_sigma_fraction),
+        )
+    except ValueError as err:
+        raise config_flags.usage_error(str(err)) from err
     try:
         encode_fn = build.encode_fn_for(FLAGS.encoder)  # fail before any long work
     except ValueError as err:
-        raise app.UsageError(f"--encoder: {err}") from err
-    config = build.BuildConfig(
-        morphs_per_face=FLAGS.morphs_per_face,
-        num_examples=FLAGS.num_examples,
-        shard_size=FLAGS.shard_size,
-        seed=FLAGS.seed,
-        theta=FLAGS.theta,
-        k=FLAGS.k,
-        encoder=FLAGS.encoder,
-        composite=composite.CompositeConfig(FLAGS.attachment_fraction, FLAGS.blur_sigma_fraction),
-    )
+        raise config_flags.usage_error(f"--encoder: {err}") from err
     meta = build.build_records(
         FLAGS.faces, output, config, encode_fn, splits=FLAGS.splits, log=logging.info,
         contact_sheet=FLAGS.contact_sheet or os.path.join(output, "contact_sheet.png"),
@@ -74,4 +84,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=config_flags.flags_parser)

@@ -5,7 +5,8 @@
 Writes workspace/faces<size>/screened (the face set the records are built from: the averaged
 faces less the removed training faces, hard-linked), screened/screening.json (the report),
 screened/removed.jsonl, and the descriptor cache workspace/faces<size>/screening/. Resumable:
-rerun the same command; other thresholds in the same folder are refused.
+rerun the same command; other thresholds in the same folder are refused. A bad flag (every numeric
+flag has a range) exits 2 before any work.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from normface.utils import config_flags, paths  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("faces", None, "Faces folder of stages 1-2 (default <workspace>/faces<size>).")
-flags.DEFINE_integer("size", 128, "Crop size, to find the default --faces folder.")
+flags.DEFINE_integer("size", 128, "Crop size, to find the default --faces folder.", lower_bound=16)
+config_flags.existing_folder("faces")
 flags.DEFINE_string("encoder", "dlib", "Frozen encoder whose descriptors are compared (normface.encoders).")
 config_flags.define_flags(screen.ScreenConfig, {
     "leak_threshold": "Remove a public-set face within this descriptor distance of any held-out photo.",
     "dup_threshold": "Training faces within this descriptor distance of each other collapse to one.",
     "min_age": "Remove public-set faces labelled younger than this (0 keeps children).",
-})
+}, bounds={"leak_threshold": (1e-9, None), "dup_threshold": (1e-9, None), "min_age": (0, None)})
 
 
 def main(argv):
@@ -38,7 +40,7 @@ def main(argv):
     try:
         config = config_flags.from_flags(screen.ScreenConfig)
     except ValueError as err:
-        raise app.UsageError(str(err)) from err
+        raise config_flags.usage_error(str(err)) from err
     report = screen.screen_faces(faces, screen.descriptor_fn_for(FLAGS.encoder), config)
     print(json.dumps({k: report[k] for k in ("pool_faces", "held_out_photos", "training_faces_kept", "removed",
                                              "estimated_miss_rate")}, indent=1))
@@ -47,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    sys.exit(app.run(main, flags_parser=config_flags.flags_parser))

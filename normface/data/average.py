@@ -63,6 +63,8 @@ def average_all(
     aligned_root, out_root = Path(aligned_root), Path(out_root)
     if min_photos < 1:
         raise ValueError(f"min_photos must be >= 1, got {min_photos}")
+    if max_photos < 1:
+        raise ValueError(f"max_photos must be >= 1, got {max_photos}")
     template = faceset.read_template(aligned_root)
     faceset.write_template(out_root, template)
     # Finished people are skipped on a rerun: that is only right with the same settings.
@@ -156,14 +158,34 @@ def _entry_stub(record: dict) -> faceset.FaceEntry:
 
 def contact_sheet(face_root: str | Path, split: str = "train", count: int = 64, seed: int = 0,
                   prefix: str = "lfw/") -> np.ndarray:
-    """A grid of ``count`` seeded random faces of a face set (8 columns)."""
-    entries = [e for e in faceset.iter_faces(face_root, split) if e.person.startswith(prefix)]
+    """A grid of ``count`` seeded random faces of a face set (8 columns): those whose person
+    starts with ``prefix`` (LFW's averages by default), or every face of the split when it has
+    none of those (a face set made without LFW). ValueError when the split has no face at all."""
+    every = list(faceset.iter_faces(face_root, split))
+    entries = [e for e in every if e.person.startswith(prefix)] or every
     if not entries:
-        raise ValueError(f"no {prefix} faces in {face_root}/{split}")
+        raise ValueError(f"no faces in {face_root}/{split}")
     rng = np.random.default_rng(seed)
     chosen = [entries[i] for i in sorted(rng.permutation(len(entries))[:count])]
     images = [faceset.load_face_image(face_root, e) for e in chosen]
     return pictures.image_grid(images, cols=8, labels=[e.person.split("/")[-1] for e in chosen])
+
+
+def write_sheets(aligned_root: str | Path, out_root: str | Path, thresholds: quality.QualityThresholds,
+                 split: str = "train") -> list[Path]:
+    """Writes stage 2's pictures: ``contact_sheet.png`` (averaged ``split`` faces; left out when
+    the split has none) and ``filter_examples.png`` (kept / rejected LFW photos per filter; blank
+    cells without LFW photos). Returns the paths written."""
+    aligned_root, out_root = Path(aligned_root), Path(out_root)
+    written = []
+    if any(True for _ in faceset.iter_faces(out_root, split)):
+        io_utils.save_image_atomic(out_root / "contact_sheet.png", contact_sheet(out_root, split))
+        written.append(out_root / "contact_sheet.png")
+    records = align.read_manifest(aligned_root)
+    filter_records(records, thresholds)
+    io_utils.save_image_atomic(out_root / "filter_examples.png", filter_sheet(aligned_root, records))
+    written.append(out_root / "filter_examples.png")
+    return written
 
 
 def filter_sheet(aligned_root: str | Path, records: list[dict], per_cell: int = 6, seed: int = 0) -> np.ndarray:

@@ -64,7 +64,9 @@ def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
         raise ValueError(f"{name}: expected an RGB uint8 or float image, got dtype {array.dtype}")
     if array.ndim == 2:
         array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 2:
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4) and min(array.shape[:2]) < 2:
+        raise ValueError(f"{name}: {array.shape[1]}x{array.shape[0]} pixels is too small to hold a face")
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
         raise ValueError(
             f"{name}: expected an image [height, width, 3] (RGB), [h, w] or [h, w, 1] (grey) or "
             f"[h, w, 4] (RGBA); got shape {array.shape}"

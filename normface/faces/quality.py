@@ -56,6 +56,20 @@ class QualityThresholds:
     max_light_asymmetry: float = 0.35
     max_light_gradient: float = 0.4
 
+    def __post_init__(self):
+        for name, (low, high) in THRESHOLD_BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must lie in [{low:g}, {high:g}], got {value}")
+
+
+# The range of each threshold (also the flags' bounds in data_prep/average_faces.py).
+THRESHOLD_BOUNDS = {
+    "max_yaw": (0.0, 180.0), "max_pitch": (0.0, 180.0), "max_roll": (0.0, 180.0), "max_smile": (0.0, 1.0),
+    "min_sharpness": (0.0, float("inf")), "min_saturation": (0.0, 1.0), "min_eye_distance": (0.0, float("inf")),
+    "max_light_asymmetry": (0.0, float("inf")), "max_light_gradient": (0.0, float("inf")),
+}
+
 
 def expression_features(aligned_landmarks: np.ndarray) -> dict[str, float]:
     """Expression features in IOD units from aligned ``[68, 2]`` landmarks.

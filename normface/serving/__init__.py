@@ -5,5 +5,6 @@
 - :mod:`.packed`: the compact shipped-model format (float16 weights + metadata + card).
 - :mod:`.normalizer`: ``FaceNormalizer`` (detect, align, encode, decode) and its ``Result``.
 - :mod:`.batch_files`: batches of image files for the CLI (discovery, outputs, contact sheets).
+- :mod:`.run_manifest`: what a rerun of ``normface normalize`` in the same output folder skips.
 - ``pretrained/``: the shipped model.
 """

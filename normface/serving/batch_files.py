@@ -1,18 +1,26 @@
 """Batch normalization of files, folders and globs: what ``normface normalize`` runs.
 
-Inputs are expanded (folders recursively, globs), read one by one (bad files are reported and
-skipped, never fatal), and their faces are batched through :class:`normface.serving.normalizer.FaceNormalizer`.
-Outputs are named ``<output>/<input path relative to its root>_face<k>.<fmt>``, written atomically,
-and never over an input file. Each problem is one line on stderr and, with a report path, one JSON
-line in the report.
+Inputs are expanded (folders recursively, following symbolic links; globs), read one by one (bad
+files are reported and skipped, never fatal), and their faces are batched through
+:class:`normface.serving.normalizer.FaceNormalizer`. Outputs are named ``<output>/<input path
+relative to its root>_face<k>.<fmt>``, written atomically, and never over an input file. Each
+problem is one line on stderr naming the file and the reason and, with a report, the input's
+line in the report (one JSON line per input per run: ``ok``, ``error`` or ``skipped``). An
+output that cannot be written is that input's failure (``BatchSummary.write_failures``).
+With a run manifest (:mod:`normface.serving.run_manifest`) inputs whose outputs are complete
+are skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import json
+import os
+import stat
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -23,6 +31,7 @@ from normface.utils import io_utils
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
 FORMATS = ("png", "jpg")
 SHEET_MAX = 32  # pairs on a contact sheet
+SHEET_FILE = "sheet.png"
 
 
 @dataclasses.dataclass
@@ -31,24 +40,90 @@ class InputFile:
     rel: Path  # path relative to the root it was found under (names the outputs)
 
 
-def discover(inputs: Iterable[str], exclude: Path | None = None) -> tuple[list[InputFile], list[str]]:
-    """Expands files, folders (recursively, image suffixes only) and globs, in sorted order.
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """An input argument or file that gave nothing to normalize, and why."""
 
-    Files found in folders or globs under ``exclude`` (the output folder) are skipped, so a rerun
-    does not normalize its own outputs; files named explicitly are always taken. Each file's ``rel`` (which names its outputs) is unique: colliding names from
-    different folders get ``_2``, ``_3``... Returns (files, problems) where problems name
-    inputs that matched nothing.
+    input: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.input}: {self.reason}"
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why ``path`` (which exists as a name) is not a readable regular file, or None if it is one."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        if path.is_symlink():
+            if err.errno == errno.ELOOP:
+                return "symbolic link loop"
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"broken symbolic link (to {target})"
+        return io_utils.os_error_text(err)
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def output_overlap(inputs: Iterable[str], output: Path) -> str | None:
+    """Why ``output`` cannot be the output folder of these inputs: it is one of the input folders
+    (the outputs would mix with the photos), or None. An output folder inside an input folder is
+    fine (its files are skipped), as is one above it (outputs keep their names relative to the
+    input folder, so they do not land in it)."""
+    out = output.resolve()
+    for item in inputs:
+        path = Path(item)
+        base = path if path.is_dir() else (_glob_base(item) if glob.has_magic(item) else None)
+        if base is not None and base.is_dir() and base.resolve() == out:
+            return (f"the output folder {output} is the input folder {item}: its outputs would mix with the "
+                    f"photos; choose another folder (a subfolder such as {Path(item) / 'normalized'} works)")
+    return None
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard."""
+    parts = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def discover(inputs: Iterable[str], exclude: Path | None = None, skip: set[Path] | None = None
+             ) -> tuple[list[InputFile], list[Problem]]:
+    """Expands files, folders (recursively, image suffixes only, following symbolic links) and
+    globs, in sorted order.
+
+    Files in folders or globs under ``exclude`` (the output folder) are skipped when it lies inside
+    them, so a rerun does not normalize its own outputs; files named explicitly are taken, except
+    those in ``skip`` (outputs the run manifest recorded). Each file's ``rel`` (which names its
+    outputs) is unique: colliding names from different folders get ``_2``, ``_3``... Returns
+    (files, problems); problems name inputs that matched nothing, broken or looping symbolic
+    links, things that are not regular files and folders without images.
     """
     files: list[InputFile] = []
-    problems: list[str] = []
+    problems: list[Problem] = []
     seen: set[Path] = set()
     used: set[str] = set()
-    skip = exclude.resolve() if exclude is not None else None
+    out = exclude.resolve() if exclude is not None else None
+    skip = skip or set()
 
-    def add(path: Path, root: Path, explicit: bool = False):
+    def add(path: Path, root: Path, under: Path | None = None):
         real = path.resolve()
-        if real in seen or (not explicit and skip is not None and skip in real.parents):
+        if real in seen or real in skip:
             return
+        if out is not None and under is not None and out != under and _inside(out, under) and _inside(real, out):
+            return  # the output folder sits inside the folder searched: its files are outputs
         seen.add(real)
         rel = path.relative_to(root) if root != path else Path(path.name)
         stem, n = rel.with_suffix(""), 1
@@ -58,20 +133,45 @@ def discover(inputs: Iterable[str], exclude: Path | None = None) -> tuple[list[I
         used.add(str(rel.with_suffix("")).lower())
         files.append(InputFile(path, rel))
 
+    def add_named(path: Path, shown: str, root: Path, under: Path | None = None):
+        problem = _link_problem(path)
+        if problem:
+            problems.append(Problem(shown, problem))
+        else:
+            add(path, root, under)
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-                add(f, path)
-        elif path.is_file():
-            add(path, path, explicit=True)
-        else:
+            before = (len(files), len(problems))
+            real_root = path.resolve()
+            visited: set[tuple[int, int]] = set()
+            for dirpath, dirnames, names in os.walk(path, followlinks=True):
+                st = os.stat(dirpath)
+                if (st.st_dev, st.st_ino) in visited:
+                    dirnames[:] = []  # a symbolic link back up the tree: each folder once
+                    continue
+                visited.add((st.st_dev, st.st_ino))
+                dirnames.sort()
+                for name in sorted(names):
+                    f = Path(dirpath) / name
+                    if f.suffix.lower() in IMAGE_SUFFIXES:
+                        add_named(f, str(f), path, real_root)
+            if (len(files), len(problems)) == before:
+                problems.append(Problem(item, "no images in this folder (suffixes "
+                                              f"{', '.join(sorted(IMAGE_SUFFIXES))})"))
+        elif os.path.lexists(path):
+            add_named(path, item, path)
+        elif glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))
+            base = _glob_base(item).resolve()
             if not matches:
-                problems.append(f"{item}: no such file, folder or matching glob")
+                problems.append(Problem(item, "no file matches this pattern"))
             for m in matches:
-                if Path(m).is_file():
-                    add(Path(m), Path(m))
+                if not Path(m).is_dir():
+                    add_named(Path(m), m, Path(m), base)
+        else:
+            problems.append(Problem(item, "no such file or folder"))
     return files, problems
 
 
@@ -82,8 +182,20 @@ def output_path(out_dir: Path, item: InputFile, face_index: int, fmt: str, suffi
 
 
 def read_photo(path: Path) -> np.ndarray:
-    """Reads a photo (``io_utils.read_rgb``: converts modes, refuses absurd sizes)."""
+    """Reads a photo upright and in sRGB (``io_utils.read_rgb``: EXIF orientation, ICC profile,
+    modes converted, absurd sizes refused)."""
     return io_utils.read_rgb(path)
+
+
+def error_text(err: BaseException) -> str:
+    """One line for a per-file error (an OSError as its reason and file)."""
+    if isinstance(err, OSError):
+        return io_utils.os_error_text(err)
+    return str(err)
+
+
+class OutputWriteError(OSError):
+    """An output file could not be written (the message names it and why)."""
 
 
 @dataclasses.dataclass
@@ -95,6 +207,12 @@ class BatchOptions:
     write_json: bool = False
     all_faces: bool = False
     keep_pairs: bool = False  # keep (aligned input, output) pairs for a contact sheet
+    debug: bool = False  # print the traceback of each per-file error
+
+    def output_options(self) -> dict:
+        """The options that change what is written (part of the run manifest's key)."""
+        return {"fmt": self.fmt, "side_by_side": self.side_by_side, "json": self.write_json,
+                "all_faces": self.all_faces}
 
 
 @dataclasses.dataclass
@@ -103,22 +221,38 @@ class BatchSummary:
     processed: int = 0
     faces: int = 0
     problems: int = 0
+    write_failures: int = 0  # inputs (or extra files) whose outputs could not be written
     outputs: list = dataclasses.field(default_factory=list)
     pairs: list = dataclasses.field(default_factory=list)
 
 
+def _face_fields(faces) -> dict:
+    """The report fields of an input's faces: the first face's, flat, plus every face's with several."""
+    fields = dict(faces[0].to_json())
+    if len(faces) > 1:
+        fields["faces"] = [res.to_json() for res in faces]
+    return fields
+
+
 def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
-              report: Callable[[dict], None] | None = None, progress: Callable[[int, int], None] | None = None
-              ) -> BatchSummary:
-    """Normalizes ``files`` with ``normalizer``; reports problems; returns counts."""
+              report: Callable[[dict], None] | None = None, progress: Callable[[int, int], None] | None = None,
+              on_done: Callable[[InputFile, list[Path]], None] | None = None) -> BatchSummary:
+    """Normalizes ``files`` with ``normalizer``; reports problems; returns counts.
+
+    ``report`` gets one dict per input; ``on_done(item, outputs)`` is called once all of an
+    input's outputs are written (the run manifest records it there; an OSError it raises is
+    counted as a write failure)."""
     if options.fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {options.fmt!r}")
     inputs = {f.path.resolve() for f in files}
     summary = BatchSummary(files=len(files))
 
-    def problem(path, reason):
+    def problem(path, reason, err: BaseException | None = None, write: bool = False):
         summary.problems += 1
+        summary.write_failures += write
         print(f"normface: {path}: {reason}", file=sys.stderr)
+        if options.debug and err is not None:
+            traceback.print_exception(err)
         if report:
             report({"input": str(path), "status": "error", "reason": reason})
 
@@ -133,7 +267,7 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
                                                 batch_size=options.batch_size, errors=errors)
         except Exception as err:  # a failure of the networks themselves: record every file of the batch
             for item, _ in pending:
-                problem(item.path, f"normalization failed: {err!r}")
+                problem(item.path, f"normalization failed: {err!r}", err)
             pending.clear()
             return
         for j, ((item, _), faces) in enumerate(zip(pending, results)):
@@ -143,27 +277,34 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
             if not faces:
                 problem(item.path, "no face found")
                 continue
+            written: list[Path] = []
+            try:
+                for res in faces:
+                    written += write_result(item, res, options, inputs)
+                if on_done:
+                    on_done(item, written)
+            except OutputWriteError as err:
+                problem(item.path, str(err), err, write=True)
+                continue
+            except ValueError as err:
+                problem(item.path, str(err), err)
+                continue
             summary.processed += 1
+            summary.faces += len(faces)
+            summary.outputs.extend(written)
             for res in faces:
-                try:
-                    written = write_result(item, res, options, inputs)
-                except (ValueError, OSError) as err:
-                    problem(item.path, str(err))
-                    continue
-                summary.faces += 1
-                summary.outputs.extend(written)
                 if options.keep_pairs and len(summary.pairs) < SHEET_MAX:
                     summary.pairs.append((item.rel.stem, res.aligned_input, res.image))
-                if report:
-                    report({"input": str(item.path), "status": "ok", "outputs": [str(p) for p in written],
-                            **res.to_json()})
+            if report:
+                report({"input": str(item.path), "status": "ok", "outputs": [str(p) for p in written],
+                        **_face_fields(faces)})
         pending.clear()
 
     for n, item in enumerate(files, 1):
         try:
             pending.append((item, read_photo(item.path)))
         except (ValueError, OSError) as err:
-            problem(item.path, str(err).replace(f"{item.path}: ", ""))
+            problem(item.path, error_text(err).replace(f"{item.path}: ", ""), err)
         if len(pending) >= options.batch_size:
             flush()
         if progress:
@@ -172,23 +313,55 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
     return summary
 
 
+def _write(path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as err:
+        raise OutputWriteError(f"cannot write {path}: {io_utils.os_error_text(err)}") from err
+
+
 def write_result(item: InputFile, res, options: BatchOptions, inputs: set[Path]) -> list[Path]:
-    """Writes one face's outputs; refuses any path that is an input file."""
+    """Writes one face's outputs; refuses any path that is an input file (ValueError); raises
+    OutputWriteError naming the output that could not be written."""
     paths = []
     main = output_path(options.output, item, res.face_index, options.fmt)
     image = np.concatenate([res.aligned_input, res.image], axis=1) if options.side_by_side else res.image
     for path, data in [(main, image)]:
         if path.resolve() in inputs:
             raise ValueError(f"{path}: output would overwrite an input file; choose another --output")
-        io_utils.save_image_atomic(path, data)
+        _write(path, lambda: io_utils.save_image_atomic(path, data))
         paths.append(path)
     if options.write_json:
         jpath = output_path(options.output, item, res.face_index, "json")
         if jpath.resolve() in inputs:
             raise ValueError(f"{jpath}: output would overwrite an input file; choose another --output")
-        io_utils.write_bytes_atomic(jpath, json.dumps({"input": str(item.path), **res.to_json()}, indent=1).encode())
+        text = json.dumps({"input": str(item.path), **res.to_json()}, indent=1).encode()
+        _write(jpath, lambda: io_utils.write_bytes_atomic(jpath, text))
         paths.append(jpath)
     return paths
+
+
+def sheet_pair_from_outputs(item: InputFile, outputs: list[str | Path], options: BatchOptions,
+                            normalizer=None) -> list[tuple]:
+    """(name, aligned input, output) sheet pairs of an input normalized by an earlier run, from its
+    image outputs: a side-by-side output holds both halves; otherwise the aligned input is
+    recomputed with ``normalizer.align`` (detection and alignment, not the networks)."""
+    images = [Path(o) for o in outputs if Path(o).suffix.lower() == f".{options.fmt}"]
+    pairs = []
+    aligned = None
+    for path in sorted(images):
+        full = path if path.is_absolute() else options.output / path
+        out = io_utils.read_rgb(full)
+        if options.side_by_side:
+            half = out.shape[1] // 2
+            pairs.append((item.rel.stem, out[:, :half], out[:, half:]))
+            continue
+        if aligned is None:
+            aligned = [a for a, _, _ in normalizer.align(read_photo(item.path), options.all_faces)]
+        k = int(full.stem.rsplit("_face", 1)[1])
+        if k < len(aligned):
+            pairs.append((item.rel.stem, aligned[k], out))
+    return pairs
 
 
 def progress_bar(done: int, total: int, stream=None) -> None:
@@ -204,12 +377,14 @@ def progress_bar(done: int, total: int, stream=None) -> None:
 
 
 def write_sheet(path: Path, pairs: list) -> Path:
-    """A contact sheet of (name, aligned input, output) pairs: two pairs per row."""
+    """A contact sheet of (name, aligned input, output) pairs: two pairs per row. Raises
+    OutputWriteError naming the sheet when it cannot be written."""
     from normface.utils import pictures
 
     tiles, labels = [], []
     for name, aligned, output in pairs:
         tiles += [aligned, output]
         labels += [name, "normalized"]
-    io_utils.save_image_atomic(path, pictures.image_grid(tiles, cols=4, labels=labels))
+    grid = pictures.image_grid(tiles, cols=4, labels=labels)
+    _write(path, lambda: io_utils.save_image_atomic(path, grid))
     return path

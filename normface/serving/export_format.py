@@ -34,9 +34,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import keras
-import tensorflow as tf
-
 from normface.faces.alignment import AlignmentTemplate
 
 METADATA_FILE = "assets.extra/normface.json"
@@ -83,6 +80,8 @@ class ExportMetadata:
 
 def load_export(export_dir: str | os.PathLike):
     """``(loaded SavedModel, ExportMetadata)`` from an export folder."""
+    import tensorflow as tf
+
     export_dir = Path(export_dir)
     if not (export_dir / "saved_model.pb").is_file():
         raise FileNotFoundError(f"{export_dir}: not a normface export (no saved_model.pb)")
@@ -90,8 +89,10 @@ def load_export(export_dir: str | os.PathLike):
     return tf.saved_model.load(str(export_dir)), meta
 
 
-def load_keras(path: str | os.PathLike) -> keras.Model:
+def load_keras(path: str | os.PathLike) -> "keras.Model":
     """The ``.keras`` model of an export folder (or a ``.keras`` file itself)."""
+    import keras
+
     import normface.models  # noqa: F401  (registers the custom layers)
 
     path = Path(path)

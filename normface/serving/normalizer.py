@@ -78,6 +78,26 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
     return path
 
 
+def model_fingerprint(path: str | os.PathLike | None) -> str:
+    """A digest of the files that define a model (its metadata and weights), read without
+    loading it: equal for the same model wherever it lies, different after any change."""
+    import hashlib
+
+    from normface.serving import export_format, packed, run_manifest
+
+    path = resolve_model_path(path)
+    if packed.is_packed(path):
+        files = [path / packed.METADATA_FILE, path / packed.WEIGHTS_FILE]
+    else:
+        export_dir = path if path.is_dir() else path.parent
+        files = [export_dir / export_format.METADATA_FILE,
+                 path if path.suffix == ".keras" else path / export_format.KERAS_FILE]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + (run_manifest.file_sha256(f) if f.is_file() else "-").encode())
+    return digest.hexdigest()
+
+
 class FaceNormalizer:
     """The photo-to-normalized-face pipeline around a trained model."""
 
@@ -112,7 +132,10 @@ class FaceNormalizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest") -> "FaceNormalizer":
         """Loads a packed model (:mod:`normface.serving.packed`; default: the one shipped in the
-        package), an export folder or its ``.keras`` file."""
+        package), an export folder or its ``.keras`` file.
+
+        Raises FileNotFoundError for a missing model or file, ``packed.ModelFileError`` (a
+        ValueError) naming the file that is corrupt, partial or unreadable."""
         from normface.serving import packed
         from normface.encoders import get_encoder
         from normface.serving import export_format
@@ -125,8 +148,18 @@ class FaceNormalizer:
         meta_file = export_dir / export_format.METADATA_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"{export_dir}: no {export_format.METADATA_FILE} (not a normface export)")
-        metadata = export_format.ExportMetadata.from_json(meta_file.read_text())
-        model = export_format.load_keras(path)
+        try:
+            metadata = export_format.ExportMetadata.from_json(meta_file.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise packed.ModelFileError(f"{meta_file}: {err}") from err
+        keras_file = path if path.suffix == ".keras" else path / export_format.KERAS_FILE
+        if not keras_file.is_file():
+            raise FileNotFoundError(f"{export_dir}: no {export_format.KERAS_FILE} (not a normface export)")
+        try:
+            model = export_format.load_keras(path)
+        except Exception as err:  # noqa: BLE001 -- Keras raises many types for a damaged file
+            raise packed.ModelFileError(f"{keras_file}: cannot be loaded, corrupt or partial? "
+                                        f"({type(err).__name__}: {err})") from err
         encoder = get_encoder(metadata.encoder_id or "dlib")
         return cls(model, metadata, encoder, choose=choose)
 

@@ -199,3 +199,56 @@ def synthetic_faces(
         images.append(img)
         marks.append(pts)
     return np.stack(images), np.stack(marks).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Photo metadata for tests of input handling (EXIF orientation, colour profiles).
+# ----------------------------------------------------------------------------------------------
+# ProPhoto (ROMM) RGB's colorants in the ICC's D50 white: a gamut much wider than sRGB's.
+WIDE_GAMUT_COLORANTS = {b"rXYZ": (0.7977, 0.2880, 0.0000), b"gXYZ": (0.1352, 0.7119, 0.0000),
+                        b"bXYZ": (0.0313, 0.0001, 0.8249)}
+
+
+def wide_gamut_profile() -> bytes:
+    """An ICC profile with ProPhoto RGB's primaries and sRGB's tone curves: Little CMS's sRGB
+    profile (from Pillow) with its three colorant tags replaced, so no profile file is needed."""
+    import struct
+
+    from PIL import ImageCms
+
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[84:100] = bytes(16)  # the profile ID (an MD5 of the content) becomes "not computed"
+    (count,) = struct.unpack(">I", data[128:132])
+    for i in range(count):
+        sig, offset, _ = struct.unpack(">4sII", data[132 + 12 * i:144 + 12 * i])
+        if sig in WIDE_GAMUT_COLORANTS:
+            data[offset + 8:offset + 20] = struct.pack(">3i", *(round(v * 65536) for v in WIDE_GAMUT_COLORANTS[sig]))
+    return bytes(data)
+
+
+def to_profile(rgb: np.ndarray, profile: bytes) -> np.ndarray:
+    """sRGB ``[h, w, 3]`` uint8 pixels re-encoded in the colour space of ICC ``profile``."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    target = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    return np.asarray(ImageCms.profileToProfile(Image.fromarray(rgb), srgb, target, outputMode="RGB"))
+
+
+# EXIF Orientation -> the transpose that turns the upright photo into what a camera stores with
+# that tag (ImageOps.exif_transpose undoes it).
+STORED_FOR_ORIENTATION = {3: "ROTATE_180", 6: "ROTATE_90", 8: "ROTATE_270"}
+
+
+def save_with_orientation(upright, path, orientation: int, **save_options) -> None:
+    """Saves PIL image ``upright`` as a camera would with EXIF ``orientation`` (3, 6 or 8): the
+    pixels turned, the tag telling viewers how to turn them back."""
+    from PIL import ExifTags, Image
+
+    stored = upright.transpose(getattr(Image.Transpose, STORED_FOR_ORIENTATION[orientation]))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.Base.Make] = "normface-test"
+    stored.save(path, exif=exif.tobytes(), **save_options)

@@ -3,22 +3,54 @@
 A binary passes the help text of each field and, for string fields with a fixed set of values,
 the choices; :func:`define_flags` declares one flag per field (same name, the field's default)
 and :func:`from_flags` builds the dataclass back from the parsed flags. Tuples of ints become
-list flags (``--channels=128,64,32,32``).
+list flags (``--channels=128,64,32,32``). ``bounds`` gives numeric flags their ranges, checked
+when the flags are parsed.
+
+The binaries run ``app.run(main, flags_parser=config_flags.flags_parser)``: a flag out of its
+range (or failing a validator) is then one line on stderr and exit 2, before any work, and
+:func:`usage_error` is the exit-2 error for checks ``main`` makes itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from typing import Any, Mapping, TypeVar
 
-from absl import flags
+from absl import app, flags
+
+EXIT_USAGE = 2
+
+
+def flags_parser(argv: list[str]) -> list[str]:
+    """``app.run``'s flags parser: a bad flag is one line naming it and exit 2 (absl's own exits 1)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        prog = os.path.basename(argv[0]) if argv else "binary"
+        print(f"{prog}: usage error: {err} (see {prog} --helpshort)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def usage_error(message: str) -> app.UsageError:
+    """An ``app.UsageError`` that exits 2 (raise it from ``main`` for a bad flag combination)."""
+    return app.UsageError(message, exitcode=EXIT_USAGE)
+
+
+def existing_folder(name: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Validates ``--name`` (when given) as an existing folder."""
+    flags.register_validator(name, lambda v: v is None or v == "" or os.path.isdir(v),
+                             message=f"--{name} must be an existing folder", flag_values=flag_values)
 
 T = TypeVar("T")
 
 
 def define_flags(cls: type, help: Mapping[str, str], choices: Mapping[str, tuple[str, ...]] | None = None,
-                 skip: tuple[str, ...] = (), flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
-    """Declares a flag per field of ``cls`` (except ``skip``); returns their names.
+                 skip: tuple[str, ...] = (), flag_values: flags.FlagValues = flags.FLAGS,
+                 bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> list[str]:
+    """Declares a flag per field of ``cls`` (except ``skip``); returns their names. ``bounds``
+    maps numeric fields to their inclusive (lower, upper) range (None: open).
 
     ``help`` must name exactly the declared fields (a missing or unknown name is a ValueError,
     so the help cannot drift from the dataclass)."""
@@ -27,6 +59,7 @@ def define_flags(cls: type, help: Mapping[str, str], choices: Mapping[str, tuple
     if missing or unknown:
         raise ValueError(f"{cls.__name__} flags: help missing for {missing}, help for unknown fields {unknown}")
     choices = choices or {}
+    bounds = bounds or {}
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
@@ -35,9 +68,11 @@ def define_flags(cls: type, help: Mapping[str, str], choices: Mapping[str, tuple
         if isinstance(default, bool):
             flags.DEFINE_bool(field.name, default, text, flag_values=flag_values)
         elif isinstance(default, int):
-            flags.DEFINE_integer(field.name, default, text, flag_values=flag_values)
+            low, high = bounds.get(field.name, (None, None))
+            flags.DEFINE_integer(field.name, default, text, lower_bound=low, upper_bound=high, flag_values=flag_values)
         elif isinstance(default, float):
-            flags.DEFINE_float(field.name, default, text, flag_values=flag_values)
+            low, high = bounds.get(field.name, (None, None))
+            flags.DEFINE_float(field.name, default, text, lower_bound=low, upper_bound=high, flag_values=flag_values)
         elif isinstance(default, tuple):
             flags.DEFINE_list(field.name, [str(v) for v in default], text, flag_values=flag_values)
         elif field.name in choices:

@@ -128,7 +128,8 @@ def test_same_names_in_different_folders_do_not_collide(tiny_export, photos, tmp
     out = tmp_path / "out"
     assert cli.main(["normalize", str(tmp_path / "x" / "p.jpg"), str(tmp_path / "y" / "p.jpg"), "-o", str(out),
                      "--model", str(tiny_export)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["p_2_face0.png", "p_face0.png"]
+    # (plus the hidden run manifest, .normface-run.jsonl)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["p_2_face0.png", "p_face0.png"]
 
 
 
@@ -193,3 +194,19 @@ def test_adjust_rerun_skips_its_own_outputs(tiny_export, data_root, tmp_path):
     for _ in range(2):
         assert cli.main(["adjust", str(folder), "-o", str(out), "--model", str(tiny_export)]) == 0
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg")) == ["fixed/powell.jpg", "powell.jpg"]
+
+
+def test_checksums_are_recorded_without_touching_the_weights(tiny_export, tmp_path):
+    import hashlib
+
+    from normface.serving import packed as packing
+
+    model = packing.pack(tiny_export, tmp_path / "packed")
+    meta = json.loads((model / packing.METADATA_FILE).read_text())
+    recorded = meta.pop(packing.CHECKSUMS_KEY)
+    (model / packing.METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    weights = hashlib.sha256((model / packing.WEIGHTS_FILE).read_bytes()).hexdigest()
+    packing.record_checksums(model)
+    assert json.loads((model / packing.METADATA_FILE).read_text())[packing.CHECKSUMS_KEY] == recorded
+    assert hashlib.sha256((model / packing.WEIGHTS_FILE).read_bytes()).hexdigest() == weights
+    assert recorded[packing.WEIGHTS_FILE]["sha256"] == weights

@@ -40,3 +40,63 @@ def test_read_rgb_names_the_bad_file(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(ValueError, match="broken.jpg"):
         io_utils.read_rgb(bad)
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    stale = tmp_path / "sub" / f".a.png{io_utils.TEMP_MARK}{pid}.abcdefgh.png"
+    mine = tmp_path / f".b.png{io_utils.TEMP_MARK}{__import__('os').getpid()}.abcdefgh.png"
+    other = tmp_path / ".c.png.abcdefgh.png"  # not ours: never touched
+    for p in (stale, mine, other):
+        p.write_bytes(b"")
+    assert io_utils.remove_stale_temps(tmp_path) == [stale]
+    assert not stale.exists() and mine.exists() and other.exists()
+    # A temporary file is removed when the writer unwinds (what SIGTERM's handler does).
+    with pytest.raises(SystemExit):
+        with io_utils.atomic_path(tmp_path / "d.png"):
+            raise SystemExit(143)
+    assert not list(tmp_path.glob(f".d.png{io_utils.TEMP_MARK}*"))
+
+
+def test_unwritable_reasons_come_from_the_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in io_utils.unwritable_reason(tmp_path / "file" / "out.png")
+    assert "not a folder" in io_utils.unwritable_reason(tmp_path / "file", folder=True)
+    assert "is a folder" in io_utils.unwritable_reason(tmp_path, folder=False)
+    assert io_utils.unwritable_reason(tmp_path / "new" / "deeper", folder=True) is None
+
+
+def test_photos_are_read_upright_in_srgb_and_written_back_with_their_metadata(tmp_path):
+    from PIL import ExifTags
+
+    from normface.testing import synthetic
+
+    from normface.utils import paths
+
+    # A photo's colours (8-bit noise's extreme colours round-trip through a wide gamut less exactly).
+    upright = Image.open(paths.REPO_ROOT / "samples" / "london_011_08.jpg").convert("RGB").resize((40, 24))
+    synthetic.save_with_orientation(upright, tmp_path / "o6.png", 6)
+    photo = io_utils.read_image(tmp_path / "o6.png")
+    np.testing.assert_array_equal(photo.pixels, np.asarray(upright))
+    exif = Image.Exif()
+    exif.load(photo.exif)
+    assert exif[ExifTags.Base.Orientation] == 1 and exif[ExifTags.Base.Make] == "normface-test"
+    profile = synthetic.wide_gamut_profile()
+    encoded = synthetic.to_profile(np.asarray(upright), profile)
+    Image.fromarray(encoded).save(tmp_path / "wide.png", icc_profile=profile)
+    wide = io_utils.read_image(tmp_path / "wide.png")
+    assert wide.converted_from_icc and wide.icc_profile == profile
+    assert np.abs(wide.pixels.astype(int) - np.asarray(upright)).max() <= 2
+    io_utils.save_photo_atomic(tmp_path / "back.png", wide.pixels, like=wide)
+    with Image.open(tmp_path / "back.png") as back:
+        assert back.info["icc_profile"] == profile
+        assert np.abs(np.asarray(back).astype(int) - encoded).max() <= 2  # back in the profile's numbers
+    # An unusable profile: the pixels are taken as sRGB, as without one.
+    Image.fromarray(encoded).save(tmp_path / "bad_icc.png", icc_profile=b"not a profile")
+    bad = io_utils.read_image(tmp_path / "bad_icc.png")
+    assert not bad.converted_from_icc and np.array_equal(bad.pixels, encoded)
