@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import os
 import signal
 import sys

@@ -32,9 +32,12 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from normface.faces.alignment import AlignmentTemplate
+
+if TYPE_CHECKING:
+    import keras
 
 METADATA_FILE = "assets.extra/normface.json"
 
