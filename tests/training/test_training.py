@@ -2,9 +2,9 @@
 
 Covers: one step of every variant, no warp/encoder without the identity loss, each loss term
 decreasing when optimized alone and one batch's terms and total against a NumPy computation,
-overfitting a fixed batch, resume (in-process and after SIGKILL), mirrored (2 logical CPUs) and
-multi-worker (2 local processes) strategies, mixed_float16, export -> reload -> same outputs,
-start-up failures of the binary.
+overfitting a fixed batch, the best-checkpoint rule on injected validation scores, resume
+(in-process and after SIGKILL), mirrored (2 logical CPUs) and multi-worker (2 local processes)
+strategies, mixed_float16, export -> reload -> same outputs, start-up failures of the binary.
 The TPU strategy path is not tested (no TPU here).
 """
 
@@ -28,7 +28,7 @@ from normface import warp
 from normface.utils import paths
 from normface.models import IMAGE, LANDMARKS, TEXTURE, build_normalizer
 from normface.serving import export_format
-from normface.training import export
+from normface.training import checkpoints, export
 from normface.testing import synthetic
 from normface.training.config import TrainConfig
 from normface.training.trainer import Trainer
@@ -159,17 +159,76 @@ def test_one_batch_total_equals_a_hand_computation(tmp_path):
     assert history["train/total"] > 0 and landmark > 0 and texture > 0 and identity > 0
 
 
-def test_validation_identity_metric_and_best_checkpoint(tmp_path):
+def test_validation_identity_metric_and_best_checkpoint(tmp_path, monkeypatch):
+    scores = []
+    score = Trainer._score
+    monkeypatch.setattr(Trainer, "_score", lambda self, metrics: scores.append(score(self, metrics)) or scores[-1])
     trainer = make_trainer(tmp_path, steps=4, eval_every=2, checkpoint_every=2, image_every=2,
                            eval_batches=2, identity_eval_examples=4)
     history = trainer.fit(data(), data(seed=3, shuffle=False))
     for key in ("validation/total", "identity/within", "identity/median", "identity/pixel_l1", "best/step"):
         assert key in history and np.isfinite(history[key]), key
     best = json.loads((tmp_path / "best.json").read_text())
-    assert best["step"] in (2, 4)
+    # Validations at steps 2 and 4; the first of the highest scores wins.
+    assert len(scores) == 2
+    assert best["step"] == 2 * (int(np.argmax(scores)) + 1) and best["score"] == pytest.approx(max(scores))
+    assert best["score"] == pytest.approx(checkpoints.selection_score(best))
     assert tf.train.latest_checkpoint(str(tmp_path / "best"))
     assert list((tmp_path / "logs" / "train").glob("events.out.tfevents.*"))
     assert list((tmp_path / "logs" / "validation").glob("events.out.tfevents.*"))
+
+
+# Scripted validation results at steps 2, 4, 6 and the step the best-checkpoint rule must keep:
+# by the identity share within 0.6, by the median distance when the shares tie, and by the
+# validation loss when there is no encoder.
+INJECTED = {
+    "identity_share": (True, [dict(within=0.25, median=0.7), dict(within=0.75, median=0.5),
+                              dict(within=0.5, median=0.4)], 4),
+    "median_breaks_ties": (True, [dict(within=0.5, median=0.6), dict(within=0.5, median=0.5),
+                                  dict(within=0.5, median=0.4)], 6),
+    "validation_loss": (False, [dict(total=0.3), dict(total=0.5), dict(total=0.2)], 6),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INJECTED))
+def test_best_checkpoint_follows_injected_validation_scores(tmp_path, monkeypatch, case):
+    identity, scripted, best_step = INJECTED[case]
+    results = iter(scripted)
+    if identity:
+        monkeypatch.setattr(Trainer, "evaluate_identity",
+                            lambda self, ds: {**next(results), "pixel_l1": 0.1})
+    else:
+        monkeypatch.setattr(Trainer, "evaluate",
+                            lambda self, ds: {"landmark": 0.0, "texture": 0.0, **next(results)})
+    kwargs = dict(steps=6, eval_every=2, checkpoint_every=2, eval_batches=1, identity_eval_examples=2)
+    trainer = make_trainer(tmp_path / "run", embed=identity, **kwargs)
+    trainer.fit(data(), data(seed=3, shuffle=False))
+    assert next(results, None) is None  # every scripted validation was used
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["step"] == best_step, (case, best)
+    assert checkpoints.find_checkpoint(tmp_path / "run", "best").endswith(f"ckpt-{best_step}")
+    assert checkpoints.find_checkpoint(tmp_path / "run", "latest").endswith("ckpt-6")
+    # The best checkpoint holds the model of that step (the same as the latest checkpoints' copy).
+    fresh = make_trainer(tmp_path / "run", embed=identity, **kwargs)
+    assert fresh.restore_best() == best_step
+    at_step = build_normalizer(synthetic.tiny_model_config(), synthetic.mean_landmarks(SIZE))
+    tf.train.Checkpoint(model=at_step.model).restore(
+        str(tmp_path / "run" / "checkpoints" / f"ckpt-{best_step}")).expect_partial()
+    for a, b in zip(weights(at_step.model), weights(fresh.net.model)):
+        np.testing.assert_array_equal(a, b)
+    if best_step != 6:
+        assert not all(np.array_equal(a, b) for a, b in zip(weights(fresh.net.model), weights(trainer.net.model)))
+
+
+def test_selection_score_and_best_else_latest(tmp_path):
+    assert checkpoints.selection_score({"identity/within": 0.5, "identity/median": 0.4,
+                                        "validation/total": 9.0}) == pytest.approx(0.5 - 4e-4)
+    assert checkpoints.selection_score({"validation/total": 0.25}) == -0.25
+    assert checkpoints.find_checkpoint(tmp_path) is None
+    make_trainer(tmp_path, steps=2, checkpoint_every=1).fit(data())  # no validation: no best/
+    assert checkpoints.find_checkpoint(tmp_path, "best").endswith("ckpt-2")
+    with pytest.raises(ValueError, match="which"):
+        checkpoints.find_checkpoint(tmp_path, "worst")
 
 
 def test_mixed_float16_tracks_float32(tmp_path):
