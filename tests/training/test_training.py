@@ -4,7 +4,9 @@ Covers: one step of every variant, no warp/encoder without the identity loss, ea
 decreasing when optimized alone and one batch's terms and total against a NumPy computation,
 overfitting a fixed batch, the best-checkpoint rule on injected validation scores, resume
 (in-process and after SIGKILL), mirrored (2 logical CPUs) and multi-worker (2 local processes)
-strategies, mixed_float16, export -> reload -> same outputs, start-up failures of the binary.
+strategies run through tests/training/train_recorder.py (experiments/train.py recording what each
+replica reads: 2 replicas in sync, different examples per replica / worker, identical weights),
+mixed_float16, export -> reload -> same outputs, start-up failures of the binary.
 The TPU strategy path is not tested (no TPU here).
 """
 
@@ -36,6 +38,7 @@ from normface.training.trainer import Trainer
 SIZE, FEAT, BATCH = 32, 16, 2
 REPO = paths.REPO_ROOT
 TRAIN = REPO / "experiments" / "train.py"
+RECORDER = Path(__file__).parent / "train_recorder.py"  # train.py recording what each replica reads
 QUIET = dict(log_every=0, image_every=0, eval_every=0, checkpoint_every=0)
 # Flags of the binary matching tiny_model_config() and the synthetic data.
 TINY_FLAGS = ["--synthetic", f"--output_size={SIZE}", f"--feature_dim={FEAT}", "--feature_hidden=32",
@@ -377,11 +380,32 @@ def test_binary_resumes_after_sigkill(tmp_path):
     assert _checkpoint_step(tmp_path) == 300
 
 
+def read_recording(record_dir: Path, name: str):
+    """tests/training/train_recorder.py's record of one process: (info, weights, reads), reads
+    as {(step, replica): [person ids]}."""
+    info = json.loads((record_dir / f"{name}.json").read_text())
+    with np.load(record_dir / f"{name}_weights.npz") as npz:
+        arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    reads = {}
+    for line in (record_dir / f"reads_{name}.txt").read_text().splitlines():
+        _, step, replica, people = line.split(" ", 3)
+        reads[(int(step), int(replica))] = json.loads(people.replace('" "', '", "'))
+    return info, arrays, reads
+
+
 def test_mirrored_on_two_cpus_matches_the_default_strategy(tmp_path):
     steps = 4
-    result = run_train([f"--model_dir={tmp_path / 'mirrored'}", *TINY_FLAGS, f"--steps={steps}",
-                        "--checkpoint_every=4", "--strategy=mirrored", "--cpu_devices=2", "--seed=3"])
+    result = subprocess.run([sys.executable, str(RECORDER), f"--record_dir={tmp_path / 'record'}",
+                             f"--model_dir={tmp_path / 'mirrored'}", *TINY_FLAGS, f"--steps={steps}",
+                             "--checkpoint_every=4", "--strategy=mirrored", "--cpu_devices=2", "--seed=3"],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
+    info, mirrored_weights, reads = read_recording(tmp_path / "record", "local")
+    assert info["strategy"] == "MirroredStrategy" and info["num_replicas_in_sync"] == 2
+    # Each step, the two replicas read one different example each (the global batch of 2 split).
+    assert sorted(reads) == [(step, replica) for step in range(steps) for replica in (0, 1)]
+    for step in range(steps):
+        assert len(reads[step, 0]) == len(reads[step, 1]) == 1 and reads[step, 0] != reads[step, 1]
     reference = make_trainer(tmp_path / "default", steps=steps, seed=3, log_every=2)
     reference.fit(synthetic.synthetic_dataset(8, SIZE, BATCH, FEAT, seed=3))
     net = build_normalizer(synthetic.tiny_model_config(), synthetic.mean_landmarks(SIZE))
@@ -390,9 +414,10 @@ def test_mirrored_on_two_cpus_matches_the_default_strategy(tmp_path):
     # Two replicas of batch 1 each, gradients summed: the same loss as one batch of 2 ...
     mirrored = json.loads((tmp_path / "mirrored" / "history.json").read_text())
     assert mirrored["train/total"] == pytest.approx(reference.history["train/total"], rel=1e-4)
-    # ... and the same weights (up to float summation order).
-    for a, b in zip(weights(reference.net.model), weights(net.model)):
+    # ... and the same weights (up to float summation order), in the checkpoint and in memory.
+    for a, b, c in zip(weights(reference.net.model), weights(net.model), mirrored_weights):
         np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_array_equal(b, c)
 
 
 def _free_ports(n):
@@ -409,14 +434,16 @@ def _free_ports(n):
 @pytest.mark.slow
 def test_multi_worker_two_local_workers(tmp_path):
     workers = [f"localhost:{p}" for p in _free_ports(2)]
+    record = tmp_path / "record"
     procs = []
     try:
         for index in range(2):
             tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
             log = open(tmp_path / f"worker{index}.log", "w")
             procs.append((subprocess.Popen(
-                [sys.executable, str(TRAIN), f"--model_dir={tmp_path / 'run'}", *TINY_FLAGS, "--steps=4",
-                 "--checkpoint_every=2", "--strategy=multi_worker", "--batch_size=4", "--eval_every=4"],
+                [sys.executable, str(RECORDER), f"--record_dir={record}", f"--model_dir={tmp_path / 'run'}",
+                 *TINY_FLAGS, "--steps=4", "--checkpoint_every=2", "--strategy=multi_worker", "--batch_size=4",
+                 "--eval_every=4"],
                 env=subprocess_env(TF_CONFIG=tf_config), stdout=log, stderr=subprocess.STDOUT), log))
         for proc, _ in procs:
             proc.wait(timeout=240)
@@ -431,3 +458,23 @@ def test_multi_worker_two_local_workers(tmp_path):
     assert _checkpoint_step(tmp_path / "run") == 4
     assert not list((tmp_path / "run").glob("tmp_worker_*")), "non-chief scratch checkpoints left behind"
     assert "step 4/4" in logs[0]
+    (info0, weights0, reads0), (info1, weights1, reads1) = (read_recording(record, f"worker{i}") for i in range(2))
+    for info in (info0, info1):
+        assert info["strategy"] == "CollectiveAllReduceStrategy" and info["num_replicas_in_sync"] == 2
+        assert info["step"] == 4
+    assert info0["chief"] and not info1["chief"]
+    # The workers read different shards: each step, 2 examples each, none in common; over each
+    # epoch (8 examples = 2 steps of 4) they read all 8 between them.
+    assert sorted(reads0) == [(s, 0) for s in range(4)] and sorted(reads1) == [(s, 1) for s in range(4)]
+    everything = {f"synthetic/{i:05d}" for i in range(8)}
+    for step in range(4):
+        assert len(reads0[step, 0]) == len(reads1[step, 1]) == 2
+        assert not set(reads0[step, 0]) & set(reads1[step, 1]), (step, reads0, reads1)
+    for epoch in (0, 1):
+        first, second = (sum((reads[s, r] for s in (2 * epoch, 2 * epoch + 1)), [])
+                         for reads, r in ((reads0, 0), (reads1, 1)))
+        assert not set(first) & set(second) and set(first) | set(second) == everything
+    # ... and end with identical weights (all-reduced gradients).
+    assert len(weights0) == len(weights1) > 0
+    for a, b in zip(weights0, weights1):
+        np.testing.assert_array_equal(a, b)
