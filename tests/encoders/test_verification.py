@@ -135,3 +135,22 @@ def test_result_record_holds_the_protocol_and_every_fold(tmp_path):
     assert record["images"] == 12 and record["detector_misses"] == ["x/x_0001.jpg"]
     assert record["commit"] == "abc" and record["wall_seconds"] == 1.5
     assert json.loads(json.dumps(record)) == record  # JSON-ready
+
+
+def test_committed_lfw_result_backs_the_readme():
+    """The committed LFW View 2 result (experiments/lfw_verification.py's JSON) is the full
+    protocol, its mean is its folds' mean, and the README quotes it."""
+    from normface.utils import paths
+
+    record = json.loads((paths.REPO_ROOT / "experiments" / "results"
+                         / "lfw_view2_dlib_center_hog+cnn_jitter10.json").read_text())
+    protocol = record["protocol"]
+    assert protocol["pairs"] == 6000 and protocol["same_pairs"] == protocol["different_pairs"] == 3000
+    assert protocol["folds"] == 10 and protocol["jitter"] == 10 and protocol["detectors"] == ["hog", "cnn"]
+    assert len(record["fold_accuracies"]) == len(record["thresholds"]) == 10
+    assert record["accuracy_mean"] == pytest.approx(np.mean(record["fold_accuracies"]), abs=1e-12)
+    assert record["accuracy_std"] == pytest.approx(np.std(record["fold_accuracies"]), abs=1e-12)
+    assert record["descriptors_cached_before"] == 0  # every descriptor computed in that run
+    readme = " ".join((paths.REPO_ROOT / "README.md").read_text().split())  # line breaks do not matter
+    quoted = f"**{100 * record['accuracy_mean']:.2f}% ± {100 * record['accuracy_std']:.2f}%**"
+    assert quoted in readme and "lfw_view2_dlib_center_hog+cnn_jitter10.json" in readme
