@@ -3,7 +3,8 @@
 The filter is a logistic model over landmark expression features (normface.faces.quality). It is fit on
 the London set's *training* people (neutral and smiling photo of each) plus the Canada set
 (neutral), so the held-out London people stay an honest test (tests/faces/test_quality.py), and written
-to normface/faces/assets/expression_filter.json, which ships with the package.
+to normface/faces/assets/expression_filter.json, which ships with the package and lists the ids of
+those people (``fitted_people``, checked against the splits by the tests).
 
     python experiments/fit_expression_filter.py [--output=normface/faces/assets/expression_filter.json]
 """
@@ -33,14 +34,19 @@ def main(argv):
     del argv
     root = paths.require_data_dir() if not FLAGS.data_root else paths.Path(FLAGS.data_root)
     people = splits.make_splits(root, seed=FLAGS.seed)
-    feats, labels, counts = studio.expression_examples(root, set(people["train"]))
+    train = set(people["train"])
+    feats, labels, counts = studio.expression_examples(root, train)
+    # The people whose studio photos those are (expression_examples keeps exactly these).
+    fitted_people = sorted({person for person, _, _ in studio.studio_photos(root) if person in train})
     model = quality.fit_expression_model(
         feats, labels, l2=FLAGS.l2,
         fitted_on=f"{counts['neutral']} neutral + {counts['smiling']} smiling studio photos of training people (seed {FLAGS.seed})",
+        fitted_people=tuple(fitted_people),
     )
     io_utils.write_bytes_atomic(FLAGS.output, model.to_json().encode())
     train_acc = sum((model.smile_probability(f) >= 0.5) == y for f, y in zip(feats, labels)) / len(labels)
-    print(f"fit on {len(labels)} photos ({counts}); training accuracy {train_acc:.3f}; wrote {FLAGS.output}")
+    print(f"fit on {len(labels)} photos of {len(fitted_people)} people ({counts}); training accuracy "
+          f"{train_acc:.3f}; wrote {FLAGS.output}")
 
 
 if __name__ == "__main__":

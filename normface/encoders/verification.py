@@ -273,3 +273,32 @@ def verify_pairs(pairs: Sequence[FacePair], encoder: IdentityEncoder, cache: Des
     counts = {name: sources.count(name) for name in sorted(set(sources))}
     missed = tuple(sorted(cache.key(p) for p, (_, source) in codes.items() if source == "center"))
     return VerificationResult(accuracies, thresholds, counts, missed)
+
+
+def result_record(result: VerificationResult, pairs: Sequence[FacePair], encoder_name: str,
+                  options: ChipOptions, pairs_file: str = "lfw_pairs.txt", **extra) -> dict:
+    """JSON-ready record of a verification run: the protocol, the per-fold accuracies and
+    thresholds, the detector counts and misses; ``extra`` (commit, date, wall time...) is added."""
+    same = sum(p.same for p in pairs)
+    return {
+        "protocol": {
+            "name": "LFW View 2",
+            "pairs_file": pairs_file,
+            "pairs": len(pairs), "same_pairs": same, "different_pairs": len(pairs) - same,
+            "folds": len(result.fold_accuracies),
+            "rule": "Euclidean distance between descriptors; per fold, the threshold with the best "
+                    "accuracy on the other folds is applied to the fold (verification.kfold_accuracy)",
+            "encoder": encoder_name,
+            "chip_method": options.chip_method, "choose": options.choose,
+            "detectors": list(options.detectors), "flip_average": options.flip_average,
+            "jitter": options.jitter, "options_tag": options.tag(),
+        },
+        "accuracy_mean": result.mean,
+        "accuracy_std": result.std,
+        "fold_accuracies": [float(a) for a in result.fold_accuracies],
+        "thresholds": [float(t) for t in result.thresholds],
+        "images": result.num_images,
+        "detector_counts": dict(result.detector_counts),
+        "detector_misses": list(result.missed_images),
+        **extra,
+    }

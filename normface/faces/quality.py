@@ -117,6 +117,9 @@ class ExpressionModel:
     weights: tuple[float, ...]
     bias: float
     fitted_on: str = ""
+    # Person ids (normface.data.splits) whose photos the model was fitted on, so tests can check
+    # them against the splits.
+    fitted_people: tuple[str, ...] = ()
 
     def smile_probability(self, feats: dict[str, float]) -> float:
         x = (np.array([feats[k] for k in self.features]) - self.mean) / self.std
@@ -136,9 +139,10 @@ class ExpressionModel:
 
 def fit_expression_model(
     feats: list[dict[str, float]], smiling: list[bool], l2: float = 0.01, steps: int = 5000,
-    fitted_on: str = "",
+    fitted_on: str = "", fitted_people: tuple[str, ...] = (),
 ) -> ExpressionModel:
-    """Fits :class:`ExpressionModel` by L2-regularized logistic regression (gradient descent)."""
+    """Fits :class:`ExpressionModel` by L2-regularized logistic regression (gradient descent);
+    ``fitted_on`` describes the examples, ``fitted_people`` lists whose photos they are."""
     names = tuple(sorted(feats[0]))
     x = np.array([[f[k] for k in names] for f in feats], dtype=np.float64)
     y = np.asarray(smiling, dtype=np.float64)
@@ -151,7 +155,8 @@ def fit_expression_model(
         p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
         w -= 0.5 * (z.T @ (p - y) / len(y) + l2 * w)
         b -= 0.5 * float(np.mean(p - y))
-    return ExpressionModel(names, tuple(mean), tuple(std), tuple(w), float(b), fitted_on)
+    return ExpressionModel(names, tuple(mean), tuple(std), tuple(w), float(b), fitted_on,
+                           tuple(sorted(set(fitted_people))))
 
 
 def sharpness(grey: np.ndarray) -> float:

@@ -1,8 +1,9 @@
 """Tests for normface.encoders: the .dat reader, the Keras face ResNet, registry, similarity.
 
-The acceptance checks of issue 3 run on 20 real LFW faces: Keras descriptors equal dlib's
-(<= 1e-4), the differentiable TF chip equals dlib's chip (mean abs pixel diff <= 2 of 255,
-descriptor distance <= 0.05), and descriptor gradients w.r.t. the image are finite and non-zero.
+The acceptance checks of issue 3 run on 20 real LFW faces: Keras descriptors equal dlib's, the
+differentiable TF chip equals dlib's chip (mean abs pixel difference, descriptor distance), and
+descriptor gradients w.r.t. the image are finite and non-zero. Issue 3 asked for <= 1e-4, 2 of 255
+and 0.05; measured 4.0e-7, 0.50 and 0.0076, so the tests allow about twice the measured values.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from normface.encoders import base, dlib_dat, dlib_resnet, registry, similarity
 from normface.utils.io_utils import read_rgb
 
 NUM_FACES = 20
-DESCRIPTOR_TOL = 1e-4
-CHIP_PIXEL_TOL = 2.0  # of 255
-CHIP_DESCRIPTOR_TOL = 0.05
+DESCRIPTOR_TOL = 8e-7  # measured 4.0e-7
+CHIP_PIXEL_TOL = 1.0  # of 255; measured 0.50
+CHIP_DESCRIPTOR_TOL = 0.015  # measured 0.0076
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -115,3 +117,40 @@ def test_jitter_option_tag_and_validation():
         verification.ChipOptions(jitter=-1)
     with pytest.raises(ValueError, match="square"):
         verification.dlib_jitter(np.zeros([150, 120, 3], np.uint8), 2)
+
+
+def test_result_record_holds_the_protocol_and_every_fold(tmp_path):
+    pairs = [verification.FacePair(tmp_path / f"a{i}.jpg", tmp_path / f"b{i}.jpg", i % 2 == 0, i // 2)
+             for i in range(6)]
+    result = verification.VerificationResult(np.array([1.0, 0.5, 0.75]), np.array([0.6, 0.55, 0.58]),
+                                             {"hog": 11, "center": 1}, ("x/x_0001.jpg",))
+    options = verification.ChipOptions(detectors=("hog", "cnn"), jitter=10)
+    record = verification.result_record(result, pairs, "dlib", options, commit="abc", wall_seconds=1.5)
+    protocol = record["protocol"]
+    assert protocol["pairs"] == 6 and protocol["same_pairs"] == 3 and protocol["different_pairs"] == 3
+    assert protocol["folds"] == 3 and protocol["jitter"] == 10 and protocol["detectors"] == ["hog", "cnn"]
+    assert protocol["options_tag"] == "dlib_center_hog+cnn_jitter10" and protocol["encoder"] == "dlib"
+    assert record["fold_accuracies"] == [1.0, 0.5, 0.75] and record["thresholds"] == [0.6, 0.55, 0.58]
+    assert record["accuracy_mean"] == pytest.approx(0.75) and record["accuracy_std"] == pytest.approx(np.std([1.0, 0.5, 0.75]))
+    assert record["images"] == 12 and record["detector_misses"] == ["x/x_0001.jpg"]
+    assert record["commit"] == "abc" and record["wall_seconds"] == 1.5
+    assert json.loads(json.dumps(record)) == record  # JSON-ready
+
+
+def test_committed_lfw_result_backs_the_readme():
+    """The committed LFW View 2 result (experiments/lfw_verification.py's JSON) is the full
+    protocol, its mean is its folds' mean, and the README quotes it."""
+    from normface.utils import paths
+
+    record = json.loads((paths.REPO_ROOT / "experiments" / "results"
+                         / "lfw_view2_dlib_center_hog+cnn_jitter10.json").read_text())
+    protocol = record["protocol"]
+    assert protocol["pairs"] == 6000 and protocol["same_pairs"] == protocol["different_pairs"] == 3000
+    assert protocol["folds"] == 10 and protocol["jitter"] == 10 and protocol["detectors"] == ["hog", "cnn"]
+    assert len(record["fold_accuracies"]) == len(record["thresholds"]) == 10
+    assert record["accuracy_mean"] == pytest.approx(np.mean(record["fold_accuracies"]), abs=1e-12)
+    assert record["accuracy_std"] == pytest.approx(np.std(record["fold_accuracies"]), abs=1e-12)
+    assert record["descriptors_cached_before"] == 0  # every descriptor computed in that run
+    readme = " ".join((paths.REPO_ROOT / "README.md").read_text().split())  # line breaks do not matter
+    quoted = f"**{100 * record['accuracy_mean']:.2f}% ± {100 * record['accuracy_std']:.2f}%**"
+    assert quoted in readme and "lfw_view2_dlib_center_hog+cnn_jitter10.json" in readme

@@ -47,3 +47,49 @@ def test_share_within_and_landmark_error_scale():
     assert metrics.landmark_error(truth + [1.0, 0.0], truth) == pytest.approx(0.1)
     with pytest.raises(ValueError):
         metrics.share_within([], 0.6)
+
+
+C1 = (0.01 * 255) ** 2  # SSIM's luminance constant
+
+
+def test_ssim_known_answers():
+    # Flat images: no structure, SSIM is the luminance term (2 ab + C1) / (a^2 + b^2 + C1).
+    flat = np.full((32, 64, 3), 100.0)
+    brighter = np.full_like(flat, 150.0)
+    expected = (2 * 100 * 150 + C1) / (100**2 + 150**2 + C1)
+    assert metrics.ssim(flat, brighter) == pytest.approx(expected, rel=1e-9)
+    # Half brighter: 1 where the 11-px window sees only equal pixels, the flat answer where it
+    # sees only the brighter half; near the edge only one image has structure, lower still. The
+    # mask averages over its pixels only.
+    half = flat.copy()
+    half[:, 32:] = 150.0
+    left = np.zeros((32, 64), bool)
+    left[:, :27] = True
+    right = np.zeros((32, 64), bool)
+    right[:, 37:] = True
+    assert metrics.ssim(flat, half, left) == pytest.approx(1.0, abs=1e-9)
+    assert metrics.ssim(flat, half, right) == pytest.approx(expected, rel=1e-9)
+    edge = ~left & ~right
+    at_edge = metrics.ssim(flat, half, edge)
+    assert at_edge < expected
+    assert metrics.ssim(flat, half) == pytest.approx((27 * 1.0 + 10 * at_edge + 27 * expected) / 64, rel=1e-9)
+    # Structure: a textured image against its negative has the same means (127.5) and opposite
+    # contrast, so SSIM is about (C2 - 2 var) / (C2 + 2 var) ~ -0.99; noise lowers it step by step.
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (32, 32, 3))
+    assert metrics.ssim(image, 255.0 - image) < -0.9
+    noisy = [metrics.ssim(image, image + rng.normal(0, s, image.shape)) for s in (5, 20, 80)]
+    assert 1.0 > noisy[0] > noisy[1] > noisy[2] > 0.0, noisy
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.ssim(image, image[:16])
+
+
+def test_spread_and_distances_known_answers():
+    images = np.stack([np.full((4, 4, 3), v) for v in (0.0, 30.0, 60.0)])  # mean 30
+    landmarks = np.stack([np.zeros((68, 2)) + d for d in ([3.0, 4.0], [0.0, 0.0], [-3.0, -4.0])])
+    spread = metrics.spread(images, landmarks)
+    assert spread["pixel_l1"] == pytest.approx(20.0)  # |0-30|, 0, |60-30| -> mean 20
+    assert spread["landmark_px"] == pytest.approx(10.0 / 3.0)  # 5, 0, 5 px
+    assert set(metrics.spread(images)) == {"pixel_l1"}
+    d = metrics.pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 0.0], [6.0, 8.0]]))
+    np.testing.assert_allclose(d, [[0.0, 10.0], [5.0, 5.0]])

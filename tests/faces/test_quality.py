@@ -44,7 +44,25 @@ def test_expression_filter_on_held_out_london_people(data_root):
     kept_neutral = np.mean(smile[~smiling] <= t.max_smile)
     rejected_smiling = np.mean(smile[smiling] > t.max_smile)
     assert kept_neutral >= 0.9 and rejected_smiling >= 0.9, (kept_neutral, rejected_smiling)
-    assert "test" not in model.fitted_on and "training people" in model.fitted_on
+    # The people the filter was fitted on, as recorded in its asset, are training people only.
+    fitted = set(model.fitted_people)
+    assert fitted and not fitted & held_out
+    assert fitted <= set(people["train"]), sorted(fitted - set(people["train"]))
+
+
+def test_expression_filter_asset_records_its_training_people(data_root):
+    """expression_filter.json lists the ids of the people it was fitted on: exactly the training
+    people with studio photos (72 London + 40 Canada, as its description counts), none of them
+    in validation or test."""
+    people = splits.make_splits(data_root)
+    model = quality.ExpressionModel.load()
+    fitted = set(model.fitted_people)
+    assert list(model.fitted_people) == sorted(fitted)  # no duplicates
+    studio_train = {person for person, _, _ in studio.studio_photos(data_root) if person in set(people["train"])}
+    assert fitted == studio_train
+    assert not fitted & (set(people["validation"]) | set(people["test"]))
+    assert sum(p.startswith("london/") for p in fitted) == 72 and sum(p.startswith("canada/") for p in fitted) == 40
+    assert model.fitted_on.startswith(f"{len(fitted)} neutral + 72 smiling")
 
 
 def test_sharpness_and_saturation():

@@ -1,0 +1,51 @@
+"""The protocol's tables (normface.evaluation.protocol) on constructed descriptors and images with
+known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normface.evaluation import protocol
+
+# Two people, two photos each, 2-D "descriptors": the people 5 apart, each output a known distance
+# from its own photo.
+PEOPLE = np.array(["a", "a", "b", "b"])
+REAL = np.array([[0.0, 0.0], [0.2, 0.0], [5.0, 0.0], [5.2, 0.0]])
+OWN = np.array([0.1, 0.7, 0.3, 0.5])
+
+
+def test_identity_table_known_answers():
+    out = REAL.copy()
+    out[:, 1] += OWN  # each output straight "above" its own photo
+    row = protocol.identity_table(REAL, out, PEOPLE, far_threshold=0.35)
+    assert row["own_within_0.6"] == pytest.approx(0.75)  # 0.1, 0.3, 0.5 < 0.6 <= 0.7
+    assert row["own_within_far0.1%(0.350)"] == pytest.approx(0.5)  # 0.1, 0.3
+    assert row["own_median"] == pytest.approx(0.4)
+    # Cross-photo (output of A vs the person's other photo B): sqrt(0.2^2 + own^2) = 0.224,
+    # 0.728, 0.361, 0.539 -> 3 of 4 within 0.6; every impostor distance is above 4.8, so every
+    # genuine pair is accepted at any FAR.
+    assert row["cross_within_0.6"] == pytest.approx(0.75)
+    assert row["cross_TAR@FAR0.1%"] == 1.0 and row["cross_TAR@FAR1.0%"] == 1.0
+    assert row["rank1"] == 1.0
+    # The outputs of the second photos swapped between the people: each probe is nearest the
+    # other person's gallery photo.
+    swapped = out[[0, 3, 2, 1]]
+    assert protocol.rank1(swapped, REAL, PEOPLE) == 0.0
+    assert protocol.identity_table(REAL, swapped, PEOPLE, 0.35)["own_within_0.6"] == pytest.approx(0.5)
+
+
+def test_identity_table_without_cross_pairs():
+    row = protocol.identity_table(REAL[[0, 2]], REAL[[0, 2]], PEOPLE[[0, 2]], far_threshold=0.5)
+    assert row == {"own_within_0.6": 1.0, "own_within_far0.1%(0.500)": 1.0, "own_median": 0.0}
+
+
+def test_invariance_table_known_answers():
+    people = np.array(["a", "a", "a", "b", "b"])  # b has fewer than 3 photos: left out
+    images = np.stack([np.full((4, 4, 3), v) for v in (0.0, 30.0, 60.0, 0.0, 255.0)])
+    landmarks = np.stack([np.zeros((68, 2)) + d for d in ([3.0, 4.0], [0.0, 0.0], [-3.0, -4.0], [0, 0], [9, 9])])
+    table = protocol.invariance_table(images, landmarks, people)
+    assert table == pytest.approx({"pixel_l1": 20.0, "landmark_px": 10.0 / 3.0, "people": 1})
+    both = protocol.invariance_table(images, None, people, min_photos=2)
+    assert both == pytest.approx({"pixel_l1": (20.0 + 127.5) / 2, "people": 2})
+    assert protocol.invariance_table(images, None, people, min_photos=4) == {}

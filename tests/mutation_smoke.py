@@ -1,0 +1,234 @@
+"""Mutation smoke check: break the code on purpose in a copy and check the tests notice (issue 14).
+
+    python tests/mutation_smoke.py [--only NAME ...] [--list] [--no-baseline] [--keep]
+
+Copies the working tree (tracked and untracked, not ignored files) to a temporary folder, runs
+the chosen tests there unchanged (the baseline: they must pass, none skipped), then for each
+breakage below applies it, reruns its tests and restores the file. A breakage is *caught* when
+pytest reports failed tests; anything else (passing, an import or collection error, a timeout)
+is reported as not caught. Exit status 0 only when the baseline passes and every breakage is
+caught. Not part of the default suite (pytest collects only ``test_*.py``); it needs the face
+data ($NORMFACE_DATA or ../shared/data) and takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    path: str  # file to edit, relative to the repository root
+    edits: tuple[tuple[str, str], ...]  # (exact old text, occurring once; new text)
+    tests: tuple[str, ...]  # pytest node ids that must fail
+
+
+TRAINING = "tests/training/test_training.py"
+MUTATIONS = (
+    Mutation(
+        "texture_sign", "the texture term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total = self.config.landmark_weight * terms["landmark"] + self.config.texture_weight * terms["texture"]',
+          'total = self.config.landmark_weight * terms["landmark"] - self.config.texture_weight * terms["texture"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own",
+         f"{TRAINING}::test_one_batch_total_equals_a_hand_computation"),
+    ),
+    Mutation(
+        "best_is_worst", "the best-checkpoint rule keeps the worst checkpoint",
+        "normface/training/checkpoints.py",
+        (('return metrics["identity/within"] - 1e-3 * metrics["identity/median"]',
+          'return -(metrics["identity/within"] - 1e-3 * metrics["identity/median"])'),
+         ('return -metrics["validation/total"]', 'return metrics["validation/total"]')),
+        (f"{TRAINING}::test_best_checkpoint_follows_injected_validation_scores",
+         f"{TRAINING}::test_selection_score_and_best_else_latest"),
+    ),
+    Mutation(
+        "strategy_fallback", "--strategy=mirrored and multi_worker silently fall back to the default strategy",
+        "normface/training/strategy.py",
+        (('    if name == "default":\n', '    if name in ("default", "mirrored", "multi_worker"):\n'),),
+        (f"{TRAINING}::test_mirrored_on_two_cpus_matches_the_default_strategy",
+         f"{TRAINING}::test_multi_worker_two_local_workers"),
+    ),
+    Mutation(
+        "normalizer_grey", "the normalizer outputs constant grey and the 'output' descriptor comes from the input",
+        "normface/serving/normalizer.py",
+        (('image = tf.clip_by_value(out["image"], 0.0, 1.0)', 'image = tf.zeros_like(out["image"]) + 0.5'),
+         ('out_desc = encoder.encode(face_chips(encoder, image * 255.0, out["landmarks"])).descriptor',
+          'out_desc = encoder.encode(face_chips(encoder, aligned, landmarks)).descriptor')),
+        ("tests/serving/test_pretrained.py::test_identity_on_held_out_people",
+         "tests/serving/test_normalizer.py::test_normalizer_results",
+         "tests/serving/test_normalizer.py::test_normalizer_output_and_confidence_come_from_the_decoder"),
+    ),
+    Mutation(
+        "identity_share_one", "IdentityMetric's share is always 1.0",
+        "normface/training/losses.py",
+        (('"within": tf.where(count > 0, self.within / tf.maximum(count, 1.0), nan)',
+          '"within": tf.where(count > 0, tf.ones_like(count), nan)'),),
+        ("tests/training/test_losses.py",),
+    ),
+    Mutation(
+        "warp_identity", "the warp returns its input image",
+        "normface/warp/sparse.py",
+        (("return dense_image_warp(image, dense_flow), dense_flow", "return image, dense_flow"),),
+        ("tests/warp/test_warp.py::test_sparse_image_warp_matches_reference",
+         "tests/warp/test_warp.py::test_warp_to_landmarks_uses_xy_and_moves_content"),
+    ),
+    Mutation(
+        "split_checks_off", "the split checks are disabled (a person may sit in two splits)",
+        "normface/data/splits.py",
+        (('    """Raises ValueError if any person is in two splits."""\n',
+          '    """Raises ValueError if any person is in two splits."""\n    return\n'),),
+        ("tests/data/test_splits.py",),
+    ),
+    Mutation(
+        "filter_fitted_on_test", "the expression filter's asset lists a held-out London person among its fitted people",
+        "normface/faces/assets/expression_filter.json",
+        (('  "london/173"\n', '  "london/173",\n  "london/005"\n'),),
+        ("tests/faces/test_quality.py",),
+    ),
+    Mutation(
+        "frontalize_noop", "the frontalization baseline returns the similarity-aligned photo unchanged",
+        "normface/evaluation/frontalize.py",
+        (("    out = background.copy()\n    out[ref.mask] = sampled[ref.mask]\n",
+          "    out = background.copy()\n"),),
+        ("tests/evaluation/test_frontalize.py",),
+    ),
+    Mutation(
+        "ssim_no_structure", "ssim ignores the structure term (luminance only)",
+        "normface/evaluation/metrics.py",
+        (("s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))",
+          "s = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)"),),
+        ("tests/evaluation/test_metrics.py",),
+    ),
+)
+BY_NAME = {m.name: m for m in MUTATIONS}
+
+
+def copy_tree(dest: Path) -> None:
+    """The working tree's tracked and untracked, not ignored, files (what ``git status`` sees)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def child_env(copy: Path) -> dict[str, str]:
+    from normface.utils import paths
+
+    env = dict(os.environ, PYTHONPATH=str(copy), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               NORMFACE_CACHE=str(copy.parent / "cache"))  # the converted encoder, shared by the runs
+    # The copy lives elsewhere: point it at this checkout's data and golden fixtures.
+    data = paths.data_dir()
+    env.setdefault(paths.DATA_ENV, str(data))
+    env.setdefault("NORMFACE_FIXTURES", str(data.parent / "fixtures"))
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def run_pytest(copy: Path, tests: tuple[str, ...], timeout: int) -> tuple[int, str, float]:
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", *tests],
+                              cwd=copy, env=child_env(copy), capture_output=True, text=True, timeout=timeout)
+        code, out = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as err:
+        code, out = -1, f"timed out after {timeout} s\n{err.stdout or ''}"
+    return code, out, time.perf_counter() - start
+
+
+def summary_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error|skipped)", line)]
+    return lines[-1].strip("= ") if lines else output.strip().splitlines()[-1] if output.strip() else "(no output)"
+
+
+def failed_tests(output: str) -> list[str]:
+    """pytest's short summary lines of the failed tests: ``<node id> - <first line of the error>``."""
+    return [line[len("FAILED "):] for line in output.splitlines() if line.startswith("FAILED ")]
+
+
+def apply(copy: Path, mutation: Mutation) -> str:
+    """Applies the edits in the copy; returns the original text (to restore)."""
+    path = copy / mutation.path
+    original = text = path.read_text()
+    for old, new in mutation.edits:
+        count = text.count(old)
+        if count != 1:
+            raise RuntimeError(f"{mutation.name}: expected the text once in {mutation.path}, found it {count} "
+                               f"times (the code moved: update tests/mutation_smoke.py): {old!r}")
+        text = text.replace(old, new)
+    path.write_text(text)
+    return original
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(BY_NAME), help="run only these breakages")
+    parser.add_argument("--list", action="store_true", help="list the breakages and their tests")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmodified run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per pytest run")
+    args = parser.parse_args(argv)
+    chosen = [BY_NAME[n] for n in args.only] if args.only else list(MUTATIONS)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}: {m.what} ({m.path})\n    " + "\n    ".join(m.tests))
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="normface-mutation-"))
+    copy = tmp / "repo"
+    ok = True
+    try:
+        copy_tree(copy)
+        print(f"copy of {REPO} in {copy}", flush=True)
+        if not args.no_baseline:
+            tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+            code, out, seconds = run_pytest(copy, tests, args.timeout)
+            skipped = re.search(r"(\d+) skipped", summary_line(out))
+            good = code == 0 and not skipped
+            print(f"baseline (unmodified copy): {'ok' if good else 'FAILED'}: {summary_line(out)} [{seconds:.0f} s]",
+                  flush=True)
+            if not good:
+                print(out[-4000:])
+                return 1
+        for m in chosen:
+            original = apply(copy, m)
+            try:
+                code, out, seconds = run_pytest(copy, m.tests, args.timeout)
+            finally:
+                (copy / m.path).write_text(original)
+            failed = failed_tests(out)
+            caught = code == 1 and bool(failed)
+            ok &= caught
+            print(f"{m.name}: {m.what}: {'caught' if caught else 'NOT CAUGHT'}: {summary_line(out)} [{seconds:.0f} s]",
+                  flush=True)
+            for line in failed:
+                print(f"    failed: {line[:200]}")
+            if not caught:
+                print(out[-3000:])
+    finally:
+        if args.keep:
+            print(f"kept {copy}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("every breakage caught" if ok else "SOME BREAKAGES WERE NOT CAUGHT")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
