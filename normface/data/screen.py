@@ -130,47 +130,49 @@ def cached_descriptors(name: str, cache: Path, faces_root: Path, entries: list[f
     return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
+def distance_blocks(a: np.ndarray, b: np.ndarray, block: int = 2048):
+    """Yields ``(start, distances)``: the Euclidean distances ``[<= block, len(b)]`` from rows
+    ``start:start + block`` of ``a`` to every row of ``b`` (memory ~block x len(b))."""
+    from scipy.spatial.distance import cdist
+
+    b = np.asarray(b, np.float64)
+    for start in range(0, len(a), block):
+        yield start, cdist(np.asarray(a[start:start + block], np.float64), b)
+
+
 def nearest(queries: np.ndarray, pool: np.ndarray, exclude_self: bool = False,
             block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """For each query, the index of its nearest ``pool`` row and the Euclidean distance
-    (``exclude_self``: queries are the pool, skip the diagonal). Blocked: memory ~block x len(pool)."""
+    (``exclude_self``: queries are the pool, skip the diagonal)."""
     idx = np.zeros(len(queries), np.int64)
     dist = np.full(len(queries), np.inf)
     if not len(pool):
         return idx, dist
-    pool_sq = np.sum(pool.astype(np.float64) ** 2, 1)
-    for start in range(0, len(queries), block):
-        q = queries[start:start + block].astype(np.float64)
-        d2 = np.sum(q ** 2, 1)[:, None] + pool_sq[None] - 2.0 * q @ pool.T.astype(np.float64)
+    for start, d in distance_blocks(queries, pool, block):
+        rows = np.arange(len(d))
         if exclude_self:
-            d2[np.arange(len(q)), start + np.arange(len(q))] = np.inf
-        j = np.argmin(d2, 1)
-        idx[start:start + block] = j
-        dist[start:start + block] = np.sqrt(np.maximum(d2[np.arange(len(q)), j], 0.0))
+            d[rows, start + rows] = np.inf
+        j = np.argmin(d, 1)
+        idx[start:start + len(d)] = j
+        dist[start:start + len(d)] = d[rows, j]
     return idx, dist
 
 
 def duplicate_groups(desc: np.ndarray, threshold: float, block: int = 2048) -> np.ndarray:
-    """Group id per row: rows within ``threshold`` of each other (transitively) share one."""
-    parent = np.arange(len(desc))
+    """Group id per row: rows within ``threshold`` of each other (transitively) share one (the
+    connected components of the "within threshold" graph)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    sq = np.sum(desc.astype(np.float64) ** 2, 1)
-    for start in range(0, len(desc), block):
-        q = desc[start:start + block].astype(np.float64)
-        d2 = sq[start:start + block, None] + sq[None] - 2.0 * q @ desc.T.astype(np.float64)
-        rows, cols = np.nonzero(d2 <= threshold ** 2)
-        for r, c in zip(rows + start, cols):
-            if c > r:
-                a, b = find(r), find(c)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    return np.array([find(i) for i in range(len(desc))])
+    rows, cols = [], []
+    for start, d in distance_blocks(desc, desc, block):
+        r, c = np.nonzero(d <= threshold)
+        rows.append(r + start)
+        cols.append(c)
+    n = len(desc)
+    rows_all, cols_all = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (rows, cols))
+    graph = coo_matrix((np.ones(len(rows_all)), (rows_all, cols_all)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def same_person_miss_rate(desc: np.ndarray, people: list[str], threshold: float) -> tuple[float, int]:
@@ -184,8 +186,7 @@ def same_person_miss_rate(desc: np.ndarray, people: list[str], threshold: float)
     for rows in by_person.values():
         if len(rows) < 2:
             continue
-        d = desc[rows]
-        dist = np.sqrt(np.maximum(np.sum((d[:, None] - d[None]) ** 2, -1), 0.0))
+        _, dist = next(distance_blocks(desc[rows], desc[rows], block=len(rows)))
         upper = dist[np.triu_indices(len(rows), 1)]
         far += int(np.sum(upper > threshold))
         total += len(upper)
