@@ -8,6 +8,9 @@ contact sheet like the paper's Fig. 6. Resumable: re-run the same command after 
         --output=workspace/records128 --num_examples=100000 --shard_size=2000
 
 (``--encoder=none`` stores no features: only for augmentation experiments, not for training.)
+``--mirrored`` also stores the features of each flipped example (the mirror augmentation); an
+existing folder gets them without a rebuild with
+``--add_mirrored=workspace/records128 --output=workspace/records128m``.
 
 All the work is in :func:`normface.data.build.build_records`. A bad flag (every numeric flag has a
 range) exits 2 before the encoder loads.
@@ -39,6 +42,10 @@ flags.DEFINE_float("theta", None, "Landmark weight in the neighbour distance; un
                    lower_bound=0.0)
 flags.DEFINE_integer("k", morph.DEFAULT_K, "Nearest neighbours to pick a morph partner from.", lower_bound=1)
 flags.DEFINE_string("encoder", "dlib", "Frozen encoder whose features are stored (normface.encoders); 'none' stores none (ablation/debugging only).")
+flags.DEFINE_bool("mirrored", False, "Also store the encoder's features of each left/right-flipped example "
+                  "(the mirror augmentation of training, --mirror).")
+flags.DEFINE_string("add_mirrored", None, "Instead of building: copy this finished records folder to --output "
+                    "with the mirrored features added (no re-rendering).")
 flags.DEFINE_list("splits", list(records.SPLITS), "Splits to write.")
 flags.DEFINE_float("attachment_fraction", composite.DEFAULT_ATTACHMENT_FRACTION,
                    "Compositing colour attachment length / size (lambda = 1/(this*size)^2); > 0.", lower_bound=1e-9)
@@ -53,9 +60,17 @@ flags.register_validator("splits", lambda v: set(v) <= set(records.SPLITS),
 
 def main(argv):
     del argv
+    output = FLAGS.output or str(paths.workspace_dir() / "records")
+    if FLAGS.add_mirrored:
+        try:
+            encode_fn = build.encode_fn_for(FLAGS.encoder)
+            meta = build.add_mirrored_features(FLAGS.add_mirrored, output, encode_fn, log=logging.info)
+        except (ValueError, FileNotFoundError) as err:
+            raise config_flags.usage_error(f"--add_mirrored: {err}") from err
+        print(f"wrote {output}/{records.META_FILE} (mirrored features: {meta.mirrored})")
+        return
     if not FLAGS.faces:
         raise config_flags.usage_error("--faces is required (the face-set root written by data_prep)")
-    output = FLAGS.output or str(paths.workspace_dir() / "records")
     try:
         config = build.BuildConfig(
             morphs_per_face=FLAGS.morphs_per_face,
@@ -65,6 +80,7 @@ def main(argv):
             theta=FLAGS.theta,
             k=FLAGS.k,
             encoder=FLAGS.encoder,
+            mirrored=FLAGS.mirrored,
             composite=composite.CompositeConfig(FLAGS.attachment_fraction, FLAGS.blur_sigma_fraction),
         )
     except ValueError as err:

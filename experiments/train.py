@@ -25,7 +25,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from normface import encoders  # noqa: E402
 from normface.models.config import TEXTURE_DECODERS, ModelConfig  # noqa: E402
-from normface.training.config import LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig  # noqa: E402
+from normface.training.config import ENCODER_DTYPES, LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig  # noqa: E402
 from normface.training.losses import IDENTITY_KINDS  # noqa: E402
 from normface.utils import config_flags  # noqa: E402
 
@@ -39,6 +39,10 @@ flags.DEFINE_string("init_from", None, "Fine-tune: start a fresh run from anothe
 flags.DEFINE_bool("synthetic", False, "Smoke test: random in-memory data and a fake encoder.")
 flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train set.")
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
+flags.DEFINE_string("pairs_dir", None, "Invariance-pair records (data_prep/build_pairs.py) mixed into training.")
+flags.DEFINE_float("pairs_ratio", 0.0, "Share of training examples drawn from --pairs_dir.", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_bool("mirror", False, "Mirror augmentation: flips paired with the flipped photo's features "
+                  "(records built with --mirrored).")
 # Model and training flags come from the config dataclasses (their defaults live there).
 MODEL_HELP = {
     "output_size": "Output image side in pixels (a multiple of 16).",
@@ -78,10 +82,17 @@ TRAIN_HELP = {
     "strategy": "tf.distribute strategy.",
     "mixed_precision": "Mixed precision policy (GPUs).",
     "deterministic": "tf.config.experimental.enable_op_determinism.",
+    "perceptual_weight": "Weight of the perceptual loss (encoder activations of output vs target; 0 = off).",
+    "perceptual_layers": "Encoder layers the perceptual loss compares.",
+    "adversarial_weight": "Weight of the patch discriminator's generator loss (0 = off).",
+    "discriminator_learning_rate": "Adam learning rate of the patch discriminator.",
+    "discriminator_channels": "Channels of the patch discriminator's strided convolutions.",
+    "encoder_dtype": "What the frozen encoder computes in for the losses (bfloat16: about 2x less CPU time).",
 }
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS})
 config_flags.define_flags(TrainConfig, TRAIN_HELP, choices={
-    "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION})
+    "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION,
+    "encoder_dtype": ENCODER_DTYPES})
 # The generated flags are this binary's own: --helpshort lists them and the model card records them.
 flags.adopt_module_key_flags(config_flags)
 # Distribution.
@@ -96,32 +107,45 @@ class ConfigError(ValueError):
 
 
 # --- the records and the encoder ---
-def load_records(records_dir: str, batch_size: int, seed: int):
-    """``(train_ds, validation_ds, meta)`` from the records folder.
+def load_records(records_dir: str, batch_size: int, seed: int, output_size: int | None = None,
+                 pairs_dir: str | None = None, pairs_ratio: float = 0.0, mirror: bool = False):
+    """``(train_ds, validation_ds, meta)`` from the records folder (read at ``output_size``, with
+    invariance pairs mixed in and the mirror augmentation as asked).
 
-    meta: dict with ``mean_landmarks`` ``[68, 2]`` (x, y) at the records' size, ``template``
-    (AlignmentTemplate dict), ``size`` and anything worth recording in the model card.
+    meta: dict with ``mean_landmarks`` ``[68, 2]`` (x, y) at the output size, ``template``
+    (AlignmentTemplate dict, the records'), ``size`` and anything worth recording in the model card.
     """
     import tensorflow as tf
 
     from normface.data import pipeline
 
     records = pipeline.read_meta(records_dir)
-    train = pipeline.make_dataset(records_dir, "train", batch_size, shuffle=True, repeat=True, seed=seed,
-                                  drop_remainder=True)
+    try:
+        size = pipeline.check_output_size(records_dir, records, output_size)
+        train = pipeline.make_dataset(records_dir, "train", batch_size, shuffle=True, repeat=True, seed=seed,
+                                      drop_remainder=True, output_size=size, mirror=mirror,
+                                      pairs_dir=pairs_dir, pairs_ratio=pairs_ratio)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from err
     val_count = records.splits["validation"]["count"]
-    validation = pipeline.make_dataset(records_dir, "validation", batch_size, shuffle=False)
+    validation = pipeline.make_dataset(records_dir, "validation", batch_size, shuffle=False, output_size=size)
     # Known size: validation reads each face once.
     validation = validation.apply(tf.data.experimental.assert_cardinality(-(-val_count // batch_size)))
+    data = {
+        "faceset": records.raw.get("faceset", {}),
+        "examples": {split: info["count"] for split, info in records.splits.items()},
+        "encoder": records.raw.get("encoder", ""),
+        "read_at_size": size,
+        "mirror": mirror,
+    }
+    if pairs_dir and pairs_ratio > 0:
+        pair_meta = pipeline.read_meta(pairs_dir)
+        data["pairs"] = {"dir": str(pairs_dir), "ratio": pairs_ratio, **pair_meta.raw.get("pairs", {})}
     meta = {
-        "mean_landmarks": records.mean_landmarks,
-        "template": records.template,
-        "size": records.size,
-        "data": {
-            "faceset": records.raw.get("faceset", {}),
-            "examples": {split: info["count"] for split, info in records.splits.items()},
-            "encoder": records.raw.get("encoder", ""),
-        },
+        "mean_landmarks": pipeline.scale_landmarks(records.mean_landmarks, records.size, size),
+        "template": records.template.scaled(size),
+        "size": size,
+        "data": data,
     }
     return train, validation, meta
 
@@ -134,11 +158,14 @@ def check_encoder(name: str) -> None:
         raise ConfigError(f"--encoder={name}: {err}") from err
 
 
-def build_encoder(name: str):
-    """``(embed_fn, chip_encoder, chip, feature_dim)`` for the frozen encoder ``name``
-    (:func:`normface.encoders.resolve`)."""
+def build_encoder(name: str, perceptual_layers: tuple[str, ...] = (), dtype: str = "float32"):
+    """``(embed_fn, loss_embed_fn, perceptual_fn, chip_encoder, chip, feature_dim)`` for the
+    frozen encoder ``name`` (:func:`normface.encoders.resolve`): the metric's embedding in
+    float32, the losses' in ``dtype``; perceptual_fn is None without layers."""
     resolved = encoders.resolve(name)
-    return resolved.embed_fn(), resolved.encoder, resolved.chip, resolved.feature_dim
+    perceptual = resolved.perceptual_fn(perceptual_layers, dtype) if perceptual_layers else None
+    loss_embed = resolved.embed_fn(dtype) if dtype != "float32" else None
+    return resolved.embed_fn(), loss_embed, perceptual, resolved.encoder, resolved.chip, resolved.feature_dim
 
 
 def configs_from_flags():
@@ -163,6 +190,10 @@ def check_start_up(model_config) -> None:
         if not records.is_dir() or not any(records.iterdir()):
             raise ConfigError(f"--records_dir={records}: missing or empty; build the records first (data_prep)")
         check_encoder(FLAGS.encoder)
+        if FLAGS.pairs_ratio > 0 and not FLAGS.pairs_dir:
+            raise ConfigError(f"--pairs_ratio={FLAGS.pairs_ratio} needs --pairs_dir")
+        if FLAGS.pairs_dir and not Path(FLAGS.pairs_dir).is_dir():
+            raise ConfigError(f"--pairs_dir={FLAGS.pairs_dir}: not a folder; build it with data_prep/build_pairs.py")
     if FLAGS.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
         raise ConfigError("--strategy=multi_worker needs TF_CONFIG (cluster spec and this task)")
     if FLAGS.cpu_devices < 0:
@@ -196,6 +227,7 @@ def run() -> dict:
     with strategy.scope():
         if FLAGS.synthetic:
             embed_fn, chip_encoder, chip, encoder_id = synthetic.fake_embed_fn(FLAGS.seed), None, None, "fake"
+            perceptual_fn, loss_embed_fn = embed_fn.activations, None
             mean = synthetic.mean_landmarks(size)
             train_ds = synthetic.synthetic_dataset(FLAGS.synthetic_examples, size, FLAGS.batch_size,
                                                    model_config.feature_dim, FLAGS.seed)
@@ -203,14 +235,15 @@ def run() -> dict:
                                                  model_config.feature_dim, FLAGS.seed + 1, shuffle=False)
             meta = {"data": {"source": "synthetic", "examples": FLAGS.synthetic_examples}}
         else:
-            embed_fn, chip_encoder, chip, feature_dim = build_encoder(FLAGS.encoder)
+            layers = train_config.perceptual_layers if train_config.perceptual_weight > 0 else ()
+            embed_fn, loss_embed_fn, perceptual_fn, chip_encoder, chip, feature_dim = build_encoder(
+                FLAGS.encoder, layers, train_config.encoder_dtype)
             if feature_dim != model_config.feature_dim:
                 raise ConfigError(f"--feature_dim={model_config.feature_dim}, but encoder {FLAGS.encoder} gives {feature_dim}")
             encoder_id = FLAGS.encoder
-            train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed)
+            train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed, size,
+                                                  FLAGS.pairs_dir, FLAGS.pairs_ratio, FLAGS.mirror)
             mean = meta["mean_landmarks"]
-            if int(meta.get("size", size)) != size:
-                raise ConfigError(f"--output_size={size}, but the records are {meta['size']}x{meta['size']}")
     import numpy as np
 
     template = meta.get("template")
@@ -223,7 +256,7 @@ def run() -> dict:
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
     }
     trainer = Trainer(model_config, train_config, mean, FLAGS.model_dir, embed_fn=embed_fn, strategy=strategy,
-                      metadata=metadata)
+                      metadata=metadata, perceptual_fn=perceptual_fn, loss_embed_fn=loss_embed_fn)
     history = trainer.fit(train_ds, val_ds, init_from=FLAGS.init_from)
     if FLAGS.export and is_chief(strategy):
         out = export.export_from_model_dir(FLAGS.model_dir, FLAGS.export_dir or Path(FLAGS.model_dir) / "export",

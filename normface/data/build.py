@@ -83,6 +83,7 @@ class BuildConfig:
     k: int = morph.DEFAULT_K
     encoder: str = "none"
     symmetric_mean: bool = True
+    mirrored: bool = False        # also store the encoder's features of each flipped image
     composite: composite.CompositeConfig = composite.CompositeConfig()
 
     def __post_init__(self):
@@ -114,7 +115,7 @@ class BuildConfig:
         return dataclasses.asdict(self)
 
 
-def _write_shard_atomic(path: str, examples: Iterable[tf.train.Example]) -> None:
+def write_shard_atomic(path: str, examples: Iterable[tf.train.Example]) -> None:
     """Writes a shard under a temporary name, then renames it into place."""
     folder, name = os.path.split(path)
     tmp = join_path(folder, f".{name}.tmp-{os.getpid()}")
@@ -257,6 +258,7 @@ def build_records(
         "feature_dim": feature_dim,
         "descriptor_dim": descriptor_dim,
         "encoder": config.encoder,
+        "mirrored": config.mirrored,
         "config": config.to_dict(),
         "theta": theta,
         "neighbours_k": None if neighbours is None else int(neighbours.shape[1]),
@@ -287,7 +289,7 @@ def _write_split(output_dir, split, faces: SplitFaces, plan: morph.MorphPlan, mo
         part = plan.slice(slice(index * config.shard_size, (index + 1) * config.shard_size))
         path = join_path(output_dir, shard_name(split, index, count))
         if not tf.io.gfile.exists(path):
-            _write_shard_atomic(path, iter_examples(faces, part, morpher, encode_fn))
+            write_shard_atomic(path, iter_examples(faces, part, morpher, encode_fn, config.mirrored))
             written += len(part)
             rate = written / max(time.time() - start_time, 1e-9)
             log(f"{split}: wrote {path} ({len(part)} examples, {rate:.1f}/s)")
@@ -299,15 +301,81 @@ def _write_split(output_dir, split, faces: SplitFaces, plan: morph.MorphPlan, mo
     return {"count": len(plan), "morphed": morphed, "originals": len(plan) - morphed, "shards": shards}
 
 
-def iter_examples(faces: SplitFaces, plan: morph.MorphPlan, morpher: morph.Morpher, encode_fn: EncodeFn):
-    """Yields the tf.train.Examples of ``plan``, rendered and encoded RENDER_BATCH at a time."""
+def encode_mirrored(encode_fn: EncodeFn, images: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``encode_fn`` of the left/right-flipped ``[b, S, S, 3]`` images (landmarks flipped with
+    them, iBUG order kept): the mirrored features of :mod:`normface.data.schema`."""
+    flipped = np.ascontiguousarray(images[:, :, ::-1])
+    return encode_fn(flipped, decompose.mirror_landmarks(landmarks, images.shape[2]).astype(np.float32))
+
+
+def iter_examples(faces: SplitFaces, plan: morph.MorphPlan, morpher: morph.Morpher, encode_fn: EncodeFn,
+                  mirrored: bool = False):
+    """Yields the tf.train.Examples of ``plan``, rendered and encoded RENDER_BATCH at a time
+    (``mirrored``: also the features of each flipped image)."""
     for start in range(0, len(plan), RENDER_BATCH):
         batch = plan.slice(slice(start, start + RENDER_BATCH))
         images, textures, marks = morpher.render(batch)
         features, descriptors = encode_fn(images, marks)
+        flipped = encode_mirrored(encode_fn, images, marks) if mirrored else None
         for i in range(len(batch)):
             seed, nbr = batch.seed[i], batch.neighbour[i]
             person = faces.entries[seed].person
             sources = [person] if nbr < 0 else [person, faces.entries[nbr].person]
             yield make_example(images[i], textures[i], marks[i], features[i], descriptors[i],
-                               person, sources, batch.weights[i])
+                               person, sources, batch.weights[i],
+                               mirrored=None if flipped is None else (flipped[0][i], flipped[1][i]))
+
+
+def add_mirrored_features(records_dir: str, output_dir: str, encode_fn: EncodeFn,
+                          log: Callable[[str], None] = print) -> RecordsMeta:
+    """Copies a records folder adding the mirrored features (the encoder on each flipped image) to
+    every example, so records built without ``--mirrored`` serve the mirror augmentation without a
+    rebuild. Shard by shard, each written atomically; a rerun skips finished shards."""
+    meta = read_meta(records_dir)
+    if meta.mirrored:
+        raise ValueError(f"{records_dir} already holds mirrored features")
+    if not meta.raw.get("config", {}).get("symmetric_mean", False):
+        raise ValueError(f"{records_dir}: built without symmetric_mean; flipped textures would not register")
+    if os.path.abspath(str(output_dir)) == os.path.abspath(str(records_dir)):
+        raise ValueError("output_dir must differ from records_dir (nothing is overwritten)")
+    tf.io.gfile.makedirs(output_dir)
+    _remove_stale_temporaries(output_dir)
+    raw = json.loads(json.dumps(meta.raw))
+    for split, info in raw["splits"].items():
+        for shard in info["shards"]:
+            src, dst = join_path(records_dir, shard["file"]), join_path(output_dir, shard["file"])
+            if not tf.io.gfile.exists(dst):
+                write_shard_atomic(dst, _with_mirrored(src, meta.size, encode_fn))
+                log(f"{split}: wrote {dst}")
+            shard["bytes"] = tf.io.gfile.stat(dst).length
+    raw["mirrored"] = True
+    raw["config"]["mirrored"] = True
+    raw["mirrored_from"] = str(records_dir)
+    io_utils.write_bytes_atomic(join_path(output_dir, META_FILE), json.dumps(raw, indent=1).encode())
+    return read_meta(output_dir)
+
+
+def _with_mirrored(shard: str, size: int, encode_fn: EncodeFn):
+    """The examples of ``shard`` with FEATURES_MIRRORED / DESCRIPTOR_MIRRORED added."""
+    from normface.data import schema
+
+    def flush(batch):
+        images = np.stack([tf.io.decode_png(ex.features.feature[schema.IMAGE].bytes_list.value[0], 3).numpy()
+                           for ex in batch])
+        marks = np.stack([np.asarray(ex.features.feature[schema.LANDMARKS].float_list.value, np.float32)
+                          .reshape(NUM_LANDMARKS, 2) for ex in batch])
+        features, descriptors = encode_mirrored(encode_fn, images, marks)
+        for ex, f, d in zip(batch, features, descriptors):
+            ex.features.feature[schema.FEATURES_MIRRORED].float_list.value[:] = np.asarray(f, np.float32)
+            ex.features.feature[schema.DESCRIPTOR_MIRRORED].float_list.value[:] = np.asarray(d, np.float32)
+            yield ex
+
+    batch = []
+    for record in tf.data.TFRecordDataset(shard).as_numpy_iterator():
+        batch.append(tf.train.Example.FromString(record))
+        if len(batch) == RENDER_BATCH:
+            yield from flush(batch)
+            batch = []
+    if batch:
+        yield from flush(batch)
+

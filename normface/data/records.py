@@ -52,6 +52,11 @@ class RecordsMeta:
     def size(self) -> int:
         return self.template.size
 
+    @property
+    def mirrored(self) -> bool:
+        """Whether every example also holds the features of its flipped image."""
+        return bool(self.raw.get("mirrored", False))
+
 
 def join_path(root: str, name: str) -> str:
     """``root/name`` for local folders and tf.io.gfile URLs alike."""

@@ -34,6 +34,12 @@ PERSON = "person"
 SOURCES = "sources"
 WEIGHTS = "weights"
 SIZE = "size"
+# Optional (records built or extended with mirrored features, ``meta.json`` "mirrored": true): the
+# encoder's features and descriptor of the *left/right-flipped* image, so a flipped example is
+# paired with what the encoder says of the flipped photo (the mirror augmentation).
+FEATURES_MIRRORED = "features_mirrored"
+DESCRIPTOR_MIRRORED = "descriptor_mirrored"
+OPTIONAL = (FEATURES_MIRRORED, DESCRIPTOR_MIRRORED)
 
 SCHEMA = {
     IMAGE: ("bytes", 1),        # PNG, S x S x 3 uint8
@@ -45,6 +51,8 @@ SCHEMA = {
     SOURCES: ("bytes", 1),      # "seed" or "seed,neighbour" person ids
     WEIGHTS: ("float", 2),      # (landmark weight, texture weight); [0, 0] if not morphed
     SIZE: ("int64", 1),
+    FEATURES_MIRRORED: ("float", None),    # optional: features of the flipped image
+    DESCRIPTOR_MIRRORED: ("float", None),  # optional: descriptor of the flipped image
 }
 
 
@@ -68,9 +76,10 @@ def _floats(values) -> tf.train.Feature:
 
 
 def make_example(image, texture, landmarks, features, descriptor, person: str, sources: Iterable[str],
-                 weights) -> tf.train.Example:
+                 weights, mirrored: tuple | None = None) -> tf.train.Example:
     """One record: uint8 ``image``/``texture`` ``[S, S, 3]``, ``landmarks`` ``[68, 2]``,
-    ``features`` ``[F]``, ``descriptor`` ``[128 | 0]``, ids and ``weights`` ``[2]``."""
+    ``features`` ``[F]``, ``descriptor`` ``[128 | 0]``, ids and ``weights`` ``[2]``; ``mirrored``:
+    optional ``(features [F], descriptor [128 | 0])`` of the flipped image."""
     feature = {
         IMAGE: _bytes(encode_png(image)),
         TEXTURE: _bytes(encode_png(texture)),
@@ -82,15 +91,22 @@ def make_example(image, texture, landmarks, features, descriptor, person: str, s
         WEIGHTS: _floats(weights),
         SIZE: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(image.shape[0])])),
     }
+    if mirrored is not None:
+        feature[FEATURES_MIRRORED] = _floats(mirrored[0])
+        feature[DESCRIPTOR_MIRRORED] = _floats(mirrored[1])
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def parse_spec(feature_dim: int, descriptor_dim: int) -> dict:
-    """The tf.io.parse_example spec of SCHEMA for the given variable lengths."""
-    lengths = {FEATURES: feature_dim, DESCRIPTOR: descriptor_dim}
+def parse_spec(feature_dim: int, descriptor_dim: int, mirrored: bool = False) -> dict:
+    """The tf.io.parse_example spec of SCHEMA for the given variable lengths (the optional
+    mirrored keys only when ``mirrored``)."""
+    lengths = {FEATURES: feature_dim, DESCRIPTOR: descriptor_dim,
+               FEATURES_MIRRORED: feature_dim, DESCRIPTOR_MIRRORED: descriptor_dim}
     dtypes = {"bytes": tf.string, "float": tf.float32, "int64": tf.int64}
     spec = {}
     for name, (kind, length) in SCHEMA.items():
+        if name in OPTIONAL and not mirrored:
+            continue
         length = lengths.get(name, length)
         spec[name] = tf.io.FixedLenFeature([] if kind != "float" else [length], dtypes[kind])
     return spec

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 DEFAULT_BATCH_SIZE = 32
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # VGG-Face (Caffe) means, in BGR order as that network expects.
 VGG_FACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)
 
@@ -86,6 +87,12 @@ class IdentityEncoder:
     def __call__(self, chips: tf.Tensor) -> EncoderOutput:
         return self.encode(chips)
 
+    def encode_with_activations(self, chips: tf.Tensor, layers: tuple[str, ...]
+                                ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """``(descriptor [b, D], [activation of each named layer])`` in one forward pass (the
+        perceptual loss); differentiable in ``chips``. Encoders without named layers raise."""
+        raise NotImplementedError(f"encoder {self.name!r} exposes no intermediate activations")
+
     def check_chips(self, chips) -> tf.Tensor:
         """``chips`` as a float32 tensor, or ValueError naming the expected shape."""
         chips = tf.convert_to_tensor(chips)
@@ -134,6 +141,8 @@ class KerasModelEncoder(IdentityEncoder):
                 raise FileNotFoundError(f"{path}: Keras model file not found")
             model = keras.saving.load_model(path, compile=False)
         self.model = model
+        self._layers = (feature_layer, descriptor_layer)
+        self._preprocessing = preprocessing
         self.preprocess = resolve_preprocessing(preprocessing)
         self.name = name or model.name
         self.same_person_threshold = same_person_threshold
@@ -146,6 +155,7 @@ class KerasModelEncoder(IdentityEncoder):
                           else model.get_layer(descriptor_layer).output)
         self._net = keras.Model(model.inputs, [feature_out, descriptor_out], name=self.name)
         self._net.trainable = False
+        self._activation_nets: dict[tuple[str, ...], keras.Model] = {}
         in_shape = model.inputs[0].shape
         if in_shape[1] is None or in_shape[1] != in_shape[2] or in_shape[3] != 3:
             raise ValueError(f"model: expected a square RGB input [b, s, s, 3]; got {in_shape}")
@@ -153,10 +163,51 @@ class KerasModelEncoder(IdentityEncoder):
         self.feature_dim = int(np.prod(feature_out.shape[1:]))
         self.descriptor_dim = int(np.prod(descriptor_out.shape[1:]))
 
+    def with_compute_dtype(self, dtype: str) -> "KerasModelEncoder":
+        """This encoder computing in ``dtype`` (one of :data:`COMPUTE_DTYPES`; outputs stay float32).
+
+        ``bfloat16`` (Keras' mixed_bfloat16 policy on a copy of the network, same weights) halves
+        the CPU time of a forward + backward pass where the CPU has bfloat16 units (AMX,
+        AVX512-BF16; see benchmarks/bench_train.py); descriptors move by ~0.01 (the same-person
+        threshold is 0.6). Meant for training losses; metrics keep float32.
+        """
+        if dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute dtype must be one of {COMPUTE_DTYPES}, got {dtype!r}")
+        if dtype == "float32":
+            return self
+
+        def clone_layer(layer):
+            return layer.__class__.from_config({**layer.get_config(), "dtype": f"mixed_{dtype}"})
+
+        model = keras.models.clone_model(self.model, clone_function=clone_layer)
+        model.set_weights(self.model.get_weights())
+        return KerasModelEncoder(model, *self._layers, preprocessing=self._preprocessing, name=self.name,
+                                 same_person_threshold=self.same_person_threshold)
+
+    def encode_with_activations(self, chips: tf.Tensor, layers: tuple[str, ...]
+                                ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        layers = tuple(layers)
+        if layers not in self._activation_nets:
+            names = {layer.name for layer in self.model.layers}
+            unknown = [name for name in layers if name not in names]
+            if unknown:
+                raise ValueError(f"layers: model {self.model.name!r} has no layers {unknown}")
+            outputs = [self._net.outputs[1]] + [self.model.get_layer(name).output for name in layers]
+            net = keras.Model(self.model.inputs, outputs, name=f"{self.name}_activations")
+            net.trainable = False
+            self._activation_nets[layers] = net
+        with tf.name_scope(f"encode_activations_{self.name}"):
+            chips = self.check_chips(chips)
+            descriptor, *activations = self._activation_nets[layers](self.preprocess(chips), training=False)
+            batch = tf.shape(chips)[0]
+            return (tf.reshape(tf.cast(descriptor, tf.float32), [batch, self.descriptor_dim]),
+                    [tf.cast(a, tf.float32) for a in activations])
+
     def encode(self, chips: tf.Tensor) -> EncoderOutput:
         with tf.name_scope(f"encode_{self.name}"):
             chips = self.check_chips(chips)
             features, descriptor = self._net(self.preprocess(chips), training=False)
+            features, descriptor = tf.cast(features, tf.float32), tf.cast(descriptor, tf.float32)
             batch = tf.shape(chips)[0]
             return EncoderOutput(tf.reshape(features, [batch, self.feature_dim]),
                                  tf.reshape(descriptor, [batch, self.descriptor_dim]))

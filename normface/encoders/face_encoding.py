@@ -37,6 +37,19 @@ def embed_fn(encoder: IdentityEncoder) -> Callable[[tf.Tensor, tf.Tensor], tf.Te
     return embed
 
 
+def perceptual_fn(encoder: IdentityEncoder, layers: tuple[str, ...]
+                  ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, list[tf.Tensor]]]:
+    """The perceptual loss's encoder pass: images float ``[b, S, S, 3]`` in [0, 1] + landmarks
+    ``[b, 68, 2]`` -> (descriptors ``[b, D]``, activations of ``layers``), one forward pass, so
+    the identity loss shares it."""
+
+    def run(images: tf.Tensor, landmarks: tf.Tensor):
+        with tf.name_scope("encode_activations"):
+            return encoder.encode_with_activations(face_chips(encoder, images * 255.0, landmarks), layers)
+
+    return run
+
+
 def record_encoder(encoder: IdentityEncoder | str, **kwargs
                    ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The record builder's EncodeFn: uint8 images ``[b, S, S, 3]`` + landmarks ``[b, 68, 2]`` ->

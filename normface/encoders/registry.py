@@ -59,11 +59,25 @@ class ResolvedEncoder:
     def feature_dim(self) -> int:
         return self.encoder.feature_dim
 
-    def embed_fn(self):
-        """Differentiable ``(images in [0, 1], landmarks) -> descriptors`` (the identity loss)."""
+    def _computing(self, dtype: str):
+        if dtype == "float32":
+            return self.encoder
+        if not hasattr(self.encoder, "with_compute_dtype"):
+            raise ValueError(f"encoder {self.name!r} cannot compute in {dtype}")
+        return self.encoder.with_compute_dtype(dtype)
+
+    def embed_fn(self, dtype: str = "float32"):
+        """Differentiable ``(images in [0, 1], landmarks) -> descriptors`` (the identity loss),
+        computed in ``dtype`` (``bfloat16``: :meth:`KerasModelEncoder.with_compute_dtype`)."""
         from normface.encoders.face_encoding import embed_fn
 
-        return embed_fn(self.encoder)
+        return embed_fn(self._computing(dtype))
+
+    def perceptual_fn(self, layers: tuple[str, ...], dtype: str = "float32"):
+        """Differentiable ``(images, landmarks) -> (descriptors, activations of layers)``."""
+        from normface.encoders.face_encoding import perceptual_fn
+
+        return perceptual_fn(self._computing(dtype), layers)
 
     def record_encoder(self):
         """``(uint8 images, landmarks) -> (features, descriptors)`` NumPy (the records builder)."""

@@ -33,11 +33,14 @@ class TestPhotos:
 
 
 def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people: int | None = None,
-                     seed: int = 0, keys: set[str] | None = None, min_photos: int = 1) -> TestPhotos:
-    """Aligned photos of test-split people with at least ``min_photos`` photos (optionally a
-    seeded subset of ``max_people`` of them)."""
+                     seed: int = 0, keys: set[str] | None = None, min_photos: int = 1,
+                     split: str = "test") -> TestPhotos:
+    """Aligned photos of ``split`` people (test by default; validation for model selection) with
+    at least ``min_photos`` photos (optionally a seeded subset of ``max_people`` of them)."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be test or validation (people never trained on), got {split!r}")
     records = [r for r in align.read_manifest(aligned_root)
-               if r["status"] == "aligned" and r["split"] == "test" and r["person"].startswith(prefix)
+               if r["status"] == "aligned" and r["split"] == split and r["person"].startswith(prefix)
                and (keys is None or r["key"] in keys)]
     counts: dict[str, int] = defaultdict(int)
     for r in records:
@@ -49,8 +52,8 @@ def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people:
     chosen = set(people)
     records = [r for r in records if r["person"] in chosen]
     if not records:
-        raise ValueError(f"no aligned test photos with prefix {prefix!r} in {aligned_root}")
-    entries = [faceset.read_entry(aligned_root, "test", r["key"]) for r in records]
+        raise ValueError(f"no aligned {split} photos with prefix {prefix!r} in {aligned_root}")
+    entries = [faceset.read_entry(aligned_root, split, r["key"]) for r in records]
     images = [faceset.load_face_image(aligned_root, e) for e in entries]
     lms = [e.landmarks_array for e in entries]
     return TestPhotos([r["key"] for r in records], np.array([r["person"] for r in records]),

@@ -196,29 +196,41 @@ def include_ablations(folder: str | Path, output: Path) -> dict:
     return summary
 
 
-def expression_table(normalizer, aligned_root: Path) -> dict:
-    """Held-out London people: normalized smiling photo vs the same person's neutral photo."""
-    photos = protocol.load_test_photos(aligned_root, "london/")
+def london_expression_pairs(photos: protocol.TestPhotos) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(smiling, neutral)`` of each held-out London person's two photos."""
     smiling = [i for i, k in enumerate(photos.keys) if splits.london_key_smiling(k) is True]
     neutral_of = {photos.people[i]: i for i, k in enumerate(photos.keys) if splits.london_key_smiling(k) is False}
     pairs = [(i, neutral_of[photos.people[i]]) for i in smiling if photos.people[i] in neutral_of]
-    if not pairs:
-        return {}
-    s_idx = np.array([p[0] for p in pairs])
-    n_idx = np.array([p[1] for p in pairs])
-    out = normalizer.normalize_aligned(photos.images[s_idx], photos.landmarks[s_idx])
+    return np.array([p[0] for p in pairs], int), np.array([p[1] for p in pairs], int)
+
+
+def expression_rows(methods: dict[str, tuple[np.ndarray, np.ndarray]], neutral: np.ndarray,
+                    neutral_landmarks: np.ndarray) -> dict:
+    """Each method's ``(images [n, S, S, 3] uint8, landmarks [n, 68, 2])`` against the neutral
+    photos: landmark error (IOD), pixel L1 and SSIM inside the neutral face's hull."""
     rows = {}
-    for name, images, lms in [("aligned smiling photo (baseline)", photos.images[s_idx], photos.landmarks[s_idx]),
-                              ("normalized smiling photo (model)", out["image"], out["landmarks"])]:
+    for name, (images, lms) in methods.items():
         l1, ssim_v, lm_err = [], [], []
-        for j, n in enumerate(n_idx):
-            mask = face_mask(photos.landmarks[n], images.shape[1])
-            l1.append(float(np.abs(images[j].astype(float) - photos.images[n].astype(float))[mask].mean()))
-            ssim_v.append(metrics.ssim(images[j], photos.images[n], mask))
-            lm_err.append(metrics.landmark_error(lms[j], photos.landmarks[n]))
+        for j in range(len(neutral)):
+            mask = face_mask(neutral_landmarks[j], images.shape[1])
+            l1.append(float(np.abs(images[j].astype(float) - neutral[j].astype(float))[mask].mean()))
+            ssim_v.append(metrics.ssim(images[j], neutral[j], mask))
+            lm_err.append(metrics.landmark_error(lms[j], neutral_landmarks[j]))
         rows[name] = {"landmark_error_iod": float(np.mean(lm_err)), "pixel_l1": float(np.mean(l1)),
-                      "ssim": float(np.mean(ssim_v)), "people": len(pairs)}
+                      "ssim": float(np.mean(ssim_v)), "people": len(neutral)}
     return rows
+
+
+def expression_table(normalizer, aligned_root: Path) -> dict:
+    """Held-out London people: normalized smiling photo vs the same person's neutral photo."""
+    photos = protocol.load_test_photos(aligned_root, "london/")
+    s_idx, n_idx = london_expression_pairs(photos)
+    if not len(s_idx):
+        return {}
+    out = normalizer.normalize_aligned(photos.images[s_idx], photos.landmarks[s_idx])
+    return expression_rows({"aligned smiling photo (baseline)": (photos.images[s_idx], photos.landmarks[s_idx]),
+                            "normalized smiling photo (model)": (out["image"], out["landmarks"])},
+                           photos.images[n_idx], photos.landmarks[n_idx])
 
 
 def render_markdown(r: dict) -> str:

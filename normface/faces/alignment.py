@@ -52,6 +52,10 @@ class AlignmentTemplate:
         return cls(size=int(size), eye_distance=REFERENCE_EYE_DISTANCE * size / REFERENCE_SIZE,
                    eye_height=eye_height)
 
+    def scaled(self, size: int) -> "AlignmentTemplate":
+        """This template for a ``size`` resampling of its crops (the eyes keep their place)."""
+        return dataclasses.replace(self, size=int(size), eye_distance=self.eye_distance * size / self.size)
+
     def eye_centers(self) -> np.ndarray:
         """``[2, 2]`` (x, y) targets of the image-left and image-right eye centres."""
         cx, cy = (self.size - 1) / 2.0, self.eye_height * self.size

@@ -64,24 +64,29 @@ def fake_embed_fn(seed: int = 0, descriptor_dim: int = DESCRIPTOR_DIM, chip_size
     """A frozen random conv net standing in for the encoder: ``(images [b, S, S, 3] in [0, 1],
     landmarks [b, n, 2]) -> [b, descriptor_dim]``, differentiable in the images.
 
-    The images are resized to ``chip_size`` (the landmarks are ignored: no face chip).
+    The images are resized to ``chip_size`` (the landmarks are ignored: no face chip). Its
+    ``activations`` attribute is the matching perceptual function: ``(images, landmarks) ->
+    (descriptors, [both conv layers' activations])``.
     """
     init = keras.initializers.GlorotNormal(seed=seed)
-    net = keras.Sequential([
-        keras.Input((chip_size, chip_size, 3)),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu", kernel_initializer=init),
-        keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer=init),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(descriptor_dim, kernel_initializer=init),
-    ], name="fake_encoder")
+    inputs = keras.Input((chip_size, chip_size, 3))
+    a1 = keras.layers.Conv2D(8, 3, strides=2, activation="relu", kernel_initializer=init)(inputs)
+    a2 = keras.layers.Conv2D(16, 3, strides=2, activation="relu", kernel_initializer=init)(a1)
+    out = keras.layers.Dense(descriptor_dim, kernel_initializer=init)(keras.layers.GlobalAveragePooling2D()(a2))
+    net = keras.Model(inputs, [out, a1, a2], name="fake_encoder")
     net.trainable = False
 
-    def embed(images, landmarks):
+    def activations(images, landmarks):
         del landmarks
         chips = tf.image.resize(tf.cast(images, tf.float32), (chip_size, chip_size))
-        return net(chips, training=False)
+        descriptor, *acts = net(chips, training=False)
+        return descriptor, acts
+
+    def embed(images, landmarks):
+        return activations(images, landmarks)[0]
 
     embed.model = net  # so exports and checkpoints can track its variables
+    embed.activations = activations
     return embed
 
 
@@ -115,6 +120,14 @@ def tiny_export(out_dir, size: int = 32, encoder_id: str = "dlib", seed: int = 0
 # ----------------------------------------------------------------------------------------------
 # Synthetic input for tests and benchmarks.
 # ----------------------------------------------------------------------------------------------
+def fake_record_encoder(images: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic stand-in for the records builder's encoder (``build.EncodeFn``): colour and
+    landmark statistics as 8-D features, tiled to 128-D descriptors. A flip changes them."""
+    images = images.astype(np.float32) / 255.0
+    feats = np.concatenate([images.mean((1, 2)), images.std((1, 2)), landmarks.mean(1)], -1)
+    return feats.astype(np.float32), np.tile(feats, (1, 16)).astype(np.float32)
+
+
 def write_synthetic_faceset(root, size: int, counts: dict[str, int], seed: int = 0) -> AlignmentTemplate:
     """Writes a face set of :func:`synthetic_faces` (``counts``: split -> faces) under
     ``root`` in the format of :mod:`normface.data.faceset`; returns its template."""

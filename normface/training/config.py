@@ -15,6 +15,7 @@ from normface.training.losses import IDENTITY_KINDS
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
+ENCODER_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -39,6 +40,18 @@ class TrainConfig:
     strategy: default | mirrored | multi_worker (TF_CONFIG) | tpu.
     mixed_precision: "" (float32), mixed_float16 (GPUs, with loss scaling) or mixed_bfloat16.
     deterministic: tf.config.experimental.enable_op_determinism (bit-exact resume, slower).
+
+    Beyond the paper (issue 17's ablation chooses among them; all off by default):
+    perceptual_weight, perceptual_layers: feature matching between the frozen encoder's
+      activations at these layers on the generated image and on the target image (mean absolute
+      difference per layer). Like the identity loss it needs the warp and the encoder in every
+      step; with both on, one encoder pass serves both. The default layers end the dlib ResNet's
+      first three stages (35x35x32, 17x17x64, 8x8x128): texture and parts, not yet identity.
+    adversarial_weight, discriminator_learning_rate, discriminator_channels: a patch
+      discriminator on the decoded texture (non-saturating GAN loss, its own Adam optimizer).
+    encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
+      (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
+      the validation identity metric always runs it in float32.
     """
 
     landmark_weight: float = 100.0
@@ -64,13 +77,20 @@ class TrainConfig:
     strategy: str = "default"
     mixed_precision: str = ""
     deterministic: bool = False
+    perceptual_weight: float = 0.0
+    perceptual_layers: tuple[str, ...] = ("relu7", "relu15", "relu21")
+    adversarial_weight: float = 0.0
+    discriminator_learning_rate: float = 2e-4
+    discriminator_channels: tuple[int, ...] = (32, 64, 128)
+    encoder_dtype: str = "float32"
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         """Raises ValueError naming the bad field."""
-        for name in ("landmark_weight", "texture_weight", "identity_weight", "warmup_steps", "eval_batches",
+        for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
+                     "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -90,13 +110,30 @@ class TrainConfig:
             raise ValueError(f"max_checkpoints must be >= 1, got {self.max_checkpoints}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.perceptual_weight > 0 and not self.perceptual_layers:
+            raise ValueError("perceptual_weight > 0 needs perceptual_layers")
+        if self.discriminator_learning_rate <= 0:
+            raise ValueError(f"discriminator_learning_rate must be > 0, got {self.discriminator_learning_rate}")
+        if not self.discriminator_channels or min(self.discriminator_channels) < 1:
+            raise ValueError(f"discriminator_channels must be positive, got {self.discriminator_channels}")
+        if self.encoder_dtype not in ENCODER_DTYPES:
+            raise ValueError(f"encoder_dtype must be one of {ENCODER_DTYPES}, got {self.encoder_dtype!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
 
     @property
     def uses_identity(self) -> bool:
-        """Whether training steps run the warp and the encoder."""
+        """Whether training steps compare descriptors (the identity loss)."""
         return self.identity_weight > 0
+
+    @property
+    def uses_warp(self) -> bool:
+        """Whether training steps run the warp and the encoder (identity or perceptual loss)."""
+        return self.identity_weight > 0 or self.perceptual_weight > 0
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.adversarial_weight > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_io.to_dict(self)

@@ -10,6 +10,10 @@ Every loss is a named ``keras.losses.Loss`` whose ``call`` returns one value per
 - :class:`IdentityLoss`: compares encoder descriptors of the input and the generated image;
   squared Euclidean distance by default (what dlib's network was trained for: same person below
   0.6), or the paper's negative cosine similarity.
+- :func:`perceptual_distance`: feature matching on intermediate activations of the frozen
+  encoder (beyond the paper): mean absolute difference per layer, averaged over the layers.
+- :func:`generator_adversarial` / :func:`discriminator_adversarial`: the non-saturating GAN
+  losses of the optional patch discriminator (:mod:`normface.models.discriminator`).
 - :class:`IdentityMetric`: share of generated images whose descriptor distance to their input is
   below 0.6, and the median distance (paper Fig. 12) -- what validation selects models by.
 """
@@ -106,6 +110,37 @@ class IdentityLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind}
+
+
+def perceptual_distance(targets: list[tf.Tensor], outputs: list[tf.Tensor]) -> tf.Tensor:
+    """``[batch]`` mean over layers of the mean absolute difference of activations
+    ``[batch, h, w, c]`` (targets are not differentiated: the frozen encoder's view of the target).
+    Zero when output equals target."""
+    if not targets or len(targets) != len(outputs):
+        raise ValueError(f"perceptual_distance: need matching non-empty lists, got {len(targets)} and {len(outputs)}")
+    with tf.name_scope("perceptual_distance"):
+        per_layer = []
+        for target, output in zip(targets, outputs):
+            target, output = _as_float32(tf.stop_gradient(target), output)
+            _check_same_shape(target, output, "activations")
+            axes = list(range(1, output.shape.rank))
+            per_layer.append(tf.reduce_mean(tf.abs(output - target), axis=axes))
+        return tf.add_n(per_layer) / float(len(per_layer))
+
+
+def generator_adversarial(fake_logits: tf.Tensor) -> tf.Tensor:
+    """``[batch]`` non-saturating generator loss ``softplus(-D(fake))``, averaged over patches."""
+    with tf.name_scope("generator_adversarial"):
+        logits = tf.cast(fake_logits, tf.float32)
+        return tf.reduce_mean(tf.nn.softplus(-logits), axis=list(range(1, logits.shape.rank)))
+
+
+def discriminator_adversarial(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:
+    """``[batch]`` discriminator loss ``softplus(-D(real)) + softplus(D(fake))`` over patches."""
+    with tf.name_scope("discriminator_adversarial"):
+        real, fake = _as_float32(real_logits, fake_logits)
+        axes = list(range(1, real.shape.rank))
+        return tf.reduce_mean(tf.nn.softplus(-real), axis=axes) + tf.reduce_mean(tf.nn.softplus(fake), axis=axes)
 
 
 @keras.saving.register_keras_serializable(package="normface")

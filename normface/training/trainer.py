@@ -39,6 +39,7 @@ from absl import logging
 from normface.training import losses
 from normface.utils import io_utils
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
+from normface.models.discriminator import patch_discriminator
 from normface.training.config import TrainConfig
 from normface.data import schema
 from normface.training import summaries
@@ -49,6 +50,9 @@ from normface.training.checkpoints import BEST_DIR, BEST_FILE, LATEST_DIR, check
 # embed_fn(images [b, S, S, 3] float32 in [0, 1], landmarks [b, 68, 2] (x, y)) -> descriptors [b, D];
 # differentiable in the images. Built by the caller from the frozen encoder (normface.encoders).
 EmbedFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+# perceptual_fn(images, landmarks) -> (descriptors [b, D], [activations]): one encoder pass for the
+# perceptual loss (and the identity loss, when both are on). normface.encoders' perceptual_fn.
+PerceptualFn = Callable[[tf.Tensor, tf.Tensor], tuple]
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
@@ -58,7 +62,8 @@ PANEL_EXAMPLES = 3
 
 # TrainConfig fields a resumed run may not change.
 TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
-                     "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss")
+                     "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
+                     "perceptual_weight", "perceptual_layers", "adversarial_weight")
 
 
 class Trainer:
@@ -76,6 +81,9 @@ class Trainer:
       embed_fn: see :data:`EmbedFn`; required when ``identity_weight > 0``; without it validation
         selects the best checkpoint by validation loss instead of the identity metric. Build it
         inside ``strategy.scope()`` when its network has variables.
+      perceptual_fn: see :data:`PerceptualFn`; required when ``perceptual_weight > 0``.
+      loss_embed_fn: the identity loss's embedding when it differs from the metric's ``embed_fn``
+        (the encoder in ``encoder_dtype``); default ``embed_fn``.
       strategy: a strategy (else made from ``train_config.strategy``).
       metadata: JSON-able facts recorded in ``config.json`` (records, encoder id, template...).
     """
@@ -89,10 +97,14 @@ class Trainer:
         embed_fn: EmbedFn | None = None,
         strategy: tf.distribute.Strategy | None = None,
         metadata: dict[str, Any] | None = None,
+        perceptual_fn: PerceptualFn | None = None,
+        loss_embed_fn: EmbedFn | None = None,
     ):
         train_config.validate()
         if train_config.uses_identity and embed_fn is None:
             raise ValueError("identity_weight > 0 needs an embed_fn (the frozen encoder)")
+        if train_config.perceptual_weight > 0 and perceptual_fn is None:
+            raise ValueError("perceptual_weight > 0 needs a perceptual_fn (the frozen encoder's activations)")
         if train_config.mixed_precision:
             model_config = ModelConfig.from_dict({**model_config.to_dict(), "dtype_policy": train_config.mixed_precision})
         model_config.validate()
@@ -101,6 +113,8 @@ class Trainer:
         self.model_config, self.config = model_config, train_config
         self.model_dir = Path(model_dir)
         self.embed_fn = embed_fn
+        self.perceptual_fn = perceptual_fn
+        self.loss_embed_fn = loss_embed_fn or embed_fn
         self.metadata = dict(metadata or {})
         # The export rebuilds the model from config.json: it needs the mean landmarks.
         self.metadata["mean_landmarks"] = np.asarray(mean_landmarks, np.float32).tolist()
@@ -115,6 +129,12 @@ class Trainer:
             self.optimizer = optimizer
             # Created now, so a checkpoint restores into them rather than into deferred slots.
             self.optimizer.build(self.net.model.trainable_variables)
+            self.discriminator, self.d_optimizer = None, None
+            if train_config.uses_discriminator:
+                key_size = model_config.output_size
+                self.discriminator = patch_discriminator(key_size, train_config.discriminator_channels)
+                self.d_optimizer = keras.optimizers.Adam(train_config.discriminator_learning_rate, beta_1=0.5)
+                self.d_optimizer.build(self.discriminator.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             # Best validation score so far (higher is better), kept across restarts.
             self.best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_score")
@@ -138,10 +158,11 @@ class Trainer:
         # Divides by the global batch, so summing the replicas' values gives the batch mean.
         return tf.nn.compute_average_loss(per_example, global_batch_size=self.config.batch_size)
 
-    def _loss_terms(self, batch: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
-        """Per-replica loss terms (each already divided by the global batch)."""
+    def _loss_terms(self, batch: dict[str, tf.Tensor], training: bool) -> tuple[dict[str, tf.Tensor], dict]:
+        """Per-replica loss terms (each already divided by the global batch) and the model outputs."""
+        cfg = self.config
         with tf.name_scope("losses"):
-            if self.config.uses_identity:
+            if cfg.uses_warp:
                 out = self.net.model(batch[schema.FEATURES], training=training)
             else:
                 # The paper's saving: no warp, no encoder, just the decoders on stored features.
@@ -151,23 +172,44 @@ class Trainer:
                 "landmark": self._average(self.landmark_loss.call(batch[schema.LANDMARKS], out[LANDMARKS])),
                 "texture": self._average(self.texture_loss.call(batch[key], out[key])),
             }
-            total = self.config.landmark_weight * terms["landmark"] + self.config.texture_weight * terms["texture"]
-            if self.config.uses_identity:
-                generated = self.embed_fn(out[IMAGE], out[LANDMARKS])
+            total = cfg.landmark_weight * terms["landmark"] + cfg.texture_weight * terms["texture"]
+            generated = None
+            if cfg.perceptual_weight > 0:
+                generated, activations = self.perceptual_fn(out[IMAGE], out[LANDMARKS])
+                _, target_activations = self.perceptual_fn(batch[schema.IMAGE], batch[schema.LANDMARKS])
+                terms["perceptual"] = self._average(losses.perceptual_distance(target_activations, activations))
+                total += cfg.perceptual_weight * terms["perceptual"]
+            if cfg.uses_identity:
+                if generated is None:
+                    generated = self.loss_embed_fn(out[IMAGE], out[LANDMARKS])
                 terms["identity"] = self._average(self.identity_loss.call(batch[schema.DESCRIPTOR], generated))
-                total += self.config.identity_weight * terms["identity"]
+                total += cfg.identity_weight * terms["identity"]
+            if cfg.uses_discriminator:
+                fake_logits = self.discriminator(out[key], training=training)
+                terms["adversarial"] = self._average(losses.generator_adversarial(fake_logits))
+                total += cfg.adversarial_weight * terms["adversarial"]
             terms["total"] = total
-            return terms
+            return terms, out
 
     def _replica_train_step(self, batch):
         variables = self.net.model.trainable_variables
         with tf.GradientTape() as tape:
-            terms = self._loss_terms(batch, training=True)
+            terms, out = self._loss_terms(batch, training=True)
             loss = terms["total"]
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
         grads = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
+        if self.config.uses_discriminator:
+            # The discriminator's step sees the same batch: real targets against the (fixed) decoded ones.
+            key = self._target_key
+            d_variables = self.discriminator.trainable_variables
+            with tf.GradientTape() as d_tape:
+                real = self.discriminator(batch[key], training=True)
+                fake = self.discriminator(tf.stop_gradient(out[key]), training=True)
+                d_loss = self._average(losses.discriminator_adversarial(real, fake))
+            self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_variables), d_variables))
+            terms = {**terms, "discriminator": d_loss}
         return terms
 
     def _make_train_fn(self):
@@ -302,6 +344,8 @@ class Trainer:
             need = {schema.FEATURES, schema.LANDMARKS, schema.IMAGE}
         if self.config.uses_identity and not identity:
             need.add(schema.DESCRIPTOR)
+        if self.config.perceptual_weight > 0 and not identity:
+            need.add(schema.IMAGE)
         missing = need - set(spec)
         if missing:
             raise ValueError(f"{name} lacks {sorted(missing)} (has {sorted(spec)})")
@@ -351,6 +395,8 @@ class Trainer:
         iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset.repeat()))
         ckpt = tf.train.Checkpoint(model=self.net.model, optimizer=self.optimizer, step=self.step,
                                    best_score=self.best_score)
+        if self.discriminator is not None:
+            ckpt.discriminator, ckpt.d_optimizer = self.discriminator, self.d_optimizer
         if cfg.checkpoint_input and not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Multi-worker: each worker reads its own shard, the chief's position means nothing to
             # the others; they restart their input instead.

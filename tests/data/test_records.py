@@ -24,12 +24,7 @@ COUNTS = {"train": 6, "validation": 2, "test": 2}
 FEATURE_DIM = 8
 
 
-def fake_encoder(images: np.ndarray, landmarks: np.ndarray):
-    """Deterministic stand-in for the frozen encoder: colour and landmark statistics."""
-    images = images.astype(np.float32) / 255.0
-    feats = np.concatenate([images.mean((1, 2)), images.std((1, 2)), landmarks.mean(1)], -1)
-    desc = np.tile(feats, (1, 16))
-    return feats.astype(np.float32), desc.astype(np.float32)
+fake_encoder = synthetic.fake_record_encoder
 
 
 CONFIG = build.BuildConfig(morphs_per_face=2, shard_size=5, seed=3, k=2, encoder="fake")
@@ -76,7 +71,7 @@ def test_records_hold_the_schema_and_morph_provenance(built):
     people = {s: {e.person for e in faceset.iter_faces(root, s)} for s in COUNTS}
     train = _raw_examples(out, "train")
     for ex in train:
-        assert set(ex.features.feature) == set(schema.SCHEMA)
+        assert set(ex.features.feature) == set(schema.SCHEMA) - set(schema.OPTIONAL)
         assert len(_field(ex, "landmarks")) == 136 and list(_field(ex, "size")) == [SIZE]
         person = _field(ex, "person")[0].decode()
         sources = _field(ex, "sources")[0].decode().split(",")
@@ -221,3 +216,51 @@ def test_build_config_and_binary_encoder_errors():
     assert build.encode_fn_for("none") is build.no_encoder
     with pytest.raises(ValueError, match="unknown encoder 'x'"):
         build.encode_fn_for("x")
+
+
+@pytest.fixture(scope="module")
+def mirrored(built, tmp_path_factory):
+    _, out, _ = built
+    dst = tmp_path_factory.mktemp("mirrored")
+    meta = build.add_mirrored_features(str(out), str(dst), fake_encoder, log=lambda _: None)
+    return dst, meta
+
+
+def test_mirror_pairs_a_flipped_example_with_the_flipped_photos_features(built, mirrored):
+    _, out, _ = built
+    dst, meta = mirrored
+    assert meta.mirrored and not records.read_meta(out).mirrored
+    with pytest.raises(ValueError, match="mirrored features"):
+        pipeline.make_dataset(out, "train", 4, mirror=True)
+    plain = next(iter(pipeline.make_dataset(dst, "train", 18, shuffle=False)))
+    mirrored_batch = next(iter(pipeline.make_dataset(dst, "train", 18, shuffle=False, mirror=True, seed=0)))
+    assert set(mirrored_batch) == set(plain)  # the optional keys never leave the pipeline
+    was_flipped = ~np.all(plain["image"].numpy() == mirrored_batch["image"].numpy(), axis=(1, 2, 3))
+    assert 0 < was_flipped.sum() < 18
+    for i in range(18):
+        image = (mirrored_batch["image"][i].numpy() * 255).round().astype(np.uint8)
+        marks = mirrored_batch["landmarks"][i].numpy()
+        feats, desc = fake_encoder(image[None], marks[None])
+        # The features are what the encoder says of the image the example now shows.
+        np.testing.assert_allclose(mirrored_batch["features"][i], feats[0], atol=1e-4)
+        np.testing.assert_allclose(mirrored_batch["descriptor"][i], desc[0], atol=1e-4)
+        if was_flipped[i]:
+            original = plain["landmarks"][i].numpy()
+            # iBUG order kept: the new 36 (image-left eye, outer corner) is the mirror of the old 45.
+            np.testing.assert_allclose(marks[36], [SIZE - 1 - original[45, 0], original[45, 1]], atol=1e-5)
+            np.testing.assert_allclose(marks[45], [SIZE - 1 - original[36, 0], original[36, 1]], atol=1e-5)
+            assert not np.allclose(mirrored_batch["features"][i], plain["features"][i])
+    with pytest.raises(ValueError, match="already holds"):
+        build.add_mirrored_features(str(dst), str(dst) + "_again", fake_encoder)
+
+
+def test_records_read_at_a_smaller_size(built):
+    _, out, meta = built
+    full = next(iter(pipeline.make_dataset(out, "validation", 2, shuffle=False)))
+    half = next(iter(pipeline.make_dataset(out, "validation", 2, shuffle=False, output_size=SIZE // 2)))
+    assert tuple(half["image"].shape) == (2, SIZE // 2, SIZE // 2, 3)
+    np.testing.assert_allclose(half["image"][0, 0, 0], full["image"][0, :2, :2].numpy().mean((0, 1)), atol=1e-5)
+    np.testing.assert_allclose(half["landmarks"], (full["landmarks"] + 0.5) / 2 - 0.5, atol=1e-5)
+    np.testing.assert_allclose(pipeline.mean_landmarks(out, SIZE // 2), (meta.mean_landmarks + 0.5) / 2 - 0.5)
+    with pytest.raises(ValueError, match="not larger"):
+        pipeline.make_dataset(out, "validation", 2, output_size=2 * SIZE)

@@ -1,0 +1,93 @@
+"""Tests of the recipe additions of issue 17 in training: the perceptual loss and the patch
+discriminator (tiny 32x32 models, the fake encoder, a step or two on CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from normface.models import IMAGE, LANDMARKS, build_normalizer
+from normface.models.discriminator import patch_discriminator
+from normface.testing import synthetic
+from normface.training import losses
+from normface.training.config import TrainConfig
+from normface.training.trainer import Trainer
+
+SIZE, FEAT, BATCH = 32, 16, 2
+QUIET = dict(log_every=0, image_every=0, eval_every=0, checkpoint_every=0)
+
+
+def data(n=4):
+    return synthetic.synthetic_dataset(n, SIZE, BATCH, FEAT, seed=0, shuffle=False)
+
+
+def test_perceptual_distance_is_zero_for_equal_activations_and_positive_otherwise():
+    rng = np.random.default_rng(0)
+    acts = [tf.constant(rng.normal(size=(3, 5, 5, 4)), tf.float32), tf.constant(rng.normal(size=(3, 2, 2, 8)), tf.float32)]
+    np.testing.assert_array_equal(losses.perceptual_distance(acts, acts).numpy(), np.zeros(3))
+    other = [a + 0.5 for a in acts]
+    np.testing.assert_allclose(losses.perceptual_distance(acts, other).numpy(), np.full(3, 0.5), rtol=1e-6)
+    with pytest.raises(ValueError, match="matching"):
+        losses.perceptual_distance(acts, acts[:1])
+
+
+def test_perceptual_loss_is_zero_when_output_equals_target_and_its_gradients_reach_the_decoder():
+    net = build_normalizer(synthetic.tiny_model_config(), synthetic.mean_landmarks(SIZE))
+    activations = synthetic.fake_embed_fn().activations
+    features = tf.random.stateless_normal([BATCH, FEAT], seed=[1, 2])
+    out = net.model(features)
+    _, same = activations(out[IMAGE], out[LANDMARKS])
+    assert float(tf.reduce_max(losses.perceptual_distance(same, same))) == 0.0
+    target = tf.random.stateless_uniform([BATCH, SIZE, SIZE, 3], seed=[3, 4])
+    variables = net.model.get_layer("texture_cnn").trainable_variables  # the texture decoder
+    with tf.GradientTape() as tape:
+        out = net.model(features, training=True)
+        _, generated = activations(out[IMAGE], out[LANDMARKS])
+        _, wanted = activations(target, out[LANDMARKS])
+        loss = tf.reduce_mean(losses.perceptual_distance(wanted, generated))
+    assert float(loss) > 0
+    grads = tape.gradient(loss, variables)
+    assert variables and all(g is not None for g in grads)
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in grads) > 0
+
+
+def test_trainer_with_the_perceptual_loss_needs_its_function_and_trains(tmp_path):
+    config = TrainConfig(steps=2, batch_size=BATCH, lr_schedule="constant", perceptual_weight=1.0, **QUIET)
+    embed = synthetic.fake_embed_fn()
+    with pytest.raises(ValueError, match="perceptual_fn"):
+        Trainer(synthetic.tiny_model_config(), config, synthetic.mean_landmarks(SIZE), tmp_path / "a", embed_fn=embed)
+    trainer = Trainer(synthetic.tiny_model_config(), config, synthetic.mean_landmarks(SIZE), tmp_path / "b",
+                      embed_fn=embed, perceptual_fn=embed.activations)
+    history = trainer.fit(data())
+    assert np.isfinite(history["train/perceptual"]) and history["train/perceptual"] > 0
+
+
+def test_patch_discriminator_shapes_and_bad_sizes():
+    d = patch_discriminator(32, (4, 8))
+    assert tuple(d(tf.zeros([2, 32, 32, 3])).shape) == (2, 8, 8, 1)
+    with pytest.raises(ValueError, match="divisible"):
+        patch_discriminator(36, (4, 8, 8))
+
+
+def test_discriminator_trains_one_step_on_tiny_inputs(tmp_path):
+    config = TrainConfig(steps=1, batch_size=BATCH, lr_schedule="constant", adversarial_weight=0.1,
+                         discriminator_channels=(4, 8), **QUIET)
+    trainer = Trainer(synthetic.tiny_model_config(), config, synthetic.mean_landmarks(SIZE), tmp_path)
+    before = [v.numpy().copy() for v in trainer.discriminator.trainable_variables]
+    history = trainer.fit(data())
+    after = [v.numpy() for v in trainer.discriminator.trainable_variables]
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+    assert np.isfinite(history["train/discriminator"]) and np.isfinite(history["train/adversarial"])
+    # The generator's objective includes the adversarial term: total = weights . terms.
+    expected = (config.landmark_weight * history["train/landmark"] + history["train/texture"]
+                + 0.1 * history["train/adversarial"])
+    assert history["train/total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_adversarial_losses_prefer_the_right_side():
+    high, low = tf.fill([1, 2, 2, 1], 5.0), tf.fill([1, 2, 2, 1], -5.0)
+    # D is right (real high, fake low): small D loss, large generator loss.
+    assert float(losses.discriminator_adversarial(high, low)[0]) < 0.02
+    assert float(losses.generator_adversarial(low)[0]) > 4.9
+    assert float(losses.generator_adversarial(high)[0]) < 0.01
