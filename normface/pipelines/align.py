@@ -15,7 +15,6 @@ see (local here; on Dataflow a mounted bucket or Filestore share).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from normface.data import align
@@ -47,28 +46,24 @@ def _beam_classes():
 
         def __init__(self, data_root: str, out_root: str, template: dict, model_path: str | None):
             self.data_root, self.out_root, self.template, self.model_path = data_root, out_root, template, model_path
-            self.setup_seconds = beam.metrics.Metrics.distribution(common.NAMESPACE, "setup_ms")
+            self.timer = common.SetupTimer()
             self.aligned = beam.metrics.Metrics.counter(common.NAMESPACE, "aligned")
 
         def setup(self):
             from normface.faces import quality
 
-            start = time.perf_counter()
+            self.timer.start()
             self.model = quality.ExpressionModel.load(self.model_path)
             self._template = AlignmentTemplate.from_dict(self.template)
             self._read = read_with_beam(self.data_root)
-            self.setup_seconds.update(int(1000 * (time.perf_counter() - start)))
+            self.timer.stop()
 
         def process(self, shard):
+            self.timer.report()
             index, photos, split_of = shard
             records = align.run_shard(index, photos, Path(self.data_root), Path(self.out_root), split_of,
                                       self._template, self.model, read=self._read)
-            for rec in records:
-                if rec["status"] == "failed":
-                    common.count_failure(rec["reason"])
-                    yield beam.pvalue.TaggedOutput(common.FAILED_TAG, rec)
-                else:
-                    self.aligned.inc()
+            yield from common.route(records, "failed", self.aligned, keep_ok=False)
             yield index
 
     return beam, AlignShardFn
@@ -77,14 +72,10 @@ def _beam_classes():
 def build_pipeline(pipeline, plan: align.AlignmentPlan, report_path: str):
     """Adds stage 1's steps for ``plan``'s shards still to do to ``pipeline``; returns the
     PCollection of finished shard indices."""
-    beam, AlignShardFn = _beam_classes()
+    _, AlignShardFn = _beam_classes()
     elements = [(i, plan.shards[i], {p.person: plan.split_of[p.person] for p in plan.shards[i]}) for i in plan.todo]
-    results = (pipeline
-               | "Shards" >> beam.Create(elements, reshuffle=False)
-               | "Spread" >> beam.Reshuffle()
-               | "Align" >> beam.ParDo(AlignShardFn(str(plan.data_root), str(plan.out_root), plan.template.to_dict(),
-                                                    plan.expression_model_path)).with_outputs(common.FAILED_TAG,
-                                                                                               main="done"))
+    dofn = AlignShardFn(str(plan.data_root), str(plan.out_root), plan.template.to_dict(), plan.expression_model_path)
+    results = common.fan_out(pipeline, elements, dofn, "Align")
     common.write_report(results[common.FAILED_TAG], report_path)
     return results.done
 

@@ -51,6 +51,62 @@ def count_failure(reason: str) -> None:
     Metrics.counter(NAMESPACE, f"failed_{failure_kind(reason)}").inc()
 
 
+def route(records: Iterable[dict], failed_status: str, ok_counter, keep_ok: bool):
+    """Inside a DoFn's ``process``: yields each record whose ``status`` is ``failed_status`` as the
+    tagged output :data:`FAILED_TAG` (counting it by kind), and the others (when ``keep_ok``) as
+    the main output, counting them with ``ok_counter``."""
+    from apache_beam import pvalue
+
+    for rec in records:
+        if rec["status"] == failed_status:
+            count_failure(rec["reason"])
+            yield pvalue.TaggedOutput(FAILED_TAG, rec)
+        else:
+            ok_counter.inc()
+            if keep_ok:
+                yield rec
+
+
+class SetupTimer:
+    """Reports a DoFn's ``setup`` time (model loads) as the distribution ``normface/setup_ms``.
+    Metrics only count inside a bundle, so ``setup`` measures and the first ``process`` reports."""
+
+    def __init__(self):
+        from apache_beam.metrics import Metrics
+
+        self.metric = Metrics.distribution(NAMESPACE, "setup_ms")
+        self.pending_ms: int | None = None
+
+    def start(self) -> None:
+        import time
+
+        self._start = time.perf_counter()
+
+    def stop(self) -> None:
+        import time
+
+        self.pending_ms = int(1000 * (time.perf_counter() - self._start))
+
+    def report(self) -> None:
+        if self.pending_ms is not None:
+            self.metric.update(self.pending_ms)
+            self.pending_ms = None
+
+
+def fan_out(pipeline, elements: list, dofn, name: str, batch_size: int = 0):
+    """The shape every normface pipeline shares: ``elements`` (made on the launcher) spread over
+    the workers (``Reshuffle``, so a runner does not fuse them onto one), optionally grouped into
+    lists of ``batch_size``, into ``dofn``. Returns its outputs: ``.done`` (the main one) and
+    ``[FAILED_TAG]``."""
+    beam = require_beam()
+    items = (pipeline
+             | f"{name}Items" >> beam.Create(elements, reshuffle=False)
+             | f"{name}Spread" >> beam.Reshuffle())
+    if batch_size:
+        items = items | f"{name}Batches" >> beam.BatchElements(min_batch_size=batch_size, max_batch_size=batch_size)
+    return items | name >> beam.ParDo(dofn).with_outputs(FAILED_TAG, main="done")
+
+
 def write_report(failures, path: str):
     """Writes the failure records (dicts) of a PCollection as one JSON-lines file at ``path``
     (any Beam filesystem; Beam writes to a temporary name and renames it when done)."""
