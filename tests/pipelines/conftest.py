@@ -66,3 +66,24 @@ def direct_options():
 def corrupt_photo() -> str:
     """The corrupt photo of ``small_data``, relative to it."""
     return CORRUPT
+
+
+STAGE1_SOURCES = ["lfw", "utkface"]
+
+
+@pytest.fixture(scope="session")
+def stage1_template():
+    from normface.faces.alignment import AlignmentTemplate
+
+    return AlignmentTemplate.for_size(64)
+
+
+@pytest.fixture(scope="session")
+def local_aligned(small_data, stage1_template, tmp_path_factory):
+    """Stage 1 of ``small_data`` by the local path (one process, shards of 4): (folder, summary)."""
+    from normface.data import align
+
+    out = tmp_path_factory.mktemp("local") / "aligned"
+    summary = align.align_all(small_data, out, stage1_template, sources=STAGE1_SOURCES, shard_size=4, workers=1,
+                              progress=lambda msg: None)
+    return out, summary

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 
 from normface.data import align, faceset
-from normface.faces.alignment import AlignmentTemplate
 from normface.utils import io_utils
 
-SOURCES = ["lfw", "utkface"]
-TEMPLATE = AlignmentTemplate.for_size(64)
+SOURCES = ["lfw", "utkface"]  # as conftest.STAGE1_SOURCES
 
 
 def files_of(root):
@@ -22,16 +20,18 @@ def files_of(root):
 
 
 @pytest.fixture(scope="module")
-def local_run(small_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("local") / "aligned"
-    summary = align.align_all(small_data, out, TEMPLATE, sources=SOURCES, shard_size=4, workers=1,
-                              progress=lambda msg: None)
-    return out, summary
+def local_run(local_aligned):
+    return local_aligned
+
+
+@pytest.fixture(scope="module")
+def TEMPLATE(stage1_template):
+    return stage1_template
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_beam_stage1_matches_the_local_path(small_data, local_run, tmp_path, workers, direct_options,
-                                            corrupt_photo):
+                                            corrupt_photo, TEMPLATE):
     from normface.pipelines import align as beam_align
     from normface.pipelines import common
 
@@ -66,7 +66,7 @@ def test_beam_stage1_matches_the_local_path(small_data, local_run, tmp_path, wor
     assert summary["aligned"] == local_summary["aligned"] and summary["failed"] == local_summary["failed"]
 
 
-def test_beam_stage1_rerun_skips_finished_shards(small_data, tmp_path, direct_options):
+def test_beam_stage1_rerun_skips_finished_shards(small_data, tmp_path, direct_options, TEMPLATE):
     from normface.pipelines import align as beam_align
 
     out = tmp_path / "aligned"
