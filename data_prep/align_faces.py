@@ -8,7 +8,13 @@ Writes, under <output>/aligned: template.json, splits.json (the person split eve
 reads), run.json (the settings; a rerun with others is refused), <split>/<key>.png|json for each
 photo with a face, manifest/shard-*.jsonl and the merged manifest.jsonl (one line per input photo:
 measures, or the failure reason), summary.json.
-Resumable: rerun the same command after an interruption. Exit code 0 even when some photos fail
+Resumable: rerun the same command after an interruption.
+
+Past one machine, the same stage as an Apache Beam pipeline (``pip install -e ".[beam]"
+-c constraints-beam.txt``; README, "Beam"): ``--runner=DirectRunner --direct_num_workers=2
+--direct_running_mode=multi_processing``, or ``--runner=DataflowRunner --project=... --region=...
+--temp_location=gs://... --setup_file=./setup.py``; flags this binary does not know are Beam
+pipeline options. The same outputs, plus aligned/failures.jsonl (this run's failed photos). Exit code 0 even when some photos fail
 (they are in the manifest and the summary); 1 when nothing could be aligned; 2 for a bad flag
 (every numeric flag has a range, checked before any work).
 """
@@ -46,6 +52,7 @@ flags.DEFINE_integer("workers", 2, "Parallel processes.", lower_bound=1)
 flags.DEFINE_integer("seed", splits.DEFAULT_SEED, "Person-split seed.", lower_bound=0)
 flags.DEFINE_integer("limit", 0, "Process only the first N photos (0 = all), for quick runs.", lower_bound=0)
 config_flags.existing_folder("data_root")
+config_flags.define_runner_flag()
 
 
 def _sources_ok(items) -> bool:
@@ -67,14 +74,26 @@ def main(argv):
         raise config_flags.usage_error(f"--data_root: {err}") from err
     output = paths.Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / f"faces{FLAGS.size}"
     template = AlignmentTemplate.for_size(FLAGS.size, eye_height=FLAGS.eye_height)
-    summary = align.align_all(
-        data_root, faceset.aligned_dir(output), template, sources=FLAGS.sources, shard_size=FLAGS.shard_size,
-        workers=FLAGS.workers, seed=FLAGS.seed, limit=FLAGS.limit or None,
-    )
+    if FLAGS.runner:
+        from normface.pipelines import align as beam_align, common
+
+        try:
+            options = common.pipeline_options(FLAGS.runner, config_flags.BEAM_ARGS)
+        except ImportError as err:
+            raise config_flags.usage_error(f"--runner={FLAGS.runner}: {err}") from err
+        summary = beam_align.align_all(
+            data_root, faceset.aligned_dir(output), template, options, sources=FLAGS.sources,
+            shard_size=FLAGS.shard_size, seed=FLAGS.seed, limit=FLAGS.limit or None)
+        print(f"failure report: {summary['failure_report']}; Beam counters {summary['beam_failure_counters']}")
+    else:
+        summary = align.align_all(
+            data_root, faceset.aligned_dir(output), template, sources=FLAGS.sources, shard_size=FLAGS.shard_size,
+            workers=FLAGS.workers, seed=FLAGS.seed, limit=FLAGS.limit or None,
+        )
     print(f"{summary['photos']} photos: {summary['aligned']} aligned, {summary['failed']} failed "
           f"{summary['failure_reasons']}; {summary['several_faces']} with several faces. Output: {faceset.aligned_dir(output)}")
     return 0 if summary["aligned"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main, flags_parser=config_flags.flags_parser))
+    sys.exit(app.run(main, flags_parser=config_flags.beam_flags_parser))

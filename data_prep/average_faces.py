@@ -5,7 +5,9 @@
 Writes, under <faces>/averaged: template.json, <split>/<person>.png|json (average + mean
 landmarks), summary.json (photos in, kept per filter, people averaged), contact_sheet.png (64
 averaged training faces) and filter_examples.png (kept / rejected LFW photos per filter).
-Resumable per person. Every threshold is a flag. A face set without LFW photos (e.g. stage 1 with
+Resumable per person. Every threshold is a flag. ``--runner=DirectRunner|DataflowRunner|...``
+averages the people as an Apache Beam pipeline (:mod:`normface.pipelines.average`; the beam
+extra): the same outputs plus averaged/failures.jsonl; unknown flags are Beam pipeline options. A face set without LFW photos (e.g. stage 1 with
 --sources=london,canada) works: the contact sheet then shows its other faces. Exit code 1 when no
 person could be averaged, 2 for a bad flag (every numeric flag has a range, checked before any work).
 """
@@ -30,6 +32,7 @@ flags.DEFINE_integer("min_photos", 1, "Average LFW people with at least this man
                      "1 lets single-photo LFW training people in).", lower_bound=1)
 flags.DEFINE_integer("max_photos", 32, "Use at most this many photos per person (first by name).", lower_bound=1)
 config_flags.existing_folder("faces")
+config_flags.define_runner_flag()
 THRESHOLD_HELP = {
     "max_yaw": "Largest |yaw| in degrees (head turned).",
     "max_pitch": "Largest |pitch - frontal| in degrees (head tilted up/down).",
@@ -53,7 +56,17 @@ def main(argv):
     if not (aligned_root / faceset.TEMPLATE_FILE).is_file() or not (aligned_root / align.MANIFEST_FILE).is_file():
         raise config_flags.usage_error(f"--faces {faces}: no stage-1 face set in {aligned_root} "
                                        "(run data_prep/align_faces.py first)")
-    summary = average.average_all(aligned_root, out_root, thresholds, FLAGS.min_photos, FLAGS.max_photos)
+    if FLAGS.runner:
+        from normface.pipelines import average as beam_average, common
+
+        try:
+            options = common.pipeline_options(FLAGS.runner, config_flags.BEAM_ARGS)
+        except ImportError as err:
+            raise config_flags.usage_error(f"--runner={FLAGS.runner}: {err}") from err
+        summary = beam_average.average_all(aligned_root, out_root, thresholds, options, FLAGS.min_photos,
+                                           FLAGS.max_photos)
+    else:
+        summary = average.average_all(aligned_root, out_root, thresholds, FLAGS.min_photos, FLAGS.max_photos)
     for path in average.write_sheets(aligned_root, out_root, thresholds):
         print(f"wrote {path}")
     for key, value in summary.items():
@@ -62,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main, flags_parser=config_flags.flags_parser))
+    sys.exit(app.run(main, flags_parser=config_flags.beam_flags_parser))

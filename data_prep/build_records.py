@@ -12,7 +12,10 @@ contact sheet like the paper's Fig. 6. Resumable: re-run the same command after 
 existing folder gets them without a rebuild with
 ``--add_mirrored=workspace/records128 --output=workspace/records128m``.
 
-All the work is in :func:`normface.data.build.build_records`. A bad flag (every numeric flag has a
+All the work is in :func:`normface.data.build.build_records`. ``--runner=DirectRunner|DataflowRunner|...``
+runs the same build as an Apache Beam pipeline (:mod:`normface.pipelines.records`; the beam extra):
+the same records and meta.json for a given seed whatever the parallelism; flags this binary does
+not know are Beam pipeline options. A bad flag (every numeric flag has a
 range) exits 2 before the encoder loads.
 """
 
@@ -54,6 +57,7 @@ flags.DEFINE_float("blur_sigma_fraction", composite.DEFAULT_BLUR_SIGMA_FRACTION,
 flags.DEFINE_string("contact_sheet", "", "PNG path of the Fig. 6 contact sheet; default <output>/contact_sheet.png.")
 flags.DEFINE_integer("contact_seeds", 8, "Seed faces on the contact sheet.", lower_bound=0)
 config_flags.existing_folder("faces")
+config_flags.define_runner_flag()
 flags.register_validator("splits", lambda v: set(v) <= set(records.SPLITS),
                          message=f"--splits: choose from {', '.join(records.SPLITS)}")
 
@@ -89,15 +93,23 @@ def main(argv):
         encode_fn = build.encode_fn_for(FLAGS.encoder)  # fail before any long work
     except ValueError as err:
         raise config_flags.usage_error(f"--encoder: {err}") from err
-    meta = build.build_records(
-        FLAGS.faces, output, config, encode_fn, splits=FLAGS.splits, log=logging.info,
-        contact_sheet=FLAGS.contact_sheet or os.path.join(output, "contact_sheet.png"),
-        contact_seeds=FLAGS.contact_seeds,
-    )
+    sheet = FLAGS.contact_sheet or os.path.join(output, "contact_sheet.png")
+    if FLAGS.runner:
+        from normface.pipelines import common, records as beam_records
+
+        try:
+            options = common.pipeline_options(FLAGS.runner, config_flags.BEAM_ARGS)
+        except ImportError as err:
+            raise config_flags.usage_error(f"--runner={FLAGS.runner}: {err}") from err
+        meta = beam_records.build_records(FLAGS.faces, output, config, options, splits=FLAGS.splits, log=logging.info,
+                                          contact_sheet=sheet, contact_seeds=FLAGS.contact_seeds)
+    else:
+        meta = build.build_records(FLAGS.faces, output, config, encode_fn, splits=FLAGS.splits, log=logging.info,
+                                   contact_sheet=sheet, contact_seeds=FLAGS.contact_seeds)
     for split, info in meta.splits.items():
         print(f"{split}: {info['count']} examples ({info['morphed']} morphs) in {len(info['shards'])} shards")
     print(f"wrote {output}/{records.META_FILE}")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=config_flags.flags_parser)
+    app.run(main, flags_parser=config_flags.beam_flags_parser)

@@ -216,6 +216,8 @@ def _normalize(args: argparse.Namespace) -> int:
     _check_model_arg(args.model)
     report = _Report(args.report)
     report.check()
+    if args.runner:
+        return _normalize_beam(args, out)
     manifest = run_manifest.RunManifest(out) if out.is_dir() else None
     files, problems = batch_files.discover(args.inputs, exclude=out,
                                            skip=manifest.recorded_outputs if manifest else None)
@@ -382,6 +384,42 @@ def _avatar(args: argparse.Namespace) -> int:
 # --- the parser -------------------------------------------------------------------------------------
 
 
+def _normalize_beam(args: argparse.Namespace, out: Path) -> int:
+    """``normface normalize --runner=...``: the same inputs and outputs on Apache Beam
+    (:mod:`normface.pipelines.normalize`); the remaining ``--flag=value`` arguments are the
+    pipeline's options. Failed inputs are in <output>/failures.jsonl; --report is rewritten."""
+    from normface.serving import batch_files
+
+    if args.sheet:
+        raise UsageError("--sheet: not with --runner (the pairs are spread over the workers); "
+                         "run normface normalize without --runner on a few photos for a sheet")
+    try:
+        from normface.pipelines import common, normalize as beam_normalize
+
+        beam_options = common.pipeline_options(args.runner, args.beam_args)
+    except ImportError as err:
+        raise UsageError(f"--runner={args.runner}: {err}") from err
+    files, problems = batch_files.discover(args.inputs, exclude=out)
+    for p in problems:
+        print(f"normface: {p}", file=sys.stderr)
+    if not files:
+        raise CommandError("no input images found")
+    _make_output_folder(out)
+    options = batch_files.BatchOptions(output=out, fmt=args.format, batch_size=args.batch_size,
+                                       side_by_side=args.side_by_side, write_json=args.json,
+                                       all_faces=args.all_faces, debug=args.debug)
+    _quiet_tensorflow(args.debug)
+    result = beam_normalize.normalize_files(files, options, beam_options, model=args.model, report_path=args.report,
+                                            overwrite=args.overwrite)
+    failed = sum(result["failure_counters"].values()) + len(problems)
+    print(f"normalized {result['counters'].get('normalized', 0)} of {len(files) - result['skipped']} file(s) on "
+          f"{args.runner} into {out}" + (f"; {result['skipped']} already done" if result["skipped"] else "")
+          + (f"; {failed} problem(s): {result['failure_counters']} (see {result['failure_report']})" if failed else ""))
+    if result["counters"].get("normalized", 0) + result["skipped"] == 0 or (args.strict and failed):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -423,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="redo every input; by default a rerun into the same output folder with the same "
                            "model and options skips inputs whose outputs are complete (recorded in "
                            "<output>/.normface-run.jsonl)")
+    norm.add_argument("--runner", default=None,
+                      help="run on Apache Beam (the beam extra): DirectRunner, DataflowRunner, FlinkRunner, "
+                           "SparkRunner...; other --flag=value arguments are then Beam pipeline options (e.g. "
+                           "--direct_num_workers=2 --direct_running_mode=multi_processing). Failed inputs go to "
+                           "<output>/failures.jsonl; inputs whose outputs exist are skipped")
     norm.set_defaults(func=_normalize)
     adj = add("adjust", "white balance and exposure from the normalized face (paper Sec. 7.4)")
     adj.add_argument("inputs", nargs="+", help="photos, folders or globs")
@@ -450,7 +493,10 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "runner", None):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_args = extra
     args.debug = bool(getattr(args, "debug", False))
     prog = f"normface {args.command}"
     if args.command == "normalize" and args.device == "cpu":

@@ -18,7 +18,7 @@ import json
 import multiprocessing
 import traceback
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from normface.data import faceset, public_sets
 from normface.data import splits as splits_lib
@@ -102,9 +102,12 @@ def detect(image, choose: str, border: float = 0.0, mode: str = "constant") -> l
 
 
 def process_photo(
-    photo: Photo, data_root: Path, out_root: Path, split: str, template: AlignmentTemplate, expression_model
+    photo: Photo, data_root: Path, out_root: Path, split: str, template: AlignmentTemplate, expression_model,
+    read: Callable[[str], Any] | None = None,
 ) -> dict:
-    """Aligns and measures one photo; returns its manifest record (never raises for bad input)."""
+    """Aligns and measures one photo; returns its manifest record (never raises for bad input).
+    ``read(path)`` reads the photo (``photo.path`` joined to ``data_root``) as [h, w, 3] uint8;
+    default :func:`normface.utils.io_utils.read_rgb` on the local file."""
     from normface.faces import quality
     from normface.faces.alignment import align_image
 
@@ -114,7 +117,7 @@ def process_photo(
     if photo.problem:
         record["label_problem"] = photo.problem
     try:
-        image = io_utils.read_rgb(data_root / photo.path)
+        image = read(photo.path) if read is not None else io_utils.read_rgb(data_root / photo.path)
     except (ValueError, OSError) as err:
         return {**record, "status": "failed", "reason": f"unreadable: {err}"}
     height, width = image.shape[:2]
@@ -142,24 +145,32 @@ def shard_path(out_root: Path, index: int) -> Path:
     return out_root / MANIFEST_DIR / f"shard-{index:05d}.jsonl"
 
 
+def run_shard(index: int, photos: list[Photo], data_root: Path, out_root: Path, split_of: dict[str, str],
+              template: AlignmentTemplate, expression_model, read: Callable[[str], Any] | None = None) -> list[dict]:
+    """Aligns one shard of photos and writes its manifest part (atomically, once the shard is done);
+    returns the shard's manifest records. A photo that raises is recorded as failed, never fatal.
+    ``read(path)``: reads a photo given its path under ``data_root`` (default: the local file).
+    The one home of a shard's work: the local pool and the Beam pipeline both call it."""
+    records = []
+    for photo in photos:
+        try:
+            rec = process_photo(photo, data_root, out_root, split_of[photo.person], template, expression_model, read)
+        except Exception as err:  # a bug on one photo must not stop the batch: record it
+            rec = {"key": photo.key, "person": photo.person, "photo": photo.path, "status": "failed",
+                   "reason": f"error: {err!r}", "traceback": traceback.format_exc(limit=3)}
+        records.append(rec)
+    io_utils.write_bytes_atomic(shard_path(out_root, index), "".join(json.dumps(r) + "\n" for r in records).encode())
+    return records
+
+
 def _run_shard(args) -> tuple[int, int, int]:
     index, photos, data_root, out_root, split_of, template_dict, model_path = args
     from normface.faces import quality
 
-    out_root = Path(out_root)
-    template = AlignmentTemplate.from_dict(template_dict)
     model = quality.ExpressionModel.load(model_path)
-    lines = []
-    for photo in photos:
-        try:
-            rec = process_photo(photo, Path(data_root), out_root, split_of[photo.person], template, model)
-        except Exception as err:  # a bug on one photo must not stop the batch: record it
-            rec = {"key": photo.key, "person": photo.person, "photo": photo.path, "status": "failed",
-                   "reason": f"error: {err!r}", "traceback": traceback.format_exc(limit=3)}
-        lines.append(json.dumps(rec))
-    io_utils.write_bytes_atomic(shard_path(out_root, index), ("\n".join(lines) + "\n").encode())
-    failed = sum('"status": "failed"' in ln for ln in lines)
-    return index, len(lines), failed
+    records = run_shard(index, photos, Path(data_root), Path(out_root), split_of,
+                        AlignmentTemplate.from_dict(template_dict), model)
+    return index, len(records), sum(r["status"] == "failed" for r in records)
 
 
 def prepare_output(out_root: Path, data_root: Path, template: AlignmentTemplate, seed: int,
@@ -184,25 +195,44 @@ def prepare_output(out_root: Path, data_root: Path, template: AlignmentTemplate,
     return splits_lib.split_of(splits)
 
 
-def align_all(
+@dataclasses.dataclass
+class AlignmentPlan:
+    """What a stage-1 run does: the shards of photos, the person split, the shards still to do.
+    Drawn up by :func:`plan_alignment` (which also writes the template, the split and run.json);
+    run by the local pool (:func:`align_all`) or the Beam pipeline (``normface.pipelines.align``)."""
+
+    data_root: Path
+    out_root: Path
+    template: AlignmentTemplate
+    shards: list[list[Photo]]
+    split_of: dict[str, str]
+    todo: list[int]                  # indices of the shards without a manifest part
+    source_checks: dict
+    expression_model_path: str | None
+
+    @property
+    def photos(self) -> int:
+        return sum(len(s) for s in self.shards)
+
+
+def plan_alignment(
     data_root: str | Path,
     out_root: str | Path,
     template: AlignmentTemplate,
     sources: Iterable[str] = BUILTIN_SOURCES,
     shard_size: int = 200,
-    workers: int = 2,
     seed: int = splits_lib.DEFAULT_SEED,
     limit: int | None = None,
     expression_model_path: str | Path | None = None,
     progress=print,
-) -> dict:
-    """Runs stage 1 over the data; resumable. Returns the summary written to ``summary.json``.
-    ``sources``: names or ``name=/path`` for the public sets (:func:`list_photos`)."""
+) -> AlignmentPlan:
+    """Lists the photos, writes (or checks) the template, the person split and the run settings,
+    and splits the photos into fixed shards; the shards already written are left out of ``todo``."""
     data_root, out_root = Path(data_root), Path(out_root)
     if not data_root.is_dir():
         raise FileNotFoundError(f"data root not found: {data_root}")
-    if shard_size < 1 or workers < 1:
-        raise ValueError(f"shard_size and workers must be >= 1, got {shard_size} and {workers}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     from normface.faces import face3d
     from normface.faces import quality
 
@@ -228,21 +258,34 @@ def align_all(
                                 "keys_sha256": _keys_digest(p.key for p in photos)})
     todo = [i for i in range(len(shards)) if not shard_path(out_root, i).is_file()]
     progress(f"{len(photos)} photos in {len(shards)} shards; {len(shards) - len(todo)} already done")
-    model_path = str(expression_model_path) if expression_model_path else None
-    jobs = [(i, shards[i], str(data_root), str(out_root), split_of, template.to_dict(), model_path) for i in todo]
+    return AlignmentPlan(data_root, out_root, template, shards, split_of, todo, checks,
+                         str(expression_model_path) if expression_model_path else None)
+
+
+def align_all(data_root: str | Path, out_root: str | Path, template: AlignmentTemplate, workers: int = 2,
+              progress=print, **plan_args) -> dict:
+    """Runs stage 1 over the data on ``workers`` local processes; resumable. Returns the summary
+    written to ``summary.json``. ``plan_args``: ``sources`` (names or ``name=/path`` for the public
+    sets, :func:`list_photos`), ``shard_size``, ``seed``, ``limit``, ``expression_model_path``
+    (:func:`plan_alignment`)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    plan = plan_alignment(data_root, out_root, template, progress=progress, **plan_args)
+    jobs = [(i, plan.shards[i], str(plan.data_root), str(plan.out_root), plan.split_of, template.to_dict(),
+             plan.expression_model_path) for i in plan.todo]
     if workers == 1:
         results = map(_run_shard, jobs)
     else:
         pool = multiprocessing.get_context("spawn").Pool(workers)
         results = pool.imap_unordered(_run_shard, jobs)
-    done = len(shards) - len(todo)
+    done = len(plan.shards) - len(plan.todo)
     for index, count, failed in results:
         done += 1
-        progress(f"shard {index}: {count} photos, {failed} failed ({done}/{len(shards)} shards)")
+        progress(f"shard {index}: {count} photos, {failed} failed ({done}/{len(plan.shards)} shards)")
     if workers != 1:
         pool.close()
         pool.join()
-    return merge_manifest(out_root, len(shards), checks)
+    return merge_manifest(plan.out_root, len(plan.shards), plan.source_checks)
 
 
 RUN_FILE = "run.json"

@@ -50,16 +50,26 @@ def filter_records(records: list[dict], thresholds: quality.QualityThresholds) -
     return kept, counts
 
 
-def average_all(
-    aligned_root: str | Path,
-    out_root: str | Path,
-    thresholds: quality.QualityThresholds,
-    min_photos: int = 1,
-    max_photos: int = 32,
-    progress=print,
-) -> dict:
-    """Runs stage 2; returns the summary written to ``summary.json``."""
+@dataclasses.dataclass
+class AveragePlan:
+    """What a stage-2 run does: the filtered manifest, and per person to average, its photos
+    (sorted by key, at most ``max_photos``). Drawn up by :func:`plan_average`; run by the local
+    loop (:func:`average_all`) or the Beam pipeline (``normface.pipelines.average``)."""
 
+    aligned_root: Path
+    out_root: Path
+    thresholds: quality.QualityThresholds
+    min_photos: int
+    records: list[dict]
+    counts: dict
+    people: list[str]
+    photos_of: dict[str, list[dict]]
+
+
+def plan_average(aligned_root: str | Path, out_root: str | Path, thresholds: quality.QualityThresholds,
+                 min_photos: int = 1, max_photos: int = 32) -> AveragePlan:
+    """Reads and filters the manifest, writes the template and run.json (a rerun with other
+    settings is refused), and lists the people to average with their photos."""
     aligned_root, out_root = Path(aligned_root), Path(out_root)
     if min_photos < 1:
         raise ValueError(f"min_photos must be >= 1, got {min_photos}")
@@ -76,23 +86,50 @@ def average_all(
     for rec in kept:
         by_person[rec["person"]].append(rec)
     people = sorted(p for p, recs in by_person.items() if len(recs) >= min_photos or p.startswith(STUDIO_NEUTRAL))
-    per_split: dict[str, int] = defaultdict(int)
-    for n, person in enumerate(people):
-        recs = sorted(by_person[person], key=lambda r: r["key"])[:max_photos]
-        split = recs[0]["split"]
-        per_split[split] += 1
-        if faceset.has_face(out_root, split, person):
-            continue
-        entries = [faceset.read_entry(aligned_root, r["split"], r["key"]) for r in recs]
-        images = np.stack([faceset.load_face_image(aligned_root, e) for e in entries])
-        lms = np.stack([e.landmarks_array for e in entries])
-        # One photo is its own average (morphing it onto its own landmarks changes nothing).
-        avg, mean_lm = (images[0], lms[0]) if len(entries) == 1 else average_faces(images, lms)
-        entry = faceset.FaceEntry(person=person, split=split, landmarks=mean_lm.tolist(),
-                                  photos=[r["photo"] for r in recs], key=person)
-        faceset.write_face(out_root, entry, np.clip(np.rint(avg), 0, 255).astype(np.uint8))
+    photos_of = {p: sorted(by_person[p], key=lambda r: r["key"])[:max_photos] for p in people}
+    return AveragePlan(aligned_root, out_root, thresholds, min_photos, records, counts, people, photos_of)
+
+
+def average_person(aligned_root: Path, out_root: Path, person: str, recs: list[dict]) -> bool:
+    """Writes one person's morph average and mean landmarks unless present; returns whether it
+    wrote them. The one home of a person's work: the local loop and the Beam pipeline call it."""
+    split = recs[0]["split"]
+    if faceset.has_face(out_root, split, person):
+        return False
+    entries = [faceset.read_entry(aligned_root, r["split"], r["key"]) for r in recs]
+    images = np.stack([faceset.load_face_image(aligned_root, e) for e in entries])
+    lms = np.stack([e.landmarks_array for e in entries])
+    # One photo is its own average (morphing it onto its own landmarks changes nothing).
+    avg, mean_lm = (images[0], lms[0]) if len(entries) == 1 else average_faces(images, lms)
+    entry = faceset.FaceEntry(person=person, split=split, landmarks=mean_lm.tolist(),
+                              photos=[r["photo"] for r in recs], key=person)
+    faceset.write_face(out_root, entry, np.clip(np.rint(avg), 0, 255).astype(np.uint8))
+    return True
+
+
+def average_all(
+    aligned_root: str | Path,
+    out_root: str | Path,
+    thresholds: quality.QualityThresholds,
+    min_photos: int = 1,
+    max_photos: int = 32,
+    progress=print,
+) -> dict:
+    """Runs stage 2; returns the summary written to ``summary.json``."""
+    plan = plan_average(aligned_root, out_root, thresholds, min_photos, max_photos)
+    for n, person in enumerate(plan.people):
+        average_person(plan.aligned_root, plan.out_root, person, plan.photos_of[person])
         if n % 200 == 0:
-            progress(f"averaged {n + 1}/{len(people)} people")
+            progress(f"averaged {n + 1}/{len(plan.people)} people")
+    return write_summary(plan)
+
+
+def write_summary(plan: AveragePlan) -> dict:
+    """Writes and returns ``summary.json`` of a finished stage-2 run."""
+    records, counts, people, thresholds = plan.records, plan.counts, plan.people, plan.thresholds
+    per_split: dict[str, int] = defaultdict(int)
+    for person in people:
+        per_split[plan.photos_of[person][0]["split"]] += 1
     aligned = [r for r in records if r["status"] == "aligned"]
     lfw_aligned = [r for r in aligned if r["person"].startswith("lfw/")]
     summary = {
@@ -106,10 +143,10 @@ def average_all(
         "light_per_source": light_distribution(records),
         "people_averaged": len(people),
         "people_averaged_per_split": dict(per_split),
-        "min_photos": min_photos,
+        "min_photos": plan.min_photos,
         "thresholds": dataclasses.asdict(thresholds),
     }
-    io_utils.write_bytes_atomic(out_root / "summary.json", json.dumps(summary, indent=1).encode())
+    io_utils.write_bytes_atomic(plan.out_root / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
 
 

@@ -122,7 +122,9 @@ def write_shard_atomic(path: str, examples: Iterable[tf.train.Example]) -> None:
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
             for example in examples:
-                writer.write(example.SerializeToString())
+                # Deterministic: the feature map in key order, so a shard's bytes do not depend on
+                # the process that writes it (protobuf orders maps by a per-process hash otherwise).
+                writer.write(example.SerializeToString(deterministic=True))
         tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
         if tf.io.gfile.exists(tmp):
@@ -197,17 +199,49 @@ def _check_resume(output_dir: str, build: dict) -> None:
         )
 
 
-def build_records(
-    faceset_root, output_dir: str, config: BuildConfig, encode_fn: EncodeFn = no_encoder,
-    splits: Iterable[str] = SPLITS, log: Callable[[str], None] = print,
-    contact_sheet: str | None = None, contact_seeds: int = 8,
-) -> RecordsMeta:
-    """Face set in -> records out: train (augmented), validation and test (un-augmented).
+@dataclasses.dataclass
+class BuildPlan:
+    """Everything a records build writes, drawn up from the face set and the config alone (no
+    output touched): the decomposed faces of each split, the training mean landmarks, the
+    neighbour table and, per split, which seed, neighbour and weights go in which shard. The
+    same inputs and seed give the same plan on any machine, so a Beam worker that draws it up
+    again (``normface.pipelines.records``) writes the same shards as the local path."""
 
-    ``contact_sheet``: also write a PNG like the paper's Fig. 6 (``contact_seeds`` training faces,
-    their chosen neighbours and 6 morphs each) to this path. Returns the written meta.
-    Re-running resumes (skips finished shards); see the module docstring.
-    """
+    faceset_root: str
+    config: BuildConfig
+    splits: list[str]
+    template: object
+    faces: dict[str, SplitFaces]
+    mean: np.ndarray
+    theta: float | None
+    neighbours: np.ndarray | None
+    compositor: composite.Compositor
+    plans: dict[str, morph.MorphPlan]
+    fingerprint: str
+
+    def shard_count(self, split: str) -> int:
+        return max(1, math.ceil(len(self.plans[split]) / self.config.shard_size))
+
+    def shard_path(self, output_dir: str, split: str, index: int) -> str:
+        return join_path(output_dir, shard_name(split, index, self.shard_count(split)))
+
+    def shard_part(self, split: str, index: int) -> morph.MorphPlan:
+        size = self.config.shard_size
+        return self.plans[split].slice(slice(index * size, (index + 1) * size))
+
+    def morpher(self, split: str) -> morph.Morpher:
+        sf = self.faces[split]
+        return morph.Morpher(sf.images, sf.landmarks, sf.textures, self.mean, self.compositor)
+
+    def build_record(self) -> dict:
+        """What ``build.json`` holds: a resume must see the same flags and faces."""
+        return {**self.config.to_dict(), "faceset": self.fingerprint, "splits": self.splits,
+                "schema_version": SCHEMA_VERSION}
+
+
+def plan_build(faceset_root, config: BuildConfig, splits: Iterable[str] = SPLITS,
+               log: Callable[[str], None] = print) -> BuildPlan:
+    """Loads and decomposes the face set and draws up the whole plan from ``config.seed``."""
     splits = list(splits)
     template = faceset.read_template(faceset_root)
     faces = {split: load_split(faceset_root, split) for split in sorted(set(splits) | {"train"})}
@@ -227,78 +261,124 @@ def build_records(
         neighbours = morph.nearest_neighbours(theta * dist_l + dist_t, min(config.k, len(train.entries) - 1))
         log(f"neighbours: theta={theta:.4g} ({'flag' if config.theta is not None else 'balanced'}), k={neighbours.shape[1]}")
     compositor = composite.Compositor.for_landmarks(mean, template.size, config.composite)
+    plans = {}
+    for split in splits:
+        if split == "train":
+            plans[split] = morph.plan_examples(len(faces[split].entries), neighbours, num_morphs, rng)
+        else:
+            plans[split] = morph.plan_examples(len(faces[split].entries), None, 0, rng, shuffle=False)
+    return BuildPlan(str(faceset_root), config, splits, template, faces, mean, theta, neighbours, compositor, plans,
+                     _fingerprint(faces))
 
-    # Probe the encoder once for its output sizes (stored in meta.json even when all shards exist).
+
+def probe_encoder(plan: BuildPlan, encode_fn: EncodeFn) -> tuple[int, int]:
+    """The encoder's (feature, descriptor) sizes, from one training face; ValueError for a
+    descriptor size other than 128 or 0."""
+    train = plan.faces["train"]
     probe_f, probe_d = encode_fn(train.images[:1], train.landmarks[:1])
     feature_dim, descriptor_dim = int(np.shape(probe_f)[1]), int(np.shape(probe_d)[1])
     if descriptor_dim not in (0, DESCRIPTOR_DIM):
-        raise ValueError(f"encoder '{config.encoder}' gives {descriptor_dim}-D descriptors, expected 128 or 0")
+        raise ValueError(f"encoder '{plan.config.encoder}' gives {descriptor_dim}-D descriptors, expected 128 or 0")
+    return feature_dim, descriptor_dim
 
+
+def prepare_output(output_dir: str, plan: BuildPlan) -> None:
+    """Creates the output folder, removes a killed run's temporary shards and records (or checks)
+    ``build.json``. One writer per folder: the local loop or one Beam pipeline."""
     tf.io.gfile.makedirs(output_dir)
     _remove_stale_temporaries(output_dir)
-    fingerprint = _fingerprint(faces)
-    _check_resume(output_dir, {**config.to_dict(), "faceset": fingerprint, "splits": splits,
-                               "schema_version": SCHEMA_VERSION})
+    _check_resume(output_dir, plan.build_record())
 
-    split_meta = {}
-    for split in splits:
-        sf = faces[split]
-        if split == "train":
-            plan = morph.plan_examples(len(sf.entries), neighbours, num_morphs, rng)
-        else:
-            plan = morph.plan_examples(len(sf.entries), None, 0, rng, shuffle=False)
-        morpher = morph.Morpher(sf.images, sf.landmarks, sf.textures, mean, compositor)
-        split_meta[split] = _write_split(output_dir, split, sf, plan, morpher, encode_fn, config, log)
 
+def write_shard(output_dir: str, plan: BuildPlan, split: str, index: int, morpher: morph.Morpher,
+                encode_fn: EncodeFn) -> int:
+    """Writes shard ``index`` of ``split`` unless it exists; returns the examples written (0
+    when skipped). The one home of a shard's work: the local loop and the Beam pipeline call it."""
+    path = plan.shard_path(output_dir, split, index)
+    if tf.io.gfile.exists(path):
+        return 0
+    part = plan.shard_part(split, index)
+    write_shard_atomic(path, iter_examples(plan.faces[split], part, morpher, encode_fn, plan.config.mirrored))
+    return len(part)
+
+
+def split_meta(output_dir: str, plan: BuildPlan, split: str) -> dict:
+    """``meta.json``'s entry of a split whose shards are all written."""
+    shards = [{"file": os.path.basename(plan.shard_path(output_dir, split, i)), "count": len(plan.shard_part(split, i)),
+               "bytes": tf.io.gfile.stat(plan.shard_path(output_dir, split, i)).length}
+              for i in range(plan.shard_count(split))]
+    morphed = int(np.sum(plan.plans[split].neighbour >= 0))
+    return {"count": len(plan.plans[split]), "morphed": morphed, "originals": len(plan.plans[split]) - morphed,
+            "shards": shards}
+
+
+def finish_build(output_dir: str, plan: BuildPlan, dims: tuple[int, int], contact_sheet: str | None = None,
+                 contact_seeds: int = 8, log: Callable[[str], None] = print) -> RecordsMeta:
+    """Writes ``meta.json`` (and the contact sheet) once every shard exists; returns the meta."""
+    config, template, faces = plan.config, plan.template, plan.faces
     meta = {
         "schema_version": SCHEMA_VERSION,
         "schema": {name: {"kind": kind, "length": length} for name, (kind, length) in SCHEMA.items()},
         "template": template.to_dict(),
-        "mean_landmarks": mean.tolist(),
-        "feature_dim": feature_dim,
-        "descriptor_dim": descriptor_dim,
+        "mean_landmarks": plan.mean.tolist(),
+        "feature_dim": dims[0],
+        "descriptor_dim": dims[1],
         "encoder": config.encoder,
         "mirrored": config.mirrored,
         "config": config.to_dict(),
-        "theta": theta,
-        "neighbours_k": None if neighbours is None else int(neighbours.shape[1]),
-        "composite": {"lambda": compositor.lam, "blur_sigma_px": config.composite.blur_sigma_fraction * template.size,
+        "theta": plan.theta,
+        "neighbours_k": None if plan.neighbours is None else int(plan.neighbours.shape[1]),
+        "composite": {"lambda": plan.compositor.lam,
+                      "blur_sigma_px": config.composite.blur_sigma_fraction * template.size,
                       "mask": "convex hull of the mean landmarks, Gaussian-blurred", "solver": "scipy.sparse.linalg.splu"},
-        "faceset": {"root": str(faceset_root), "fingerprint": fingerprint,
-                    "faces": {s: len(faces[s].entries) for s in splits},
-                    "faces_per_source": {s: faces_per_source(faces[s].entries) for s in splits}},
-        "splits": split_meta,
+        "faceset": {"root": str(plan.faceset_root), "fingerprint": plan.fingerprint,
+                    "faces": {s: len(faces[s].entries) for s in plan.splits},
+                    "faces_per_source": {s: faces_per_source(faces[s].entries) for s in plan.splits}},
+        "splits": {split: split_meta(output_dir, plan, split) for split in plan.splits},
     }
     io_utils.write_bytes_atomic(join_path(output_dir, META_FILE), json.dumps(meta, indent=1).encode())
-    if contact_sheet and neighbours is not None:
+    if contact_sheet and plan.neighbours is not None:
+        train = faces["train"]
         sheet_rng = np.random.default_rng([config.seed, 1])
         seeds = sheet_rng.choice(len(train.entries), min(contact_seeds, len(train.entries)), replace=False)
-        morpher = morph.Morpher(train.images, train.landmarks, train.textures, mean, compositor)
-        sheet = morph.contact_sheet(morpher, neighbours, seeds, sheet_rng)
+        sheet = morph.contact_sheet(plan.morpher("train"), plan.neighbours, seeds, sheet_rng)
         io_utils.write_bytes_atomic(contact_sheet, encode_png(sheet))
         log(f"contact sheet: {contact_sheet}")
     return read_meta(output_dir)
 
 
-def _write_split(output_dir, split, faces: SplitFaces, plan: morph.MorphPlan, morpher: morph.Morpher,
-                 encode_fn: EncodeFn, config: BuildConfig, log) -> dict:
-    """Writes (or skips, when present) every shard of one split; returns its meta entry."""
-    count = max(1, math.ceil(len(plan) / config.shard_size))
-    shards, written, start_time = [], 0, time.time()
+def build_records(
+    faceset_root, output_dir: str, config: BuildConfig, encode_fn: EncodeFn = no_encoder,
+    splits: Iterable[str] = SPLITS, log: Callable[[str], None] = print,
+    contact_sheet: str | None = None, contact_seeds: int = 8,
+) -> RecordsMeta:
+    """Face set in -> records out: train (augmented), validation and test (un-augmented).
+
+    ``contact_sheet``: also write a PNG like the paper's Fig. 6 (``contact_seeds`` training faces,
+    their chosen neighbours and 6 morphs each) to this path. Returns the written meta.
+    Re-running resumes (skips finished shards); see the module docstring.
+    """
+    plan = plan_build(faceset_root, config, splits, log)
+    # Probe the encoder once for its output sizes (stored in meta.json even when all shards exist).
+    dims = probe_encoder(plan, encode_fn)
+    prepare_output(output_dir, plan)
+    for split in plan.splits:
+        _write_split(output_dir, plan, split, encode_fn, log)
+    return finish_build(output_dir, plan, dims, contact_sheet, contact_seeds, log)
+
+
+def _write_split(output_dir, plan: BuildPlan, split: str, encode_fn: EncodeFn, log) -> None:
+    """Writes (or skips, when present) every shard of one split."""
+    morpher = plan.morpher(split)
+    count, written, start_time = plan.shard_count(split), 0, time.time()
     for index in range(count):
-        part = plan.slice(slice(index * config.shard_size, (index + 1) * config.shard_size))
-        path = join_path(output_dir, shard_name(split, index, count))
-        if not tf.io.gfile.exists(path):
-            write_shard_atomic(path, iter_examples(faces, part, morpher, encode_fn, config.mirrored))
-            written += len(part)
+        done = write_shard(output_dir, plan, split, index, morpher, encode_fn)
+        if done:
+            written += done
             rate = written / max(time.time() - start_time, 1e-9)
-            log(f"{split}: wrote {path} ({len(part)} examples, {rate:.1f}/s)")
-        shards.append({"file": os.path.basename(path), "count": len(part),
-                       "bytes": tf.io.gfile.stat(path).length})
-    skipped = len(plan) - written
-    log(f"{split}: {len(plan)} examples in {count} shards ({skipped} already written, skipped)")
-    morphed = int(np.sum(plan.neighbour >= 0))
-    return {"count": len(plan), "morphed": morphed, "originals": len(plan) - morphed, "shards": shards}
+            log(f"{split}: wrote {plan.shard_path(output_dir, split, index)} ({done} examples, {rate:.1f}/s)")
+    skipped = len(plan.plans[split]) - written
+    log(f"{split}: {len(plan.plans[split])} examples in {count} shards ({skipped} already written, skipped)")
 
 
 def encode_mirrored(encode_fn: EncodeFn, images: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

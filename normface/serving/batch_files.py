@@ -236,12 +236,15 @@ def _face_fields(faces) -> dict:
 
 def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
               report: Callable[[dict], None] | None = None, progress: Callable[[int, int], None] | None = None,
-              on_done: Callable[[InputFile, list[Path]], None] | None = None) -> BatchSummary:
+              on_done: Callable[[InputFile, list[Path]], None] | None = None,
+              read: Callable[[InputFile], np.ndarray] | None = None) -> BatchSummary:
     """Normalizes ``files`` with ``normalizer``; reports problems; returns counts.
 
     ``report`` gets one dict per input; ``on_done(item, outputs)`` is called once all of an
     input's outputs are written (the run manifest records it there; an OSError it raises is
-    counted as a write failure)."""
+    counted as a write failure). ``read(item)``: the photo's pixels (default :func:`read_photo`
+    of its local path; the Beam pipeline reads through Beam's filesystems). The one home of a
+    batch's work: ``normface normalize`` and ``normface.pipelines.normalize`` both call it."""
     if options.fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {options.fmt!r}")
     inputs = {f.path.resolve() for f in files}
@@ -302,7 +305,7 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
 
     for n, item in enumerate(files, 1):
         try:
-            pending.append((item, read_photo(item.path)))
+            pending.append((item, read(item) if read is not None else read_photo(item.path)))
         except (ValueError, OSError) as err:
             problem(item.path, error_text(err).replace(f"{item.path}: ", ""), err)
         if len(pending) >= options.batch_size:

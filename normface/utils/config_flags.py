@@ -33,6 +33,41 @@ def flags_parser(argv: list[str]) -> list[str]:
         sys.exit(EXIT_USAGE)
 
 
+RUNNER_FLAG = "runner"
+# The command line's arguments left for Apache Beam's pipeline options (beam_flags_parser).
+BEAM_ARGS: list[str] = []
+
+
+def define_runner_flag(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Declares ``--runner``: empty (the default) runs the local path; an Apache Beam runner name
+    (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner...) runs the Beam pipeline, and the
+    flags this binary does not know are that pipeline's options (``--project``, ``--region``...)."""
+    flags.DEFINE_string(RUNNER_FLAG, "", "Apache Beam runner (DirectRunner, DataflowRunner, FlinkRunner, "
+                        "SparkRunner...); empty: the local path. With a runner, unknown flags are Beam pipeline "
+                        "options (e.g. --direct_num_workers=2 --direct_running_mode=multi_processing, or "
+                        "--project --region --temp_location --setup_file for Dataflow).", flag_values=flag_values)
+
+
+def beam_flags_parser(argv: list[str]) -> list[str]:
+    """:func:`flags_parser` for a binary with ``--runner``: with a runner set, the flags it does
+    not know are kept in :data:`BEAM_ARGS` for the pipeline options; without one they are errors."""
+    prog = os.path.basename(argv[0]) if argv else "binary"
+    try:
+        rest = flags.FLAGS(argv, known_only=True)
+    except flags.Error as err:
+        print(f"{prog}: usage error: {err} (see {prog} --helpshort)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    if not flags.FLAGS[RUNNER_FLAG].value:
+        unknown = [a for a in rest[1:] if a.startswith("-")]
+        if unknown:
+            print(f"{prog}: usage error: unknown flag {unknown[0]} (Beam pipeline options need --runner; "
+                  f"see {prog} --helpshort)", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        return rest
+    BEAM_ARGS[:] = rest[1:]  # "--flag value" pairs too: the pipeline options parse them
+    return rest[:1]
+
+
 def usage_error(message: str) -> app.UsageError:
     """An ``app.UsageError`` that exits 2 (raise it from ``main`` for a bad flag combination)."""
     return app.UsageError(message, exitcode=EXIT_USAGE)

@@ -151,13 +151,14 @@ def save_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
         Image.fromarray(array).save(tmp)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file as ``[h, w, 3]`` uint8 sRGB, upright (:func:`read_image`'s pixels).
+def read_rgb(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
+    """Reads an image file as ``[h, w, 3]`` uint8 sRGB, upright (:func:`read_image`'s pixels;
+    ``data``: its bytes, already read).
 
     Raises ValueError naming the file when it cannot be decoded or is larger than MAX_PIXELS,
     OSError (FileNotFoundError...) when it cannot be opened.
     """
-    return read_image(path).pixels
+    return read_image(path, data).pixels
 
 
 @dataclasses.dataclass
@@ -217,23 +218,27 @@ def _to_srgb(im, icc: bytes | None):
     return im.convert("RGB"), False
 
 
-def read_image(path: str | os.PathLike) -> Photo:
+def read_image(path: str | os.PathLike, data: bytes | None = None) -> Photo:
     """Reads a photo upright and in sRGB, with what is needed to write it back (:class:`Photo`).
 
     Converts greyscale, palette, alpha, CMYK and 16-bit images to 8-bit RGB; applies the EXIF
     orientation; converts an embedded ICC profile to sRGB. Raises OSError (FileNotFoundError,
     PermissionError...) when the file cannot be opened, ValueError naming the file when it is
-    not a regular file, cannot be decoded or is larger than MAX_PIXELS.
+    not a regular file, cannot be decoded or is larger than MAX_PIXELS. ``data``: the file's
+    bytes, already read (e.g. from a ``gs://`` path through Apache Beam's filesystems); ``path``
+    then only names it in errors, and the same decoding applies.
     """
+    import io
     import stat
     import warnings
 
     from PIL import Image, ImageOps, JpegImagePlugin
 
-    path = Path(path)
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError(f"{path}: not a regular file")
-    with open(path, "rb") as handle:
+    if data is None:
+        path = Path(path)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"{path}: not a regular file")
+    with (open(path, "rb") if data is None else io.BytesIO(data)) as handle:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the size is checked here
