@@ -1,23 +1,29 @@
-"""Benchmark of the spline warp: speed (forward, forward+backward) and float32 accuracy.
+"""Benchmark of the spline warp, side by side with tensorflow-addons: speed and float32 accuracy.
 
-Prints one table row per (size, XLA) setting: milliseconds per batch for the forward warp and for
-forward+backward (gradients w.r.t. image and landmarks), and the float32 flow's largest deviation
-from a float64 run of the same inputs. The workload is the model's: batch 32, 68 landmarks moved by
-a few pixels plus 16 zero-flow boundary points (84 control points).
+The workload (``benchmarks/warp_workload.py``) is the model's: batch 32, 68 landmarks plus 16
+zero-flow boundary points, ``sparse_image_warp`` of order 1, forward and forward + backward
+(gradients w.r.t. the image and both point sets), under ``tf.function``. Prints a table: median ms
+per batch, the float32 flow's largest deviation from a float64 run of the same inputs, and the
+speed-up of normface over the reference.
 
-    python benchmarks/bench_warp.py --sizes=128,224 --repeats=5 [--fused=on,off]
+    python benchmarks/bench_warp.py --sizes=128,224 [--reference=/work/venv_tfa/bin/python] [--profile]
 
-"XLA" is whether the caller compiles the whole graph (``jit_compile``); "fused" is whether the
-warp's own inner kernels run XLA-compiled (the default; ``warp.set_fused_kernels``).
-
-The retired tensorflow-addons warp took ~0.27 s (128) and ~0.87 s (224) forward+backward on this
-project's 2-core machines, with ~0.6 px float32 flow error at 224.
+``--reference=PYTHON`` times the same workload with tensorflow-addons in that interpreter (TF 2.15
++ tensorflow-addons 0.23; README "The differentiable warp" says how to make it), in rounds that
+alternate with normface's, so a shared machine's load falls on both alike. Without it only
+normface is timed. ``--profile`` adds a table of where normface's time goes at the largest size:
+the kernel matrix and solve, the spline on every pixel, the bilinear resampling, the whole warp.
+It uses only the public API, so it also runs against an older checkout (``PYTHONPATH``) for a
+before/after comparison.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import time
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,78 +31,121 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from warp_workload import make_inputs, median_seconds, workload  # noqa: E402
+
 from normface import warp  # noqa: E402
+from normface.utils.tables import markdown_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["128", "224"], "Square image sizes to time.")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("landmarks", 68, "Number of moving control points.")
 flags.DEFINE_integer("boundary", 4, "num_boundary_points (4 -> 16 zero-flow points).")
-flags.DEFINE_integer("repeats", 5, "Timed repeats (after one warm-up); the median is reported.")
-flags.DEFINE_list("xla", ["off", "on"], "Run without and/or with jit_compile.")
+flags.DEFINE_integer("repeats", 5, "Timed calls per round (after one warm-up); the median is kept.")
+flags.DEFINE_integer("rounds", 2, "Alternating reference/normface rounds per size; medians over rounds.")
 flags.DEFINE_integer("seed", 0, "Random seed for the synthetic landmarks.")
-flags.DEFINE_list("fused", ["on"], "Inner XLA-fused kernels on and/or off (warp.set_fused_kernels).")
+flags.DEFINE_string("reference", "", "Python interpreter with TF 2.15 + tensorflow-addons 0.23 (optional).")
+flags.DEFINE_bool("profile", False, "Also print where normface's time goes at the largest size.")
+
+WORKER = Path(__file__).resolve().parent / "warp_workload.py"
 
 
-def make_inputs(size: int, batch: int, landmarks: int, seed: int):
-    """Face-like landmarks in the central 60% of the image, moved by up to ~3% of the size."""
-    rng = np.random.default_rng(seed)
-    src = rng.uniform(0.2 * size, 0.8 * size, size=(batch, landmarks, 2))
-    dst = src + rng.normal(0.0, 0.015 * size, size=src.shape)
-    image = rng.uniform(0.0, 1.0, size=(batch, size, size, 3))
-    return image, src, dst
+def reference_round(size: int) -> dict:
+    """One round of the reference workload in the ``--reference`` interpreter."""
+    cmd = [FLAGS.reference, str(WORKER), f"--size={size}", f"--batch={FLAGS.batch}",
+           f"--landmarks={FLAGS.landmarks}", f"--boundary={FLAGS.boundary}", f"--repeats={FLAGS.repeats}",
+           f"--seed={FLAGS.seed}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"reference run failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: tracing and compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
-
-
-def bench(size: int, jit: bool, fused: bool) -> dict:
-    warp.set_fused_kernels(fused)
+def flow_error(size: int) -> float:
+    """Largest |float32 flow - float64 flow| in pixels for the workload's inputs."""
     image, src, dst = make_inputs(size, FLAGS.batch, FLAGS.landmarks, FLAGS.seed)
-    image32, src32, dst32 = (tf.constant(a, tf.float32) for a in (image, src, dst))
+    flows = []
+    for dtype in (tf.float32, tf.float64):
+        args = [tf.constant(a, dtype) for a in (image, src, dst)]
+        _, flow = warp.sparse_image_warp(*args, interpolation_order=1, num_boundary_points=FLAGS.boundary)
+        flows.append(flow.numpy().astype(np.float64))
+    return float(np.abs(flows[0] - flows[1]).max())
 
-    @tf.function(jit_compile=jit)
-    def forward(im, s, d):
-        return warp.warp_to_landmarks(im, s, d, num_boundary_points=FLAGS.boundary)
 
-    @tf.function(jit_compile=jit)
-    def forward_backward(im, s, d):
+def speed_rows() -> dict:
+    rows = {}
+    for size in (int(s) for s in FLAGS.sizes):
+        fwd, fwd_bwd = workload(warp.sparse_image_warp, size, FLAGS.batch, FLAGS.landmarks, FLAGS.boundary, FLAGS.seed)
+        ours, theirs = [], []
+        for _ in range(FLAGS.rounds):
+            if FLAGS.reference:
+                theirs.append(reference_round(size))
+            ours.append({"fwd_s": median_seconds(fwd, FLAGS.repeats), "fwd_bwd_s": median_seconds(fwd_bwd, FLAGS.repeats)})
+        nf = {k: float(np.median([r[k] for r in ours])) for k in ("fwd_s", "fwd_bwd_s")}
+        rows[f"{size} normface (TF {tf.__version__})"] = {
+            "fwd ms": 1000 * nf["fwd_s"], "fwd+bwd ms": 1000 * nf["fwd_bwd_s"],
+            "f32 flow err px": f"{flow_error(size):.1e}", "fwd+bwd speed-up": "",
+        }
+        if theirs:
+            ref = {k: float(np.median([r[k] for r in theirs])) for k in ("fwd_s", "fwd_bwd_s")}
+            label = f"TF {theirs[0]['tensorflow']}, tfa {theirs[0]['tensorflow_addons']}"
+            rows[f"{size} tensorflow-addons ({label})"] = {
+                "fwd ms": 1000 * ref["fwd_s"], "fwd+bwd ms": 1000 * ref["fwd_bwd_s"], "f32 flow err px": "",
+                "fwd+bwd speed-up": "",
+            }
+            rows[f"{size} normface (TF {tf.__version__})"]["fwd+bwd speed-up"] = f"{ref['fwd_bwd_s'] / nf['fwd_bwd_s']:.2f}x"
+        print(markdown_table({k: v for k, v in rows.items() if k.startswith(str(size))}, "size, implementation",
+                             floatfmt=".0f"), flush=True)
+    return rows
+
+
+def timed_pair(fn, *args):
+    """(forward ms, forward+backward ms) of ``fn(*args) -> tensor``, gradients w.r.t. all args."""
+    forward = tf.function(fn)
+
+    @tf.function
+    def forward_backward(*xs):
         with tf.GradientTape() as tape:
-            tape.watch([im, d])
-            out, _ = warp.warp_to_landmarks(im, s, d, num_boundary_points=FLAGS.boundary)
-            loss = tf.reduce_sum(tf.square(out))
-        return tape.gradient(loss, [im, d])
+            tape.watch(xs)
+            loss = tf.reduce_sum(tf.square(fn(*xs)))
+        return tape.gradient(loss, xs)
 
-    fwd_ms = median_ms(lambda: forward(image32, src32, dst32)[0].numpy(), FLAGS.repeats)
-    bwd_ms = median_ms(lambda: [g.numpy() for g in forward_backward(image32, src32, dst32)], FLAGS.repeats)
-    _, flow32 = forward(image32, src32, dst32)
-    _, flow64 = warp.warp_to_landmarks(
-        tf.constant(image), tf.constant(src), tf.constant(dst), num_boundary_points=FLAGS.boundary
-    )
-    err = float(np.abs(flow32.numpy().astype(np.float64) - flow64.numpy()).max())
-    return dict(size=size, xla="on" if jit else "off", fused="on" if fused else "off", fwd=fwd_ms,
-                fwd_bwd=bwd_ms, err=err)
+    fwd = median_seconds(lambda: forward(*args).numpy(), FLAGS.repeats)
+    bwd = median_seconds(lambda: [g.numpy() for g in forward_backward(*args)], FLAGS.repeats)
+    return {"fwd ms": 1000 * fwd, "fwd+bwd ms": 1000 * bwd}
+
+
+def profile_rows(size: int) -> dict:
+    """Where the time goes, part by part, through the public API only."""
+    image, src, dst = (tf.constant(a, tf.float32) for a in make_inputs(size, FLAGS.batch, FLAGS.landmarks, FLAGS.seed))
+    bp = FLAGS.boundary
+
+    def flow_of(s, d):
+        return warp.sparse_image_warp(image[..., :1], s, d, 1, 0.0, bp)[1]
+
+    flow = flow_of(src, dst)
+    n = FLAGS.landmarks
+    return {
+        f"kernel matrix + solve ({n} points, evaluated at them)": timed_pair(
+            lambda s, d: warp.interpolate_spline(d, d - s, d, 1, 0.0), src, dst),
+        "spline on every pixel (solve + dense flow)": timed_pair(flow_of, src, dst),
+        "bilinear resampling (dense_image_warp)": timed_pair(warp.dense_image_warp, image, flow),
+        "whole warp (sparse_image_warp)": timed_pair(
+            lambda im, s, d: warp.sparse_image_warp(im, s, d, 1, 0.0, bp)[0], image, src, dst),
+    }
 
 
 def main(argv):
     del argv
     n = FLAGS.landmarks + 4 * FLAGS.boundary
     print(f"batch {FLAGS.batch}, {n} control points ({FLAGS.landmarks} landmarks + {4 * FLAGS.boundary} boundary), "
-          f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}")
-    print(f"{'size':>5} {'XLA':>4} {'fused':>6} {'fwd ms':>9} {'fwd+bwd ms':>11} {'f32 flow err px':>16}")
-    for size in (int(s) for s in FLAGS.sizes):
-        for fused in FLAGS.fused:
-            for mode in FLAGS.xla:
-                row = bench(size, mode == "on", fused == "on")
-                print(f"{row['size']:>5} {row['xla']:>4} {row['fused']:>6} {row['fwd']:>9.1f} "
-                      f"{row['fwd_bwd']:>11.1f} {row['err']:>16.2e}", flush=True)
+          f"order 1, {os.cpu_count()} CPUs, {FLAGS.rounds} rounds x {FLAGS.repeats} calls\n", flush=True)
+    speed_rows()
+    if FLAGS.profile:
+        size = max(int(s) for s in FLAGS.sizes)
+        print(f"\nnormface profile at {size}x{size}:\n")
+        print(markdown_table(profile_rows(size), "part", floatfmt=".0f"))
 
 
 if __name__ == "__main__":

@@ -5,15 +5,42 @@ mean landmarks land on the predicted ones. A dense flow field is interpolated fr
 landmark displacements with a polyharmonic spline, then the image is resampled bilinearly at
 ``grid - flow``. Every step is differentiable in the image, the control points and the values.
 
-It replaces ``tensorflow_addons.image`` (end-of-life, fails to import on TF >= 2.16) and keeps that
-reference's conventions for the three ops it shared, so its golden outputs check ours:
+It replaces ``tensorflow_addons.image`` (end-of-life, fails to import on TF >= 2.16) as a drop-in
+for its four warp functions: replace ``tfa.image.X`` with ``normface.warp.X``. Same signatures,
+defaults, conventions and outputs, so that reference's golden outputs check ours:
 
 - ``interpolate_spline`` (:mod:`.spline`): fit at ``train_points`` ``[b, n, d]``, evaluate at
   ``query_points``.
 - ``sparse_image_warp`` (:mod:`.sparse`): points are **(row, col)** pixels; the spline is fitted
-  at the destination points with values ``dest - source``; optional zero-flow boundary points.
+  at the destination points with values ``dest - source``; optional zero-flow boundary points;
+  ``interpolation_order`` defaults to 2, as the reference's (normface's own callers pass the
+  paper's 1); 2-D, 3-D and 4-D images.
 - ``dense_image_warp`` (:mod:`.resample`): samples ``image`` at ``grid - flow`` (flow in
-  (row, col)), border-clamped.
+  (row, col)), border-clamped; a ``tf.function``, as the reference's.
+- ``interpolate_bilinear`` (:mod:`.resample`): ``indexing="ij"`` (row, col) or ``"xy"``; a
+  ``tf.function``.
+
+Batch, height, width and channels may be unknown when traced (``tf.function`` with an
+``input_signature`` of ``None`` dimensions); under ``jit_compile=True`` XLA needs them static.
+Image and flow (or grid and query points) may have different float dtypes: the query points are
+formed in the flow's dtype and the result has the image's, as in the reference. A too-small image
+raises the reference's ``InvalidArgumentError`` ("Grid height must be at least 2." / "Grid width
+must be at least 2."), as do ``interpolate_bilinear``'s shape errors.
+
+Deliberate differences from the reference:
+
+- float32 accuracy: distances and conditioning below make float32 results agree with the
+  float64 ones (flow within 1e-3 px at 224x224), where the reference's float32 flow is ~0.6 px
+  off; so float32 outputs differ from the reference's float32 outputs by up to that error.
+- extra input checks, ``ValueError`` naming the argument at trace time: ranks, matching batch
+  sizes, point counts and dimensions, at least ``d + 1`` control points, a positive integer
+  order, a non-negative regularization weight, float inputs; and finite values (``ValueError``
+  eagerly, ``InvalidArgumentError`` inside a graph, so always the latter from the
+  ``tf.function`` ops ``dense_image_warp`` and ``interpolate_bilinear``).
+- ``interpolate_spline``: ``order`` defaults to 1 (the reference requires it); values and query
+  points are cast to ``train_points``' float dtype (the reference fails on mixed dtypes).
+- ``sparse_image_warp``: control points are cast to the image's float dtype (the reference
+  needs them to match it); an image of unknown rank is refused (ranks 2-4 must be static).
 
 Coordinates: those three speak (row, col) for compatibility. The rest of normface speaks (x, y);
 :func:`warp_to_landmarks`, :func:`resample_bilinear` and :class:`SplineWarp` (:mod:`.layer`) take
@@ -33,7 +60,7 @@ Beyond the reference, for accuracy and speed:
 
 from normface.warp.common import rowcol_to_xy, xy_to_rowcol
 from normface.warp.layer import SplineWarp
-from normface.warp.resample import dense_image_warp, resample_bilinear
+from normface.warp.resample import dense_image_warp, interpolate_bilinear, resample_bilinear
 from normface.warp.sparse import (
     LANDMARK_REGULARIZATION,
     boundary_points,
@@ -44,6 +71,6 @@ from normface.warp.spline import EPSILON, fused_kernels_enabled, interpolate_spl
 
 __all__ = [
     "EPSILON", "LANDMARK_REGULARIZATION", "SplineWarp", "boundary_points", "dense_image_warp",
-    "fused_kernels_enabled", "interpolate_spline", "resample_bilinear", "rowcol_to_xy",
+    "fused_kernels_enabled", "interpolate_bilinear", "interpolate_spline", "resample_bilinear", "rowcol_to_xy",
     "set_fused_kernels", "sparse_image_warp", "warp_to_landmarks", "xy_to_rowcol",
 ]

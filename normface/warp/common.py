@@ -36,6 +36,27 @@ def check_same_dim(a: tf.Tensor, b: tf.Tensor, axis: int, what: str, name_a: str
         raise ValueError(f"{what} mismatch: {name_a} has {da}, {name_b} has {db}")
 
 
+def assert_grid_size(image: tf.Tensor, name: str) -> tf.Tensor:
+    """``image`` ``[batch, height, width, channels]``, checked to be at least 2x2 pixels.
+
+    Raises tensorflow-addons' error, ``InvalidArgumentError`` "Grid height/width must be at least
+    2.", callers match it: at trace time when the size is static, else when the graph runs.
+    """
+    checks = []
+    for axis, what in ((1, "height"), (2, "width")):
+        size = image.shape[axis] if image.shape.rank is not None else None
+        size = tf.shape(image)[axis] if size is None else size
+        check = tf.debugging.assert_greater_equal(
+            size, 2, message=f"Grid {what} must be at least 2. ({name} is [batch, height, width, channels])"
+        )
+        if check is not None:
+            checks.append(check)
+    if not checks or tf.executing_eagerly():
+        return image
+    with tf.control_dependencies(checks):
+        return tf.identity(image)
+
+
 def check_finite(x: tf.Tensor, name: str) -> tf.Tensor:
     if tf.executing_eagerly():
         if not bool(tf.reduce_all(tf.math.is_finite(x))):

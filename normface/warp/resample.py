@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from normface.warp.common import as_float_tensor, check_finite, check_rank, check_same_dim, xy_to_rowcol
+from normface.warp.common import (
+    as_float_tensor,
+    assert_grid_size,
+    check_finite,
+    check_rank,
+    check_same_dim,
+    xy_to_rowcol,
+)
 from normface.warp.spline import fused_kernels_enabled
 
 
@@ -66,12 +73,10 @@ _bilinear_xla = tf.function(_bilinear, jit_compile=True, autograph=False)
 
 
 def check_image(image: tf.Tensor, name: str = "image") -> tf.Tensor:
+    """Checks a ``[batch, height, width, channels]`` image: rank 4 (``ValueError``), at least 2x2
+    (tensorflow-addons' ``InvalidArgumentError``), finite. Any dimension may be unknown."""
     check_rank(image, 4, name, "[batch, height, width, channels]")
-    h, w = image.shape[1], image.shape[2]
-    if (h is not None and h < 2) or (w is not None and w < 2):
-        raise ValueError(f"{name} must be at least 2x2 pixels, got shape {image.shape}")
-    if image.shape[-1] is None:
-        raise ValueError(f"{name} needs a known number of channels, got shape {image.shape}")
+    image = assert_grid_size(image, name)
     return check_finite(image, name)
 
 
@@ -107,29 +112,98 @@ def pixel_grid(height, width, dtype) -> tf.Tensor:
     return tf.cast(tf.stack([rows, cols], axis=-1), dtype)
 
 
-def dense_image_warp(image, flow, name: str = "dense_image_warp") -> tf.Tensor:
-    """Warps ``image`` by a dense flow: ``out[b, i, j] = image[b, (i, j) - flow[b, i, j]]``.
+@tf.function(autograph=False)
+def interpolate_bilinear(grid, query_points, indexing: str = "ij", name: str | None = None) -> tf.Tensor:
+    """tensorflow-addons' ``interpolate_bilinear``: samples ``grid`` at ``query_points``.
+
+    A ``tf.function``, as the reference's. Queries outside the grid take the nearest border value.
 
     Args:
-      image: ``[batch, height, width, channels]`` float image.
-      flow: ``[batch, height, width, 2]`` float flow in (row, col) pixels (reference convention).
+      grid: ``[batch, height, width, channels]`` float grid (height, width >= 2); any dimension
+        may be unknown when traced.
+      query_points: ``[batch, n, 2]`` float points: (row, col) for ``indexing="ij"``, (x, y) =
+        (col, row) for ``indexing="xy"``. May be another float dtype than ``grid`` (the fractions
+        are computed in its dtype, then cast to the grid's, as the reference does).
+      indexing: ``"ij"`` or ``"xy"``.
       name: name scope.
 
     Returns:
-      ``[batch, height, width, channels]`` bilinearly resampled, border-clamped image.
+      ``[batch, n, channels]`` samples in ``grid``'s dtype, differentiable in both inputs.
+
+    Raises:
+      ValueError: ``indexing`` is neither ``"ij"`` nor ``"xy"``, or a non-float input.
+      InvalidArgumentError: the reference's shape errors ("Grid must be 4D Tensor", "Grid height
+        must be at least 2.", "Grid width must be at least 2.", "Query points must be 3
+        dimensional.", "Query points last dimension must be 2."), at trace time when static.
     """
-    with tf.name_scope(name):
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"Indexing mode must be 'ij' or 'xy', got indexing={indexing!r}")
+    with tf.name_scope(name or "interpolate_bilinear"):
+        grid = as_float_tensor(grid, "grid")
+        query_points = as_float_tensor(query_points, "query_points")
+        # The reference's checks, with its messages: asserts raise InvalidArgumentError (at trace
+        # time when the value is static).
+        grid_rank = grid.shape.rank if grid.shape.rank is not None else tf.rank(grid)
+        query_rank = query_points.shape.rank if query_points.shape.rank is not None else tf.rank(query_points)
+        checks = [
+            tf.debugging.assert_equal(grid_rank, 4, message="Grid must be 4D Tensor (grid)"),
+            tf.debugging.assert_equal(query_rank, 3, message="Query points must be 3 dimensional. (query_points)"),
+        ]
+        last = query_points.shape[-1] if query_points.shape.rank is not None else None
+        last = tf.shape(query_points)[-1] if last is None else last
+        checks.append(tf.debugging.assert_equal(last, 2, message="Query points last dimension must be 2. (query_points)"))
+        with tf.control_dependencies([c for c in checks if c is not None]):
+            grid = assert_grid_size(grid, "grid")
+            query = query_points if indexing == "ij" else xy_to_rowcol(query_points)
+            return interpolate_bilinear_rowcol(grid, query)
+
+
+@tf.function(autograph=False)
+def dense_image_warp(image, flow, name: str | None = None) -> tf.Tensor:
+    """Warps ``image`` by a dense flow: ``out[b, i, j] = image[b, (i, j) - flow[b, i, j]]``.
+
+    tensorflow-addons' ``dense_image_warp``, and like it a ``tf.function``.
+
+    Args:
+      image: ``[batch, height, width, channels]`` float image (height, width >= 2); any
+        dimension may be unknown when traced.
+      flow: ``[batch, height, width, 2]`` float flow in (row, col) pixels (reference convention),
+        of the image's or another float dtype (the query points are formed in the flow's dtype,
+        as in the reference).
+      name: name scope.
+
+    Returns:
+      ``[batch, height, width, channels]`` bilinearly resampled, border-clamped image, in the
+      image's dtype.
+
+    Raises:
+      ValueError: wrong ranks, mismatched sizes, non-float inputs (at trace time).
+      InvalidArgumentError: an image smaller than 2x2 ("Grid height/width must be at least 2.",
+        as the reference), or NaN/Inf in either input.
+    """
+    with tf.name_scope(name or "dense_image_warp"):
         image = as_float_tensor(image, "image")
-        flow = as_float_tensor(flow, "flow", image.dtype)
+        flow = as_float_tensor(flow, "flow")
         check_rank(flow, 4, "flow", "[batch, height, width, 2]")
         for axis, what in ((0, "batch size"), (1, "height"), (2, "width")):
             check_same_dim(image, flow, axis, what, "image", "flow")
-        if flow.shape[-1] is not None and flow.shape[-1] != 2:
+        if flow.shape.rank is not None and flow.shape[-1] is not None and flow.shape[-1] != 2:
             raise ValueError(f"flow must have 2 channels (row, col), got shape {flow.shape}")
         image = check_image(image)
         flow = check_finite(flow, "flow")
         shape = tf.shape(image)
+        # The static checks above miss sizes unknown at trace time, and a call whose shapes a
+        # more general earlier trace covers reuses that trace: check again when the graph runs.
+        with tf.control_dependencies([
+            tf.debugging.assert_equal(shape[:3], tf.shape(flow)[:3],
+                                      message="image and flow must have the same batch size, height and width"),
+            tf.debugging.assert_equal(tf.shape(flow)[3], 2, message="flow must have 2 channels (row, col)"),
+        ]):
+            flow = tf.identity(flow)
         batch, height, width = shape[0], shape[1], shape[2]
         query = pixel_grid(height, width, flow.dtype)[None] - flow
         out = interpolate_bilinear_rowcol(image, tf.reshape(query, [batch, -1, 2]))
-        return tf.reshape(out, shape)
+        out = tf.reshape(out, shape)
+        # Keep the static shape the inputs give (reshape by a dynamic shape forgets it).
+        out.set_shape(image.shape.merge_with(flow.shape[:-1].concatenate([None])))
+        return out

@@ -41,37 +41,85 @@ def boundary_points(height: int, width: int, num_boundary_points: int) -> np.nda
     return np.stack([grid_y[on_edge], grid_x[on_edge]], axis=-1)
 
 
+def boundary_points_tf(height: tf.Tensor, width: tf.Tensor, num_boundary_points: int, dtype) -> tf.Tensor:
+    """:func:`boundary_points` for a height and width known only when the graph runs.
+
+    ``[4k, 2]`` (row, col), in the same order as :func:`boundary_points`: the edge positions are
+    fixed by ``k`` (a Python int), only the spacing waits for the image size.
+    """
+    k = num_boundary_points
+    index = boundary_points(k + 1, k + 1, k)  # integer (i, j) of the edge points on a (k+1)^2 grid
+    steps = tf.cast(tf.stack([height - 1, width - 1]), dtype) / float(k)
+    points = tf.constant(index, dtype) * steps
+    # Pin the far edges to exactly height - 1 and width - 1 (as np.linspace does).
+    far = tf.constant(index == k)
+    return tf.where(far, tf.cast(tf.stack([height - 1, width - 1]), dtype)[None], points)
+
+
+def _to_4d(image: tf.Tensor) -> tf.Tensor:
+    """tensorflow-addons' image ranks: ``[h, w]`` and ``[h, w, c]`` become ``[1, h, w, c]``."""
+    rank = image.shape.rank
+    if rank is None:
+        raise ValueError(f"image must have a known rank (2, 3 or 4), got shape {image.shape}")
+    if rank == 2:
+        return image[None, :, :, None]
+    if rank == 3:
+        return image[None]
+    check_rank(image, 4, "image", "[batch, height, width, channels] (or [height, width(, channels)])")
+    return image
+
+
+def _from_4d(image: tf.Tensor, rank: int) -> tf.Tensor:
+    if rank == 2:
+        return image[0, :, :, 0]
+    if rank == 3:
+        return image[0]
+    return image
+
+
 def sparse_image_warp(
     image,
     source_control_point_locations,
     dest_control_point_locations,
-    interpolation_order: int = 1,
+    interpolation_order: int = 2,
     regularization_weight: float = 0.0,
     num_boundary_points: int = 0,
     name: str = "sparse_image_warp",
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Warps ``image`` so that content at the source points moves to the destination points.
 
-    The spline is fitted at the destination points with values ``dest - source`` and evaluated on
-    the pixel grid to a dense flow; the image is then sampled at ``grid - flow``
-    (:func:`dense_image_warp`). Points are **(row, col)** pixels, as in the retired reference;
-    use :func:`warp_to_landmarks` for (x, y).
+    tensorflow-addons' ``sparse_image_warp``, with its defaults (``interpolation_order=2``, the
+    thin-plate spline; normface's own callers pass the paper's 1). The spline is fitted at the
+    destination points with values ``dest - source`` and evaluated on the pixel grid to a dense
+    flow; the image is then sampled at ``grid - flow`` (:func:`dense_image_warp`). Points are
+    **(row, col)** pixels, as in the reference; use :func:`warp_to_landmarks` for (x, y).
 
     Args:
-      image: ``[batch, height, width, channels]`` float32/float64 image.
+      image: ``[batch, height, width, channels]``, ``[height, width, channels]`` or
+        ``[height, width]`` float image; batch, height, width and channels may be unknown when
+        traced (not under ``jit_compile``, where XLA needs them static).
       source_control_point_locations: ``[batch, n, 2]`` (row, col) points in ``image``.
       dest_control_point_locations: ``[batch, n, 2]`` (row, col) where they should land.
-      interpolation_order: polyharmonic order (1 = the paper's ``phi(r) = r``).
+      interpolation_order: polyharmonic order (1 = the paper's ``phi(r) = r``, 2 = thin plate).
       regularization_weight: smoothing ``lambda`` (0 = exact interpolation).
       num_boundary_points: ``k > 0`` pins the 4 corners plus ``k - 1`` points per edge to zero
         flow; 0 adds none.
       name: name scope.
 
     Returns:
-      ``(warped_image [batch, height, width, channels], dense_flow [batch, height, width, 2])``.
+      ``(warped_image, dense_flow)``: the warped image in the input's rank and dtype, and the
+      ``[batch, height, width, 2]`` (row, col) flow in the image's dtype.
+
+    Raises:
+      ValueError: wrong ranks, mismatched sizes, too few control points, bad order or
+        regularization weight, non-float inputs; NaN/Inf inputs (eagerly).
+      InvalidArgumentError: an image smaller than 2x2 (as the reference); NaN/Inf inside a graph.
     """
     with tf.name_scope(name):
         image = as_float_tensor(image, "image")
+        original_rank = image.shape.rank
+        image = _to_4d(image)
+        # Control points in the image's dtype (the reference casts its grid to it).
         src = as_float_tensor(source_control_point_locations, "source_control_point_locations", image.dtype)
         dst = as_float_tensor(dest_control_point_locations, "dest_control_point_locations", image.dtype)
         check_rank(src, 3, "source_control_point_locations", "[batch, n, 2]")
@@ -91,14 +139,12 @@ def sparse_image_warp(
             raise ValueError(
                 f"need at least 3 control points (landmarks + boundary points) for a 2-D spline, got {total}"
             )
-        height, width = image.shape[1], image.shape[2]
-        if height is None or width is None:
-            raise ValueError(f"sparse_image_warp needs static height and width, got image shape {image.shape}")
-        batch = tf.shape(image)[0]
+        shape = tf.shape(image)
+        batch, height, width = shape[0], shape[1], shape[2]
         flows = dst - src
         points = dst
         if num_boundary_points > 0:
-            anchors = tf.constant(boundary_points(height, width, num_boundary_points), image.dtype)
+            anchors = boundary_points_tf(height, width, num_boundary_points, image.dtype)
             anchors = tf.tile(anchors[None], [batch, 1, 1])
             points = tf.concat([points, anchors], axis=1)
             flows = tf.concat([flows, tf.zeros_like(anchors)], axis=1)
@@ -111,7 +157,9 @@ def sparse_image_warp(
             points, flows, grid, interpolation_order, regularization_weight, need_query_grad=False
         )
         dense_flow = tf.reshape(flat_flow, [batch, height, width, 2])
-        return dense_image_warp(image, dense_flow), dense_flow
+        dense_flow.set_shape(image.shape[:-1].concatenate([2]))
+        warped = dense_image_warp(image, dense_flow)
+        return _from_4d(warped, original_rank), dense_flow
 
 
 def warp_to_landmarks(
