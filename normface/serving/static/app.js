@@ -131,6 +131,7 @@ async function avatarOne(file, card) {
   viewer.setAttribute("alt", "3-D avatar of the normalized face");
   viewer.setAttribute("exposure", "1");
   viewer.setAttribute("interaction-prompt", "none");
+  viewer.setAttribute("loading", "eager");  // load even when scrolled out of view
   viewer.addEventListener("load", () => { viewer.dataset.loaded = "true"; });
   viewer.addEventListener("error", (event) => console.error("the 3-D viewer could not show the avatar", event.detail));
   viewer.src = url;
