@@ -136,7 +136,9 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
     from normface.serving.normalizer import resolve_model_path
 
     apps = applications or Applications()
+    avatar_on = apps.avatar is not None and apps.avatar_missing is None
     model_dir = resolve_model_path(model_path)
+    model_dir = model_dir if model_dir.is_dir() else model_dir.parent  # a .keras file: its export folder
     batcher = FaceBatcher(normalizer.normalize_aligned, max_batch=limits.max_batch,
                           max_queue=limits.max_queue, window_s=limits.window_s)
     prep_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="normface-prep")
@@ -288,9 +290,8 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
             "step": meta.step, "landmarks": 68, "template": meta.template, "chip": meta.chip,
             "model_config": meta.model_config,
             "card": card.read_text() if card.is_file() else None,
-            "applications": {"adjust": apps.adjust is not None,
-                             "avatar": apps.avatar is not None and apps.avatar_missing is None,
-                             "avatar_missing": apps.avatar_missing if apps.avatar is None or apps.avatar_missing else None},
+            "applications": {"adjust": apps.adjust is not None, "avatar": avatar_on,
+                             "avatar_missing": None if avatar_on else apps.avatar_missing or "not configured"},
             "limits": dataclasses.asdict(limits),
         }
 
@@ -365,8 +366,8 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
     async def avatar(files: Annotated[list[UploadFile], File(description="one photo")],
                      format: Annotated[Literal["glb", "obj"], Query(description="glb (default) or obj")] = "glb"):
         async def work():
-            if apps.avatar is None or apps.avatar_missing:
-                raise InputProblem(503, f"the avatar is not available: {apps.avatar_missing}")
+            if not avatar_on:
+                raise InputProblem(503, f"the avatar is not available: {apps.avatar_missing or 'not configured'}")
             name, _, results = await one_photo(files)
             res = results[0]
             start = time.monotonic()
