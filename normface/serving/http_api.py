@@ -120,8 +120,10 @@ def peak_rss_mb() -> float:
 
 
 def create_app(normalizer, *, applications: Applications | None = None, limits: Limits = Limits(),
-               model_path: str | Path | None = None):
+               model_path: str | Path | None = None, warm: bool = True):
     """The ASGI app over a loaded :class:`~normface.serving.normalizer.FaceNormalizer`.
+
+    With ``warm``, start-up runs the networks once before the first request is accepted.
 
     ``model_path`` (the model's folder) names the model in ``/v1/model`` and supplies its card.
     ``app.state.batcher`` is the batch queue (its ``calls`` count network calls).
@@ -144,8 +146,18 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
     prep_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="normface-prep")
     app_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="normface-apps")
 
+    def warm_up() -> None:
+        """Traces the networks (batches of 1 and 2, so later sizes reuse one generalized trace)
+        before the first request, which would otherwise wait for it (tens of seconds on a busy CPU)."""
+        size = normalizer.output_size
+        landmarks = np.asarray(normalizer.metadata.mean_landmarks, np.float32)
+        for n in (1, 2):
+            normalizer.normalize_aligned(np.full((n, size, size, 3), 128, np.uint8), np.stack([landmarks] * n))
+
     @asynccontextmanager
     async def lifespan(app):
+        if warm:
+            await asyncio.to_thread(warm_up)
         await batcher.start()
         try:
             yield
