@@ -4,6 +4,7 @@
     normface adjust photos/ -o out/     # white balance and exposure from the normalized face
     normface avatar photo.jpg -o a.obj  # a 3-D face mesh fitted to the normalized face
     normface warp-demo -o out/          # the spline warp on a studio photo (paper Sec. 4)
+    normface serve [--port 8000]        # the HTTP API and the web page (normface.serving.http_api)
 
 The one entry point above serving and the applications: it imports them lazily, per subcommand,
 and never imports training or evaluation code.
@@ -270,7 +271,7 @@ def _normalize(args: argparse.Namespace) -> int:
         summary = batch_files.BatchSummary()
         if pending:
             summary = batch_files.run_batch(normalizer, pending, options, report=report,
-                                            progress=batch_files.progress_bar, on_done=record)
+                                            progress=batch_files.ProgressBar(), on_done=record)
     finally:
         report.close()
     sheet_failed = False
@@ -381,6 +382,42 @@ def _avatar(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    _check_model_arg(args.model)
+    from normface.serving import http_api
+
+    limits = http_api.Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * 1024 * 1024),
+                             max_queue=args.queue, max_batch=args.batch_size, timeout_s=args.timeout)
+    normalizer = _load_normalizer(args)
+    from normface.apps import adjust, avatar  # imports TensorFlow: after _load_normalizer has quieted it
+
+    apps = http_api.Applications(adjust=adjust.adjust_with_result, avatar=avatar.avatar_bytes,
+                                 avatar_missing=avatar.surrey_model_missing())
+    where = f"http://{args.host}:{args.port}/"
+    print(f"normface: serving {where} (the page), {where}docs (the API); Ctrl-C stops"
+          + (f"\nnormface: no avatar: {apps.avatar_missing}" if apps.avatar_missing else ""), flush=True)
+    http_api.serve(normalizer, host=args.host, port=args.port, applications=apps, limits=limits,
+                   model_path=args.model, log_level="info" if args.debug else "warning")
+    return EXIT_OK
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 1-65535, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 # --- the parser -------------------------------------------------------------------------------------
 
 
@@ -480,6 +517,21 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("-o", "--output", required=True, help="mesh path ending in .obj or .ply")
     av.add_argument("--model", default=None, help="export folder or .keras file (default: the shipped model)")
     av.set_defaults(func=_avatar)
+    srv = add("serve", "serve the HTTP API (/v1/normalize, /v1/adjust, /v1/avatar, /docs) and the web page "
+                       "(/) from one process")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1, this machine only; put a reverse proxy with TLS, "
+                          "authentication and rate limits in front before exposing it, see the README)")
+    srv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
+    srv.add_argument("--model", default=None, help="export folder or .keras file (default: the shipped model)")
+    srv.add_argument("--max-files", type=_positive_int, default=8, help="photos per request (default 8)")
+    srv.add_argument("--max-file-mb", type=_positive_float, default=20.0, help="megabytes per photo (default 20)")
+    srv.add_argument("--queue", type=_positive_int, default=64,
+                     help="photos waiting for the network before requests get 503 (default 64)")
+    srv.add_argument("--batch-size", type=_positive_int, default=16, help="most faces per network call (default 16)")
+    srv.add_argument("--timeout", type=_positive_float, default=60.0,
+                     help="seconds a request may take before it gets 504 (default 60)")
+    srv.set_defaults(func=_serve)
     demo = add("warp-demo", "warp a studio face by hand-placed control-point moves")
     demo.add_argument("-o", "--output", default="out", help="output .png file or folder (default: out/)")
     demo.add_argument("--photo", default=None, help="photo to warp (default: the London set's 001_03.jpg)")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,3 +56,54 @@ def test_usage_errors_exit_2():
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+TF_LOG_MARKERS = ("oneDNN", "cuda", "cuInit", "cpu_feature_guard", "absl::InitializeLog", "I0000 ", "E0000 ", "W0000 ",
+                  "tensorflow/")
+
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a new user's shell
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "normface.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_normalize_prints_no_tensorflow_log_lines_unless_debug(tmp_path):
+    photo = Path(__file__).resolve().parents[1] / "samples" / "london_005_08.jpg"
+    quiet = _run_cli("normalize", str(photo), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr  # not one TensorFlow line (nor anything else)
+    assert "normalized 1 face(s) from 1 of 1 file(s)" in quiet.stdout
+    assert (tmp_path / "out" / "london_005_08_face0.png").is_file()
+    loud = _run_cli("normalize", "--debug", "--overwrite", str(photo), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert loud.returncode == 0
+    assert any(marker in loud.stderr for marker in TF_LOG_MARKERS), loud.stderr[:2000]
+
+
+def test_serve_usage_errors_exit_2(capsys):
+    for argv in (["serve", "--port", "70000"], ["serve", "--timeout", "0"], ["serve", "--max-files", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+        assert argv[1] in capsys.readouterr().err
+    assert cli.main(["serve", "--model", "/no/such/model"]) == 2
+    assert "--model /no/such/model: no such file" in capsys.readouterr().err
+
+
+def test_progress_bar_shows_rate_and_time_left():
+    import io
+
+    from normface.serving.batch_files import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(stream)
+    for n in range(1, 6):
+        bar(n, 5)
+    text = stream.getvalue()
+    assert "5/5" in text and "photo/s" in text and "<" in text  # count, rate, elapsed<remaining

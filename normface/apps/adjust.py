@@ -151,9 +151,15 @@ def auto_adjust(photo: np.ndarray, normalizer: "FaceNormalizer") -> Adjustment:
     results = normalizer.normalize(photo)
     if not results:
         raise ValueError("no face found")
-    res = results[0]
-    source = mean_face_color(res.aligned_input, normalizer.template)
-    target = mean_face_color(res.image, normalizer.template)
+    return adjust_with_result(photo, results[0], normalizer.template)
+
+
+def adjust_with_result(photo: np.ndarray, res: "Result", template: AlignmentTemplate) -> Adjustment:
+    """:func:`auto_adjust` given the photo's normalization ``res`` already (the HTTP server
+    normalizes through its batch queue, then adjusts here)."""
+    photo = as_rgb_uint8(photo, "photo")
+    source = mean_face_color(res.aligned_input, template)
+    target = mean_face_color(res.image, template)
     grey = is_greyscale(photo)
     shift_to = exposure_only(source, target) if grey else target
     return Adjustment(adjust_photo(photo, source, shift_to), res, source, target, grey)

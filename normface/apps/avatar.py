@@ -404,6 +404,62 @@ class AvatarResult:
     error_iod: float
 
 
+@dataclasses.dataclass(frozen=True)
+class AvatarMesh:
+    """The avatar in memory (:func:`build_avatar`): fit and colors as above; mesh: the coloured
+    mesh in the model's frame (y up, z toward the viewer, mm) with the model's texcoords;
+    error_px / error_iod: mean landmark reprojection error in pixels and inter-ocular distances."""
+
+    fit: ShapeFit
+    colors: VertexColors
+    mesh: mesh_io.Mesh
+    error_px: float
+    error_iod: float
+
+
+def build_avatar(
+    image: np.ndarray, landmarks68: np.ndarray, fit_config: FitConfig = FitConfig(),
+    color_config: ColorConfig = ColorConfig(), data_root: str | Path | None = None,
+) -> AvatarMesh:
+    """Fits and colours the avatar of the face in ``image`` ``[h, w, 3]`` uint8 with ``[68, 2]``
+    (x, y) landmarks, writing nothing (the HTTP API hands it out as ``.glb``/OBJ bytes).
+    Raises FileNotFoundError naming the folder when the Surrey model is absent."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be [h, w, 3] RGB, got shape {image.shape}")
+    landmarks = np.asarray(landmarks68, dtype=np.float64)
+    height, width = image.shape[:2]
+    fit = fit_shape(landmarks, (width, height), fit_config, data_root)
+    colors = vertex_colors(image, fit, landmarks, color_config, data_root)
+    model = face3d.shape_model(data_root)
+    mesh = mesh_io.Mesh(vertices=fit.vertices * face3d.MODEL_TO_CAMERA, triangles=model.triangles,
+                        colors=colors.colors, texcoords=model.texcoords)
+    return AvatarMesh(fit=fit, colors=colors, mesh=mesh, error_px=fit.mean_error,
+                      error_iod=fit.mean_error / interocular(landmarks))
+
+
+AVATAR_FORMATS = ("glb", "obj")
+
+
+def avatar_bytes(image: np.ndarray, landmarks68: np.ndarray, fmt: str = "glb",
+                 data_root: str | Path | None = None) -> bytes:
+    """The avatar as one file's bytes, written nowhere: binary glTF (``glb``, vertex colours) or
+    OBJ (``obj``, vertex colours inline, no material). For the HTTP API."""
+    if fmt not in AVATAR_FORMATS:
+        raise ValueError(f"avatar format must be one of {AVATAR_FORMATS}, got {fmt!r}")
+    mesh = build_avatar(image, landmarks68, data_root=data_root).mesh
+    return mesh_io.glb_bytes(mesh) if fmt == "glb" else mesh_io.obj_text(mesh).encode()
+
+
+def surrey_model_missing(data_root: str | Path | None = None) -> str | None:
+    """Why the avatar cannot be made here (the Surrey model's file is absent), or None."""
+    try:
+        face3d.model_dir(data_root)
+    except FileNotFoundError as err:
+        return f"{err}; the avatar needs the Surrey Face Model (non-commercial licence, not shipped)"
+    return None
+
+
 def make_avatar(
     image: np.ndarray, landmarks68: np.ndarray, out_path: str | Path,
     fit_config: FitConfig = FitConfig(), color_config: ColorConfig = ColorConfig(),
@@ -421,13 +477,10 @@ def make_avatar(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be [h, w, 3] RGB, got shape {image.shape}")
-    landmarks = np.asarray(landmarks68, dtype=np.float64)
+    built = build_avatar(image, landmarks68, fit_config, color_config, data_root)
+    fit, colors, mesh, landmarks = built.fit, built.colors, built.mesh, np.asarray(landmarks68, np.float64)
     height, width = image.shape[:2]
-    fit = fit_shape(landmarks, (width, height), fit_config, data_root)
-    colors = vertex_colors(image, fit, landmarks, color_config, data_root)
     model = face3d.shape_model(data_root)
-    mesh = mesh_io.Mesh(vertices=fit.vertices * face3d.MODEL_TO_CAMERA, triangles=model.triangles,
-                        colors=colors.colors, texcoords=model.texcoords)
     texture = None
     if out_path.suffix.lower() == ".obj":
         texture = render.bake_texture(model.texcoords, model.triangles, colors.colors, texture_size)
@@ -444,5 +497,5 @@ def make_avatar(
     views = render.render_views(fit.vertices, model.triangles, colors.colors, size=render_size)
     views_path = out_path.with_name(out_path.stem + VIEWS_SUFFIX)
     io_utils.save_image_atomic(views_path, np.concatenate([panel, views], axis=1))
-    return AvatarResult(fit=fit, colors=colors, files=[*files, views_path], error_px=fit.mean_error,
-                        error_iod=fit.mean_error / interocular(landmarks))
+    return AvatarResult(fit=fit, colors=colors, files=[*files, views_path], error_px=built.error_px,
+                        error_iod=built.error_iod)

@@ -3,7 +3,8 @@
 The avatar is handed to users as a file any viewer opens (MeshLab, Blender): OBJ with
 per-vertex colours as the common ``v x y z r g b`` extension, the model's texture coordinates as
 ``vt`` and, optionally, a baked texture PNG referenced from an MTL file; or ASCII PLY with
-``uchar`` vertex colours. Writes are atomic (``io_utils``). The readers cover what the writers
+``uchar`` vertex colours; or binary glTF (``.glb``, :func:`glb_bytes`, through trimesh) for web
+viewers. Writes are atomic (``io_utils``). The readers cover what the writers
 produce (triangles, one ``vt`` per vertex), enough to check a round trip, not every OBJ/PLY.
 
 Colours are RGB floats in 0-255 in memory; OBJ stores them as 0-1 floats, PLY as 0-255 bytes.
@@ -57,6 +58,31 @@ def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{v:.{DECIMALS}g}" for v in values)
 
 
+def obj_text(mesh: Mesh, mtl_name: str | None = None) -> str:
+    """The OBJ text of ``mesh`` (vertex colours inline; ``usemtl face`` from ``mtl_name`` when
+    given, which needs texcoords)."""
+    if mtl_name is not None and mesh.texcoords is None:
+        raise ValueError("obj_text: a material needs the mesh's texcoords")
+    out = io.StringIO()
+    out.write("# normface avatar: vertex colours as 'v x y z r g b' (0-1)\n")
+    if mtl_name is not None:
+        out.write(f"mtllib {mtl_name}\n")
+    for i, v in enumerate(mesh.vertices):
+        colour = f" {_fmt(mesh.colors[i] / 255.0)}" if mesh.colors is not None else ""
+        out.write(f"v {_fmt(v)}{colour}\n")
+    if mesh.texcoords is not None:
+        for u, v in mesh.texcoords:
+            out.write(f"vt {_fmt([u, 1.0 - v])}\n")
+    if mtl_name is not None:
+        out.write("usemtl face\n")
+    for tri in mesh.triangles + 1:
+        if mesh.texcoords is not None:
+            out.write("f " + " ".join(f"{i}/{i}" for i in tri) + "\n")
+        else:
+            out.write(f"f {tri[0]} {tri[1]} {tri[2]}\n")
+    return out.getvalue()
+
+
 def write_obj(path: str | Path, mesh: Mesh, texture: np.ndarray | None = None) -> list[Path]:
     """Writes ``mesh`` as OBJ; with a ``[h, w, 3]`` uint8 ``texture`` (needs texcoords) also
     ``<stem>.mtl`` and ``<stem>_texture.png`` beside it. Returns the written paths, OBJ first."""
@@ -65,30 +91,48 @@ def write_obj(path: str | Path, mesh: Mesh, texture: np.ndarray | None = None) -
         raise ValueError(f"{path}: an OBJ file must end in .obj")
     if texture is not None and mesh.texcoords is None:
         raise ValueError("write_obj: a texture needs the mesh's texcoords")
-    out = io.StringIO()
-    out.write("# normface avatar: vertex colours as 'v x y z r g b' (0-1)\n")
     written = [path]
+    mtl_name = None
     if texture is not None:
         mtl, png = path.with_suffix(".mtl"), path.with_name(path.stem + "_texture.png")
         io_utils.save_image_atomic(png, texture)
         io_utils.write_bytes_atomic(mtl, f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nmap_Kd {png.name}\n".encode())
-        out.write(f"mtllib {mtl.name}\n")
+        mtl_name = mtl.name
         written += [mtl, png]
-    for i, v in enumerate(mesh.vertices):
-        colour = f" {_fmt(mesh.colors[i] / 255.0)}" if mesh.colors is not None else ""
-        out.write(f"v {_fmt(v)}{colour}\n")
-    if mesh.texcoords is not None:
-        for u, v in mesh.texcoords:
-            out.write(f"vt {_fmt([u, 1.0 - v])}\n")
-    if texture is not None:
-        out.write("usemtl face\n")
-    for tri in mesh.triangles + 1:
-        if mesh.texcoords is not None:
-            out.write("f " + " ".join(f"{i}/{i}" for i in tri) + "\n")
-        else:
-            out.write(f"f {tri[0]} {tri[1]} {tri[2]}\n")
-    io_utils.write_bytes_atomic(path, out.getvalue().encode())
+    io_utils.write_bytes_atomic(path, obj_text(mesh, mtl_name).encode())
     return written
+
+
+GLB_SCALE = 0.001  # the avatar's millimetres to glTF's metres
+
+
+def glb_bytes(mesh: Mesh) -> bytes:
+    """``mesh`` as binary glTF 2.0 (``.glb``, written by trimesh): positions in metres
+    (``GLB_SCALE``), per-vertex colours as ``COLOR_0``; loads in any glTF viewer."""
+    import trimesh
+
+    colors = None
+    if mesh.colors is not None:
+        rgb = np.clip(np.round(mesh.colors), 0, 255).astype(np.uint8)
+        colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+    tm = trimesh.Trimesh(vertices=mesh.vertices * GLB_SCALE, faces=mesh.triangles, vertex_colors=colors,
+                         process=False)
+    return trimesh.Scene(tm).export(file_type="glb")
+
+
+def read_glb(data: bytes) -> Mesh:
+    """The first mesh of a ``.glb`` (as :func:`glb_bytes` writes it), back in millimetres."""
+    import trimesh
+
+    scene = trimesh.load(io.BytesIO(data), file_type="glb", process=False, force="scene")
+    geometry = list(scene.geometry.values())
+    if not geometry:
+        raise ValueError("the glb holds no mesh")
+    tm = geometry[0]
+    colors = None
+    if getattr(tm.visual, "kind", None) == "vertex":
+        colors = np.asarray(tm.visual.vertex_colors)[:, :3].astype(np.float64)
+    return Mesh(vertices=np.asarray(tm.vertices) / GLB_SCALE, triangles=np.asarray(tm.faces), colors=colors)
 
 
 def read_obj(path: str | Path) -> Mesh:

@@ -6,5 +6,8 @@
 - :mod:`.normalizer`: ``FaceNormalizer`` (detect, align, encode, decode) and its ``Result``.
 - :mod:`.batch_files`: batches of image files for the CLI (discovery, outputs, contact sheets).
 - :mod:`.run_manifest`: what a rerun of ``normface normalize`` in the same output folder skips.
+- :mod:`.http_api`: ``normface serve``, the HTTP API and the page (``static/``) over one loaded model;
+  the applications are handed in by the CLI, since they sit above serving.
+- :mod:`.batcher`: the bounded queue that batches concurrent requests' faces into one network call.
 - ``pretrained/``: the shipped model.
 """

@@ -367,16 +367,29 @@ def sheet_pair_from_outputs(item: InputFile, outputs: list[str | Path], options:
     return pairs
 
 
-def progress_bar(done: int, total: int, stream=None) -> None:
-    """A one-line progress bar on stderr (only when it is a terminal or for long runs)."""
-    stream = stream or sys.stderr
-    if total < 2 or not (stream.isatty() or total >= 50):
-        return
-    width = 30
-    filled = int(width * done / total)
-    end = "\n" if done == total else ""
-    stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
-    stream.flush()
+class ProgressBar:
+    """The ``run_batch`` progress callback: a tqdm bar on stderr with the count, the rate and
+    the time left, shown when stderr is a terminal or the run is long (50+ files), so logs of
+    short runs stay clean. Call it with ``(done, total)``; it closes itself at ``total``."""
+
+    def __init__(self, stream=None, unit: str = "photo"):
+        self.stream = stream or sys.stderr
+        self.unit = unit
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if total < 2 or not (self.stream.isatty() or total >= 50):
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=total, file=self.stream, unit=self.unit, dynamic_ncols=True, leave=True,
+                            mininterval=0.2, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                                        "[{elapsed}<{remaining}, {rate_fmt}]")
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+            self.bar = None
 
 
 def write_sheet(path: Path, pairs: list) -> Path:

@@ -227,12 +227,19 @@ class FaceNormalizer:
         for start in range(0, len(faces), batch_size):
             chunk = faces[start:start + batch_size]
             out = self.normalize_aligned(np.stack([c[2][0] for c in chunk]), np.stack([c[2][1] for c in chunk]))
-            for j, (i, k, (aligned, _, det)) in enumerate(chunk):
-                has_texture = not self.metadata.model_config.get("plain_cnn", False)
-                results[i].append(Result(
-                    image=out["image"][j], landmarks=out["landmarks"][j],
-                    texture=out["texture"][j] if has_texture else None, face_box=tuple(det.box),
-                    features=out["features"][j], confidence=float(out["confidence"][j]),
-                    aligned_input=aligned, num_faces=det.num_faces, face_index=k,
-                ))
+            for (i, _, _), res in zip(chunk, self.to_results([c[2] for c in chunk], out, [c[1] for c in chunk])):
+                results[i].append(res)
         return results
+
+    def to_results(self, faces: Sequence[tuple], out: dict[str, np.ndarray],
+                   face_indices: Sequence[int] | None = None) -> list[Result]:
+        """The :class:`Result` of each of ``faces`` (:meth:`align`'s ``(aligned, landmarks,
+        detection)``) from :meth:`normalize_aligned`'s outputs ``out`` for them, in order (the
+        HTTP server runs the networks through its batch queue, then builds the results here)."""
+        has_texture = not self.metadata.model_config.get("plain_cnn", False)
+        indices = range(len(faces)) if face_indices is None else face_indices
+        return [Result(image=out["image"][j], landmarks=out["landmarks"][j],
+                       texture=out["texture"][j] if has_texture else None, face_box=tuple(det.box),
+                       features=out["features"][j], confidence=float(out["confidence"][j]),
+                       aligned_input=aligned, num_faces=det.num_faces, face_index=k)
+                for j, ((aligned, _, det), k) in enumerate(zip(faces, indices))]

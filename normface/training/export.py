@@ -37,6 +37,11 @@ class _ServingModule(tf.Module):
         # The encoder may be a plain callable: track the Keras model behind it, if any.
         self.encoder_model = getattr(chip_encoder, "model", chip_encoder if isinstance(chip_encoder, keras.Model) else None)
         self.chip_size = chip_size
+        # Keras 3 variables wrap tf.Variables; listing those here puts every one in the SavedModel's
+        # object graph under its own name. Without it TF2's loader copes, but TF1-style session
+        # loaders (TF Serving, ``saved_model_cli run``) fail with "Could not find variable ...".
+        models = [model] + ([self.encoder_model] if self.encoder_model is not None else [])
+        self.tf_variables = [getattr(v, "value", v) for m in models for v in m.variables]
 
     def outputs(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         out = self.model(features, training=False)
@@ -189,4 +194,32 @@ def export_from_model_dir(
         step=int(latest.rsplit("-", 1)[-1]),
         card={"data": meta.get("data", {}), "flags": {**record.get("train", {}), **meta.get("flags", {})},
               "final_losses": final, "notes": notes or f"weights from {latest}"},
+    )
+
+
+def export_packed(packed_dir: str | os.PathLike | None, export_dir: str | os.PathLike, *,
+                  with_chips: bool = True) -> Path:
+    """Exports a packed model (default: the one shipped in the package) as an export folder
+    with a SavedModel for TF Serving: ``normalize_features`` (= ``serving_default``) and, with
+    ``with_chips``, ``normalize_chips`` with the model's frozen encoder inside (see
+    :mod:`normface.serving.export_format`). The weights are the packed float16 ones, cast to
+    float32; the metadata and the card come from the packed model."""
+    from normface import encoders
+    from normface.serving import packed
+    from normface.serving.normalizer import resolve_model_path
+
+    packed_dir = resolve_model_path(packed_dir)
+    if not packed.is_packed(packed_dir):
+        raise ValueError(f"{packed_dir}: not a packed normface model (no {packed.WEIGHTS_FILE})")
+    model, meta = packed.load(packed_dir)
+    chip_encoder, chip = None, meta.chip
+    if with_chips:
+        resolved = encoders.resolve(meta.encoder_id or encoders.DEFAULT_ENCODER)
+        chip_encoder, chip = resolved.encoder, meta.chip or resolved.chip
+    card_path = packed_dir / packed.CARD_FILE
+    return export_normalizer(
+        model, ModelConfig.from_dict(meta.model_config), export_dir, template=meta.alignment_template,
+        encoder_id=meta.encoder_id, chip_encoder=chip_encoder, chip=chip, step=meta.step,
+        card={"notes": f"SavedModel export of the packed model {packed_dir} (float16 weights cast to float32)"
+                       + (f"; its card:\n\n{card_path.read_text()}" if card_path.is_file() else "")},
     )

@@ -21,13 +21,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
 # Photos above this many pixels are refused before decoding (decompression bombs; 100 MP).
 __all__ = ["MAX_PIXELS", "atomic_path", "is_url", "write_bytes_atomic", "save_image_atomic", "read_rgb",
-           "read_image", "Photo", "save_photo_atomic", "remove_stale_temps", "unwritable_reason", "os_error_text"]
+           "read_image", "read_image_bytes", "Photo", "save_photo_atomic", "remove_stale_temps", "unwritable_reason", "os_error_text"]
 
 MAX_PIXELS = 100_000_000
 TEMP_MARK = ".normface-tmp-"
@@ -228,51 +228,62 @@ def read_image(path: str | os.PathLike, data: bytes | None = None) -> Photo:
     bytes, already read (e.g. from a ``gs://`` path through Apache Beam's filesystems); ``path``
     then only names it in errors, and the same decoding applies.
     """
-    import io
     import stat
+
+    if data is not None:
+        return _decode_image(io.BytesIO(data), str(path))
+    path = Path(path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    with open(path, "rb") as handle:
+        return _decode_image(handle, str(path))
+
+
+def read_image_bytes(data: bytes, name: str) -> Photo:
+    """:func:`read_image` for the bytes of an image file held in memory (an HTTP upload);
+    ``name`` (the uploaded file's name) is the one the ValueError names."""
+    return read_image(name, data)
+
+
+def _decode_image(handle: IO[bytes], name: str) -> Photo:
     import warnings
 
     from PIL import Image, ImageOps, JpegImagePlugin
 
-    if data is None:
-        path = Path(path)
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise ValueError(f"{path}: not a regular file")
-    with (open(path, "rb") if data is None else io.BytesIO(data)) as handle:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the size is checked here
-                with Image.open(handle) as im:
-                    if im.width * im.height > MAX_PIXELS:
-                        raise ValueError(f"{im.width}x{im.height} is larger than {MAX_PIXELS // 1_000_000} MP")
-                    im.load()
-                    icc = im.info.get("icc_profile") or None
-                    subsampling = None
-                    if im.format == "JPEG":
-                        subsampling = JpegImagePlugin.get_sampling(im)
-                        subsampling = subsampling if subsampling >= 0 else None
-                    try:
-                        upright = ImageOps.exif_transpose(im)
-                    except Exception:  # noqa: BLE001 -- a corrupt orientation tag: keep the stored orientation
-                        upright = im
-                    exif = _kept_exif(im)  # after the transpose: it resets the Orientation tag
-                    rgb, converted = _to_srgb(upright, icc)
-                    if rgb.mode != "RGB":
-                        # 16-bit greyscale: scale to 8 bits rather than clip.
-                        arr = np.asarray(rgb, dtype=np.float64)
-                        top = 65535.0 if arr.max() > 255 else 255.0
-                        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
-                        pixels = np.repeat(arr[..., None], 3, axis=-1)
-                    else:
-                        pixels = np.asarray(rgb, dtype=np.uint8)
-                    return Photo(pixels, im.format, exif, icc, converted, subsampling)
-        except MemoryError:
-            raise
-        except Exception as err:  # noqa: BLE001 -- decoders raise many types (OSError, SyntaxError, struct.error...)
-            from PIL import UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: the size is checked here
+            with Image.open(handle) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ValueError(f"{im.width}x{im.height} is larger than {MAX_PIXELS // 1_000_000} MP")
+                im.load()
+                icc = im.info.get("icc_profile") or None
+                subsampling = None
+                if im.format == "JPEG":
+                    subsampling = JpegImagePlugin.get_sampling(im)
+                    subsampling = subsampling if subsampling >= 0 else None
+                try:
+                    upright = ImageOps.exif_transpose(im)
+                except Exception:  # noqa: BLE001 -- a corrupt orientation tag: keep the stored orientation
+                    upright = im
+                exif = _kept_exif(im)  # after the transpose: it resets the Orientation tag
+                rgb, converted = _to_srgb(upright, icc)
+                if rgb.mode != "RGB":
+                    # 16-bit greyscale: scale to 8 bits rather than clip.
+                    arr = np.asarray(rgb, dtype=np.float64)
+                    top = 65535.0 if arr.max() > 255 else 255.0
+                    arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+                    pixels = np.repeat(arr[..., None], 3, axis=-1)
+                else:
+                    pixels = np.asarray(rgb, dtype=np.uint8)
+                return Photo(pixels, im.format, exif, icc, converted, subsampling)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- decoders raise many types (OSError, SyntaxError, struct.error...)
+        from PIL import UnidentifiedImageError
 
-            reason = "unknown format or damaged header" if isinstance(err, UnidentifiedImageError) else str(err)
-            raise ValueError(f"{path}: not a readable image ({reason})") from err
+        reason = "unknown format or damaged header" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise ValueError(f"{name}: not a readable image ({reason})") from err
 
 
 def save_photo_atomic(path: str | os.PathLike, pixels: np.ndarray, like: Photo | None = None,
