@@ -42,8 +42,8 @@ MUTATIONS = (
     Mutation(
         "texture_sign", "the texture term enters the training loss with the wrong sign",
         "normface/training/trainer.py",
-        (('total = self.config.landmark_weight * terms["landmark"] + self.config.texture_weight * terms["texture"]',
-          'total = self.config.landmark_weight * terms["landmark"] - self.config.texture_weight * terms["texture"]'),),
+        (('total = cfg.landmark_weight * terms["landmark"] + cfg.texture_weight * terms["texture"]',
+          'total = cfg.landmark_weight * terms["landmark"] - cfg.texture_weight * terms["texture"]'),),
         (f"{TRAINING}::test_each_loss_term_decreases_on_its_own",
          f"{TRAINING}::test_one_batch_total_equals_a_hand_computation"),
     ),
@@ -83,7 +83,7 @@ MUTATIONS = (
     Mutation(
         "warp_identity", "the warp returns its input image",
         "normface/warp/sparse.py",
-        (("return dense_image_warp(image, dense_flow), dense_flow", "return image, dense_flow"),),
+        (("warped = dense_image_warp(image, dense_flow)", "warped = image"),),
         ("tests/warp/test_warp.py::test_sparse_image_warp_matches_reference",
          "tests/warp/test_warp.py::test_warp_to_landmarks_uses_xy_and_moves_content"),
     ),
