@@ -14,8 +14,8 @@ faces in committed figures).
 
 Variants: ``baseline`` (today's losses: landmark MSE + texture L1), ``pairs`` (+ invariance
 pairs), ``mirror`` (+ the mirror augmentation: records with mirrored features), ``perceptual``
-(+ the perceptual loss), ``discriminator`` (+ the patch discriminator) and ``chosen``
-(``--chosen``, a comma list of the others).
+(+ the perceptual loss), ``discriminator`` (+ the patch discriminator) and ``chosen:<a+b>``
+(each combination of ``--chosen``, e.g. ``chosen:pairs+mirror``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ flags.DEFINE_string("faces", None, "Faces folder of stage 1 (its aligned/ holds 
 flags.DEFINE_string("output", None, "Folder of the variant runs.")
 flags.DEFINE_string("results", "experiments/results/recipe64", "Where the table and the picture go.")
 flags.DEFINE_list("variants", [], "Variants to run (default: all).")
-flags.DEFINE_list("chosen", ["pairs", "mirror", "discriminator"], "Additions combined in the 'chosen' variant.")
+flags.DEFINE_list("chosen", ["pairs+mirror"], "Combinations of additions to train as 'chosen' variants "
+                  "(each a '+'-joined list, e.g. pairs+mirror,pairs+mirror+perceptual).")
 flags.DEFINE_integer("steps", 3000, "Training steps of every variant.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every variant.")
 flags.DEFINE_integer("seed", 0, "Seed of every variant.")
@@ -66,16 +67,26 @@ def addition_flags(name: str) -> list[str]:
     }[name]
 
 
+def combo_parts(name: str) -> list[str]:
+    """The additions of a ``chosen:a+b`` variant."""
+    return name.split(":", 1)[1].split("+")
+
+
 def variant_flags(name: str) -> list[str]:
     if name == "baseline":
         return []
-    if name == "chosen":
-        return [f for part in FLAGS.chosen for f in addition_flags(part)]
+    if name.startswith("chosen:"):
+        return [f for part in combo_parts(name) for f in addition_flags(part)]
     return addition_flags(name)
 
 
+def folder_name(name: str) -> str:
+    """``<output>/<folder>`` of a variant (``chosen:pairs+mirror`` -> ``chosen_pairs_mirror``)."""
+    return name.replace(":", "_").replace("+", "_")
+
+
 def train_variant(name: str, out: Path) -> Path:
-    model_dir = out / name
+    model_dir = out / folder_name(name)
     if not (model_dir / "export" / "saved_model.pb").is_file():
         interval = max(1, FLAGS.steps // 6)
         args = [sys.executable, str(TRAIN), f"--records_dir={FLAGS.records}", f"--model_dir={model_dir}",
@@ -97,11 +108,16 @@ def main(argv):
 
     if not FLAGS.records:
         raise app.UsageError("--records is required")
-    variants = FLAGS.variants or ["baseline", *ADDITIONS, "chosen"]
-    unknown = set(variants) - {"baseline", "chosen", *ADDITIONS} | (set(FLAGS.chosen) - set(ADDITIONS))
+    chosen = [f"chosen:{combo}" for combo in FLAGS.chosen]
+    variants = [f"chosen:{v[7:]}" if v.startswith("chosen:") else v for v in FLAGS.variants] or [
+        "baseline", *ADDITIONS, *chosen]
+    unknown = {v for v in variants if v not in ("baseline", *ADDITIONS) and not v.startswith("chosen:")}
+    unknown |= {part for v in variants if v.startswith("chosen:") for part in combo_parts(v) if part not in ADDITIONS}
     if unknown:
-        raise app.UsageError(f"unknown variants {sorted(unknown)}; choose from baseline, {', '.join(ADDITIONS)}, chosen")
-    if not FLAGS.pairs and ("pairs" in variants or ("chosen" in variants and "pairs" in FLAGS.chosen)):
+        raise app.UsageError(f"unknown variants or additions {sorted(unknown)}; choose from baseline, "
+                             f"{', '.join(ADDITIONS)}, chosen:<a+b>")
+    uses_pairs = any(v == "pairs" or (v.startswith("chosen:") and "pairs" in combo_parts(v)) for v in variants)
+    if not FLAGS.pairs and uses_pairs:
         raise app.UsageError("the pairs variant needs --pairs")
     out = Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "recipe"
     faces = Path(FLAGS.faces) if FLAGS.faces else paths.workspace_dir() / "faces128"
