@@ -37,7 +37,7 @@ flags.DEFINE_string("faces", None, "Faces folder of stage 1 (its aligned/ holds 
 flags.DEFINE_string("output", None, "Folder of the variant runs.")
 flags.DEFINE_string("results", "experiments/results/recipe64", "Where the table and the picture go.")
 flags.DEFINE_list("variants", [], "Variants to run (default: all).")
-flags.DEFINE_list("chosen", ["pairs+mirror"], "Combinations of additions to train as 'chosen' variants "
+flags.DEFINE_list("chosen", ["pairs+mirror", "pairs+mirror+perceptual"], "Combinations of additions to train as 'chosen' variants "
                   "(each a '+'-joined list, e.g. pairs+mirror,pairs+mirror+perceptual).")
 flags.DEFINE_integer("steps", 3000, "Training steps of every variant.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every variant.")
