@@ -52,6 +52,7 @@ flags.DEFINE_list("model", ["--feature_hidden=512", "--grid_channels=128", "--ch
 
 TRAIN = Path(__file__).resolve().parent / "train.py"
 ADDITIONS = ("pairs", "mirror", "perceptual", "discriminator")
+SHORT = {"pairs": "pairs", "mirror": "mir", "perceptual": "perc", "discriminator": "disc"}
 RESULT_KEYS = ("cross_within_0.6", "cross_TAR@FAR0.1%", "cross_TAR@FAR1.0%", "rank1", "own_within_0.6",
                "validation_texture_l1", "sharpness_ratio", "london_landmark_error_iod", "london_pixel_l1")
 
@@ -142,7 +143,8 @@ def main(argv):
         rows[name] = row
         images, _ = recipe.decode(model, london.features[shown])
         grid += list(images)
-        labels += [name] * len(shown)
+        label = "+".join(SHORT[p] for p in combo_parts(name)) if name.startswith("chosen:") else name
+        labels += [label] * len(shown)
         print(name, {k: row.get(k) for k in RESULT_KEYS}, flush=True)
 
     results = Path(FLAGS.results)
