@@ -33,6 +33,8 @@ flags.DEFINE_string("publish", None, "Also copy the report here without the figu
                     "(e.g. experiments/results/eval_r128_id).")
 flags.DEFINE_list("samples", None, "Publishable photos (never LFW) for the applications' figures (default: the "
                   "repository's samples/*.jpg, London Set, CC BY); '' for none.")
+flags.DEFINE_string("records", None, "Records folder (data_prep/build_records.py): every model's texture L1 "
+                    "on its validation faces.")
 flags.DEFINE_string("samples_credit", "", "Attribution of --samples, printed under the figures.")
 
 SAMPLES_CREDIT = ("held-out people of the Face Research Lab London Set (CC BY 4.0; DeBruine, L. & Jones, B. "
@@ -54,7 +56,7 @@ def main(argv):
     results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,
                                   ablations=FLAGS.ablations,
                                   compare=dict(c.split("=", 1) for c in FLAGS.compare),
-                                  samples=samples, samples_credit=credit)
+                                  samples=samples, samples_credit=credit, records=FLAGS.records)
     print(f"wrote {output}/report.md in {results['seconds']} s")
     if FLAGS.publish:
         for path in report.publish_report(output, FLAGS.publish):

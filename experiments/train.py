@@ -35,7 +35,12 @@ flags.DEFINE_string("records_dir", None, "Folder of the TFRecords written by dat
 flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and config; resumed if it exists.")
 flags.DEFINE_string("export_dir", None, "Export folder (default <model_dir>/export).")
 flags.DEFINE_bool("export", True, "Export the best checkpoint at the end (chief only).")
-flags.DEFINE_string("init_from", None, "Fine-tune: start a fresh run from another run folder's best weights.")
+flags.DEFINE_string("init_from", None, "Fine-tune: start a fresh run from another run folder's best weights, or from a packed "
+                    "model folder of the same architecture (e.g. normface/serving/pretrained/normface128).")
+flags.DEFINE_string("identity_faces", None,
+                    "Faces folder of stage 1 (e.g. workspace/faces128): the best checkpoint is chosen by "
+                    "cross-photo identity on its validation people's photos (output of photo A against photo "
+                    "B of the same person); without it, by own identity on the validation records.")
 flags.DEFINE_bool("synthetic", False, "Smoke test: random in-memory data and a fake encoder.")
 flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train set.")
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
@@ -150,6 +155,24 @@ def load_records(records_dir: str, batch_size: int, seed: int, output_size: int 
     return train, validation, meta
 
 
+def cross_photo_dataset(faces_dir: str, size: int, batch_size: int, examples: int, seed: int):
+    """``(dataset, info)``: the validation people's cross-photo pairs
+    (:func:`normface.evaluation.recipe.cross_photo_examples`) for the identity metric."""
+    import tensorflow as tf
+
+    from normface.data import build, faceset
+    from normface.evaluation import recipe
+
+    try:
+        held = recipe.load_held_out(faceset.aligned_dir(faces_dir), build.encode_fn_for(FLAGS.encoder), "validation", "")
+        pairs = recipe.cross_photo_examples(held, size, examples, seed)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(f"--identity_faces={faces_dir}: {err}") from err
+    info = {"faces": str(faces_dir), "pairs": len(pairs["features"]), "photos": len(held.photos.keys),
+            "people": len(set(held.photos.people.tolist()))}
+    return tf.data.Dataset.from_tensor_slices(pairs).batch(batch_size), info
+
+
 def check_encoder(name: str) -> None:
     """Raises ConfigError when ``name`` is not a registered encoder (cheap: builds nothing)."""
     try:
@@ -194,6 +217,8 @@ def check_start_up(model_config) -> None:
             raise ConfigError(f"--pairs_ratio={FLAGS.pairs_ratio} needs --pairs_dir")
         if FLAGS.pairs_dir and not Path(FLAGS.pairs_dir).is_dir():
             raise ConfigError(f"--pairs_dir={FLAGS.pairs_dir}: not a folder; build it with data_prep/build_pairs.py")
+        if FLAGS.identity_faces and not Path(FLAGS.identity_faces).is_dir():
+            raise ConfigError(f"--identity_faces={FLAGS.identity_faces}: not a folder; run data_prep/align_faces.py first")
     if FLAGS.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
         raise ConfigError("--strategy=multi_worker needs TF_CONFIG (cluster spec and this task)")
     if FLAGS.cpu_devices < 0:
@@ -234,6 +259,7 @@ def run() -> dict:
             val_ds = synthetic.synthetic_dataset(max(FLAGS.batch_size, 8), size, FLAGS.batch_size,
                                                  model_config.feature_dim, FLAGS.seed + 1, shuffle=False)
             meta = {"data": {"source": "synthetic", "examples": FLAGS.synthetic_examples}}
+            identity_ds = None
         else:
             layers = train_config.perceptual_layers if train_config.perceptual_weight > 0 else ()
             embed_fn, loss_embed_fn, perceptual_fn, chip_encoder, chip, feature_dim = build_encoder(
@@ -244,6 +270,10 @@ def run() -> dict:
             train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed, size,
                                                   FLAGS.pairs_dir, FLAGS.pairs_ratio, FLAGS.mirror)
             mean = meta["mean_landmarks"]
+            identity_ds = None
+            if FLAGS.identity_faces:
+                identity_ds, meta["data"]["identity_eval"] = cross_photo_dataset(
+                    FLAGS.identity_faces, size, FLAGS.batch_size, train_config.identity_eval_examples, FLAGS.seed)
     import numpy as np
 
     template = meta.get("template")
@@ -257,7 +287,7 @@ def run() -> dict:
     }
     trainer = Trainer(model_config, train_config, mean, FLAGS.model_dir, embed_fn=embed_fn, strategy=strategy,
                       metadata=metadata, perceptual_fn=perceptual_fn, loss_embed_fn=loss_embed_fn)
-    history = trainer.fit(train_ds, val_ds, init_from=FLAGS.init_from)
+    history = trainer.fit(train_ds, val_ds, identity_dataset=identity_ds, init_from=FLAGS.init_from)
     if FLAGS.export and is_chief(strategy):
         out = export.export_from_model_dir(FLAGS.model_dir, FLAGS.export_dir or Path(FLAGS.model_dir) / "export",
                                            chip_encoder=chip_encoder, chip=chip)

@@ -105,3 +105,23 @@ def landmark_error(pred: np.ndarray, truth: np.ndarray) -> float:
     eyes = eye_centers(truth)
     iod = np.linalg.norm(eyes[..., 1, :] - eyes[..., 0, :], axis=-1)
     return float(np.mean(np.linalg.norm(pred - truth, axis=-1).mean(-1) / iod))
+
+
+def hull_sharpness(images: np.ndarray, landmarks: np.ndarray) -> float:
+    """Mean over faces of the variance of the grey image's Laplacian inside the landmark hull
+    (``images`` ``[n, S, S, 3]`` uint8, ``landmarks`` ``[n, 68, 2]``): higher is sharper. Compare
+    only at one size (a ratio to real photos at the output size)."""
+    import cv2
+
+    from normface.faces.masks import face_mask
+    from normface.faces.quality import sharpness
+
+    values = []
+    for image, marks in zip(images, landmarks):
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+        lap = cv2.Laplacian(grey, cv2.CV_64F)
+        mask = face_mask(marks, image.shape[0])
+        values.append(float(lap[mask].var()) if mask.any() else sharpness(grey))
+    if not values:
+        raise ValueError("hull_sharpness needs at least one image")
+    return float(np.mean(values))

@@ -30,6 +30,7 @@ class TestPhotos:
     images: np.ndarray         # [n, S, S, 3] uint8 aligned photos
     landmarks: np.ndarray      # [n, 68, 2]
     sources: list[str] = dataclasses.field(default_factory=list)  # [n] photo paths under the data root
+    labels: list[dict] = dataclasses.field(default_factory=list)   # [n] the set's labels (FairFace: race, ...)
 
 
 def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people: int | None = None,
@@ -57,7 +58,8 @@ def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people:
     images = [faceset.load_face_image(aligned_root, e) for e in entries]
     lms = [e.landmarks_array for e in entries]
     return TestPhotos([r["key"] for r in records], np.array([r["person"] for r in records]),
-                      np.stack(images), np.stack(lms), [r["photo"] for r in records])
+                      np.stack(images), np.stack(lms), [r["photo"] for r in records],
+                      [r.get("labels") or {} for r in records])
 
 
 def run_model(normalizer, photos: TestPhotos, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -91,6 +93,29 @@ def identity_table(real: np.ndarray, out: np.ndarray, people: np.ndarray, far_th
             row[f"cross_TAR@FAR{far:.1%}"] = tar
         row["rank1"] = rank1(out, real, people)
     return row
+
+
+GROUP_LABELS = ("race", "gender", "age_group")
+
+
+def group_table(own: dict[str, np.ndarray], labels: list[dict], keys: tuple[str, ...] = GROUP_LABELS,
+                min_photos: int = 20) -> dict:
+    """Own-input identity by labelled group (e.g. FairFace's race, gender, age group): one row per
+    ``key: value`` with at least ``min_photos`` photos, the share within 0.6 of each method in
+    ``own`` (name -> ``[n]`` distances of each output to its input photo) and their median."""
+    rows = {}
+    for key in keys:
+        values = np.array([str(lab.get(key, "")) for lab in labels])
+        for value in sorted(set(values.tolist()) - {""}):
+            idx = np.flatnonzero(values == value)
+            if len(idx) < min_photos:
+                continue
+            row: dict = {"photos": int(len(idx))}
+            for name, dist in own.items():
+                row[f"{name} within 0.6"] = metrics.share_within(dist[idx], SAME_PERSON_THRESHOLD)
+                row[f"{name} median"] = float(np.median(dist[idx]))
+            rows[f"{key}: {value}"] = row
+    return rows
 
 
 def rank1(out: np.ndarray, real: np.ndarray, people: np.ndarray) -> float:

@@ -29,9 +29,8 @@ import cv2
 import keras
 import numpy as np
 
+from normface.data import schema
 from normface.evaluation import metrics, protocol, report
-from normface.faces.masks import face_mask
-from normface.faces.quality import sharpness
 from normface.utils.pictures import to_uint8
 
 # encode_fn(images uint8 [b, S, S, 3], landmarks [b, 68, 2]) -> (features [b, F], descriptors [b, D])
@@ -54,6 +53,35 @@ def load_held_out(aligned_root: str | Path, encode_fn: EncodeFn, split: str, pre
     return HeldOut(photos, np.asarray(features, np.float32), np.asarray(descriptors, np.float32))
 
 
+def cross_photo_examples(held: HeldOut, size: int, max_pairs: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
+    """Cross-photo pairs of the held-out people, as the trainer's identity examples: the features
+    of photo A with the descriptor, image and landmarks of photo B, another photo of the same
+    person (the next one, cyclically). The trainer scores the output from A against B's
+    descriptor, so its best checkpoint is chosen by cross-photo identity.
+
+    Returns ``features`` [n, F], ``descriptor`` [n, D] float32, ``image`` [n, size, size, 3]
+    float32 in [0, 1], ``landmarks`` [n, 68, 2] at ``size``; a seeded subset of ``max_pairs``
+    (0: all). ValueError when no person has two photos."""
+    people = held.photos.people
+    by_person: dict[str, list[int]] = {}
+    for i, person in enumerate(people.tolist()):
+        by_person.setdefault(person, []).append(i)
+    a_idx, b_idx = [], []
+    for idx in by_person.values():
+        if len(idx) > 1:
+            a_idx += idx
+            b_idx += idx[1:] + idx[:1]
+    if not a_idx:
+        raise ValueError("cross-photo identity needs people with at least two photos; none here")
+    order = np.random.default_rng(seed).permutation(len(a_idx))
+    if max_pairs:
+        order = order[:max_pairs]
+    a, b = np.asarray(a_idx)[order], np.asarray(b_idx)[order]
+    images, marks = resize_faces(held.photos.images[b], held.photos.landmarks[b], size)
+    return {schema.FEATURES: held.features[a], schema.DESCRIPTOR: held.descriptors[b],
+            schema.IMAGE: images.astype(np.float32) / 255.0, schema.LANDMARKS: np.asarray(marks, np.float32)}
+
+
 def resize_faces(images: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """``[n, S, S, 3]`` uint8 faces and their landmarks at ``size`` (area resampling, as the input
     pipeline's ``output_size``; pixel centres stay at integers)."""
@@ -64,17 +92,6 @@ def resize_faces(images: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[
         return images, landmarks
     small = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
     return small, scale_landmarks(np.asarray(landmarks, np.float64), src, size)
-
-
-def hull_sharpness(images: np.ndarray, landmarks: np.ndarray) -> float:
-    """Mean over faces of the Laplacian variance of the grey image inside the landmark hull."""
-    values = []
-    for image, marks in zip(images, landmarks):
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
-        lap = cv2.Laplacian(grey, cv2.CV_64F)
-        mask = face_mask(marks, image.shape[0])
-        values.append(float(lap[mask].var()) if mask.any() else sharpness(grey))
-    return float(np.mean(values))
 
 
 def decode(model: keras.Model, features: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +114,7 @@ def score_model(model: keras.Model, validation: HeldOut, encode_fn: EncodeFn,
     far = metrics.threshold_at_far(metrics.impostor_distances(validation.descriptors, people), 0.001)
     row = protocol.identity_table(validation.descriptors, np.asarray(out_desc), people, far)
     real, real_marks = resize_faces(validation.photos.images, validation.photos.landmarks, size)
-    row["sharpness_ratio"] = hull_sharpness(images, marks) / max(hull_sharpness(real, real_marks), 1e-9)
+    row["sharpness_ratio"] = metrics.hull_sharpness(images, marks) / max(metrics.hull_sharpness(real, real_marks), 1e-9)
     row["validation_photos"] = len(people)
     row["validation_people"] = len(set(people.tolist()))
     if london is not None:

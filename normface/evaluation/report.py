@@ -28,6 +28,9 @@ from normface.faces.masks import face_mask
 from normface.utils.tables import markdown_table
 
 QUICK_PEOPLE = 25
+QUICK_GROUP_PHOTOS = 60
+MODEL = "normalized (model)"  # the row name of the evaluated model in every table
+GROUPS_PREFIX = "fairface/"   # held-out photos with demographic labels
 # Figures that show LFW faces: LFW's terms do not cover redistribution, so published copies of
 # the report (publish_report) leave them out and say why.
 LFW_FIGURES = {"people_grid.png": "people grid", "ablations.png": "ablation grid"}
@@ -106,6 +109,7 @@ def build_report(
     compare: dict[str, str | Path] | None = None,
     samples: Sequence[str | Path] = (),
     samples_credit: str = "",
+    records: str | Path | None = None,
     log=print,
 ) -> dict:
     """Runs the evaluation and writes the report folder; returns the results dict.
@@ -114,7 +118,9 @@ def build_report(
     copied into the report). ``compare``: other models (name -> export) whose identity numbers
     and histogram go next to the main model's (e.g. the same model without the identity loss).
     ``samples``: photos that may be published (never LFW) for the applications' figures, and
-    ``samples_credit`` their attribution, printed under the figures."""
+    ``samples_credit`` their attribution, printed under the figures. ``records``: a records
+    folder (data_prep/build_records.py) whose validation faces every model is scored on (texture
+    L1 against the registered texture, as in training)."""
     from normface.serving.normalizer import FaceNormalizer
     from normface.utils.provenance import git_commit
 
@@ -151,25 +157,31 @@ def build_report(
         "threshold_far_0.1%": far_t,
         "real_photo_pairs_within_0.6": metrics.share_within(genuine_real, SAME_PERSON_THRESHOLD) if genuine_real.size else None,
         "identity": {
-            "normalized (model)": protocol.identity_table(real, out["output_descriptor"], photos.people, far_t),
+            MODEL: protocol.identity_table(real, out["output_descriptor"], photos.people, far_t),
             "frontalized (baseline)": protocol.identity_table(real, frontal_desc, photos.people, far_t),
         },
         "invariance": {
             "aligned input photos": protocol.invariance_table(photos.images, photos.landmarks, photos.people),
-            "normalized (model)": protocol.invariance_table(out["image"], out["landmarks"], photos.people),
+            MODEL: protocol.invariance_table(out["image"], out["landmarks"], photos.people),
             "frontalized (baseline)": protocol.invariance_table(frontal, None, photos.people),
         },
     }
+    models, outs = {MODEL: normalizer}, {MODEL: out}
     own_extra = {}
     for name, path in (compare or {}).items():
-        other = FaceNormalizer.from_pretrained(path)
-        other_out = protocol.run_model(other, photos)
-        results["identity"][name] = protocol.identity_table(real, other_out["output_descriptor"], photos.people, far_t)
-        own_extra[name] = np.linalg.norm(other_out["output_descriptor"] - real, axis=-1)
-    results["expression"] = expression_table(normalizer, aligned_root)
+        models[name] = FaceNormalizer.from_pretrained(path)
+        outs[name] = protocol.run_model(models[name], photos)
+        results["identity"][name] = protocol.identity_table(real, outs[name]["output_descriptor"], photos.people, far_t)
+        own_extra[name] = np.linalg.norm(outs[name]["output_descriptor"] - real, axis=-1)
+    results["sharpness"] = sharpness_table(photos, outs)
+    results["expression"] = expression_table(models, aligned_root)
+    results["validation"] = validation_table(models, records) if records else None
+    log("labelled groups (held-out FairFace photos)")
+    results["groups"] = groups_table(models, aligned_root, max_people=QUICK_GROUP_PHOTOS if quick else None,
+                                     seed=seed)
     output.mkdir(parents=True, exist_ok=True)
     own = {
-        "normalized (model)": np.linalg.norm(out["output_descriptor"] - real, axis=-1),
+        MODEL: np.linalg.norm(out["output_descriptor"] - real, axis=-1),
         **own_extra,
         "frontalized (baseline)": np.linalg.norm(frontal_desc - real, axis=-1),
     }
@@ -221,16 +233,63 @@ def expression_rows(methods: dict[str, tuple[np.ndarray, np.ndarray]], neutral: 
     return rows
 
 
-def expression_table(normalizer, aligned_root: Path) -> dict:
-    """Held-out London people: normalized smiling photo vs the same person's neutral photo."""
+def expression_table(models: dict, aligned_root: Path) -> dict:
+    """Held-out London people: each model's (name -> FaceNormalizer) normalized smiling photo vs
+    the same person's neutral photo, beside the aligned smiling photo itself."""
     photos = protocol.load_test_photos(aligned_root, "london/")
     s_idx, n_idx = london_expression_pairs(photos)
     if not len(s_idx):
         return {}
-    out = normalizer.normalize_aligned(photos.images[s_idx], photos.landmarks[s_idx])
-    return expression_rows({"aligned smiling photo (baseline)": (photos.images[s_idx], photos.landmarks[s_idx]),
-                            "normalized smiling photo (model)": (out["image"], out["landmarks"])},
-                           photos.images[n_idx], photos.landmarks[n_idx])
+    methods = {"aligned smiling photo (baseline)": (photos.images[s_idx], photos.landmarks[s_idx])}
+    for name, normalizer in models.items():
+        out = normalizer.normalize_aligned(photos.images[s_idx], photos.landmarks[s_idx])
+        methods["normalized smiling photo (model)" if name == MODEL else name] = (out["image"], out["landmarks"])
+    return expression_rows(methods, photos.images[n_idx], photos.landmarks[n_idx])
+
+
+def sharpness_table(photos: protocol.TestPhotos, outs: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Laplacian variance inside the landmark hull of each model's outputs (name -> run_model
+    output), as a ratio to the real aligned photos' (1.0: as sharp as the photos)."""
+    real = metrics.hull_sharpness(photos.images, photos.landmarks)
+    rows = {"aligned input photos": {"hull_laplacian_var": real, "ratio_to_photos": 1.0}}
+    for name, out in outs.items():
+        value = metrics.hull_sharpness(out["image"], out["landmarks"])
+        rows[name] = {"hull_laplacian_var": value, "ratio_to_photos": value / max(real, 1e-9)}
+    return rows
+
+
+def validation_table(models: dict, records_dir: str | Path, batch_size: int = 64) -> dict:
+    """Each model's mean texture L1 (images in [0, 1], as training's validation/texture) and
+    landmark error (px) on the validation faces of ``records_dir``."""
+    from normface.data import pipeline, schema
+
+    rows = {}
+    for name, normalizer in models.items():
+        dataset = pipeline.make_dataset(records_dir, "validation", batch_size, shuffle=False,
+                                        output_size=normalizer.output_size)
+        texture, marks, count = 0.0, 0.0, 0
+        for batch in dataset:
+            out = normalizer.model(batch[schema.FEATURES], training=False)
+            texture += float(np.abs(np.asarray(out["texture"]) - batch[schema.TEXTURE].numpy()).mean((1, 2, 3)).sum())
+            marks += float(np.linalg.norm(np.asarray(out["landmarks"]) - batch[schema.LANDMARKS].numpy(), axis=-1)
+                           .mean(-1).sum())
+            count += int(batch[schema.FEATURES].shape[0])
+        rows[name] = {"texture_l1": texture / max(count, 1), "landmark_px": marks / max(count, 1), "faces": count}
+    return rows
+
+
+def groups_table(models: dict, aligned_root: Path, max_people: int | None = None, seed: int = 0) -> dict:
+    """Own-input identity of each model by FairFace's labelled groups, on the held-out FairFace
+    photos (one photo per person, so no cross-photo numbers); {} without such photos."""
+    try:
+        photos = protocol.load_test_photos(aligned_root, GROUPS_PREFIX, max_people=max_people, seed=seed)
+    except ValueError:
+        return {}
+    own = {}
+    for name, normalizer in models.items():
+        out = protocol.run_model(normalizer, photos)
+        own[name] = np.linalg.norm(out["output_descriptor"] - out["input_descriptor"], axis=-1)
+    return protocol.group_table(own, photos.labels)
 
 
 def render_markdown(r: dict) -> str:
@@ -260,10 +319,31 @@ of one real photo per person.
 ## Expression ground truth (held-out London people): smiling photo vs the neutral photo
 
 {markdown_table(r['expression'])}
+## Sharpness: Laplacian variance inside the landmark hull (LFW test outputs)
+
+{markdown_table(r.get('sharpness') or {})}
+{_validation_section(r.get('validation'))}
+{_groups_section(r.get('groups'))}
 ## Ablations (paper Figs. 9-11)
 
 {_ablation_section(r.get('ablations'))}
 {_applications_section(r.get('applications'))}"""
+
+
+def _validation_section(rows: dict | None) -> str:
+    if not rows:
+        return ""
+    return ("## Validation faces of the training records (people never trained on)\n\n"
+            "Texture L1 of the decoded texture against the registered texture (images in [0, 1]), as "
+            "training's `validation/texture`; landmark error in pixels.\n\n" + markdown_table(rows))
+
+
+def _groups_section(rows: dict | None) -> str:
+    if not rows:
+        return ""
+    return ("## By labelled group: held-out FairFace photos\n\n"
+            "Output within 0.6 of its own input photo and the median distance, by FairFace's labels "
+            "(one photo per person: no cross-photo numbers; groups of 20+ photos).\n\n" + markdown_table(rows))
 
 
 def _ablation_section(ablations: dict | None) -> str:

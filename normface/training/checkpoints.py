@@ -5,7 +5,7 @@
 
 "Best" is decided by :func:`selection_score` as validation runs; "best, else latest"
 (:func:`find_checkpoint`) is the rule every consumer uses: restoring the model after training,
-fine-tuning from another run (``init_from``) and exporting.
+fine-tuning from another run (``init_from``, which also takes a packed model) and exporting.
 """
 
 from __future__ import annotations
@@ -37,6 +37,29 @@ def selection_score(metrics: dict[str, float]) -> float:
     if "identity/within" in metrics:
         return metrics["identity/within"] - 1e-3 * metrics["identity/median"]
     return -metrics["validation/total"]
+
+
+def initialize_from(model, source: str | os.PathLike) -> str:
+    """Loads another model's weights into ``model`` for a fine-tuning phase; returns what it read.
+
+    ``source`` is a run folder (its best checkpoint, else the latest) or a packed model folder
+    (``weights.npz`` + ``normface.json``, e.g. the shipped model), whose architecture must match.
+    FileNotFoundError when it holds neither; ValueError naming it when the weights do not fit."""
+    prefix = find_checkpoint(source, "best")
+    if prefix is not None:
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+        return prefix
+    from normface.serving import packed
+
+    if not (Path(source) / packed.WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"init_from={source}: no checkpoint in its {BEST_DIR}/ or {LATEST_DIR}/, "
+                                f"and not a packed model ({packed.WEIGHTS_FILE})")
+    donor, _ = packed.load(source)
+    try:
+        model.set_weights(donor.get_weights())
+    except ValueError as err:
+        raise ValueError(f"init_from={source}: its weights do not fit this model's config ({err})") from err
+    return str(Path(source) / packed.WEIGHTS_FILE)
 
 
 def checkpoint_step(prefix: str) -> int:

@@ -45,7 +45,8 @@ from normface.data import schema
 from normface.training import summaries
 from normface.training.schedule import learning_rate_schedule
 from normface.training.strategy import is_chief, make_strategy, worker_id
-from normface.training.checkpoints import BEST_DIR, BEST_FILE, LATEST_DIR, checkpoint_step, find_checkpoint, selection_score
+from normface.training.checkpoints import (BEST_DIR, BEST_FILE, LATEST_DIR, checkpoint_step, find_checkpoint,
+                                          initialize_from, selection_score)
 
 # embed_fn(images [b, S, S, 3] float32 in [0, 1], landmarks [b, 68, 2] (x, y)) -> descriptors [b, D];
 # differentiable in the images. Built by the caller from the frozen encoder (normface.encoders).
@@ -379,8 +380,11 @@ class Trainer:
         init_from: str | None = None,
     ) -> dict[str, float]:
         """Trains until ``train_config.steps`` (or ``max_steps``, to stop early), resuming from the
-        latest checkpoint in ``model_dir``. A fresh run with ``init_from`` (another run's folder)
-        starts from that run's best weights (a fine-tuning phase: new optimizer, step 0).
+        latest checkpoint in ``model_dir``. A fresh run with ``init_from`` (another run's folder, or
+        a packed model) starts from its best weights (a fine-tuning phase: new optimizer, step 0).
+        ``identity_dataset`` (default: the validation set) feeds the identity metric that picks the
+        best checkpoint; with a ``descriptor`` key the output is scored against that descriptor
+        (e.g. another photo's: cross-photo identity).
         Returns the last logged losses and validation metrics (``train/*``, ``validation/*``,
         ``identity/*``, ``best/*``)."""
         cfg = self.config
@@ -409,11 +413,7 @@ class Trainer:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step.numpy()))
         elif init_from:
-            source = find_checkpoint(init_from, "best")
-            if source is None:
-                raise FileNotFoundError(f"init_from={init_from}: no checkpoint in its best/ or checkpoints/")
-            tf.train.Checkpoint(model=self.net.model).restore(source).expect_partial()
-            logging.info("initialized the model from %s", source)
+            logging.info("initialized the model from %s", initialize_from(self.net.model, init_from))
         writers = self._writers()
         panel_batch = self._panel_batch(validation_dataset or train_dataset)
         if self._train_fn is None:

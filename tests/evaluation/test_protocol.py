@@ -49,3 +49,16 @@ def test_invariance_table_known_answers():
     both = protocol.invariance_table(images, None, people, min_photos=2)
     assert both == pytest.approx({"pixel_l1": (20.0 + 127.5) / 2, "people": 2})
     assert protocol.invariance_table(images, None, people, min_photos=4) == {}
+
+
+def test_group_table_known_answers():
+    labels = [{"race": "A", "gender": "male"}, {"race": "A", "gender": "female"},
+              {"race": "B", "gender": "male"}, {"race": "B"}, {"race": "C"}]
+    own = {"new": np.array([0.1, 0.7, 0.3, 0.5, 0.2]), "old": np.array([0.9, 0.9, 0.1, 0.1, 0.9])}
+    rows = protocol.group_table(own, labels, keys=("race", "gender"), min_photos=2)
+    # race C (1 photo) and gender female (1) are below min_photos; missing labels are skipped.
+    assert set(rows) == {"race: A", "race: B", "gender: male"}
+    assert rows["race: A"]["photos"] == 2 and rows["race: A"]["new within 0.6"] == pytest.approx(0.5)
+    assert rows["race: A"]["new median"] == pytest.approx(0.4)
+    assert rows["race: B"]["old within 0.6"] == 1.0 and rows["race: B"]["new within 0.6"] == 1.0
+    assert rows["gender: male"]["old within 0.6"] == pytest.approx(0.5)

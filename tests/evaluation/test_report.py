@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -52,10 +53,18 @@ def export_dir(tmp_path_factory):
 def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     sample = paths.REPO_ROOT / "samples" / "london_012_03.jpg"
     results = report.build_report(export_dir, tiny_faces, tmp_path / "report", quick=True, log=lambda m: None,
-                                  data_root=data_root, samples=[sample], samples_credit="London Set, CC BY")
+                                  data_root=data_root, samples=[sample], samples_credit="London Set, CC BY",
+                                  compare={"same model": export_dir})
     assert results["test_people"] == 3 and results["test_photos"] == 9
     ident = results["identity"]
-    assert set(ident) == {"normalized (model)", "frontalized (baseline)"}
+    assert set(ident) == {"normalized (model)", "frontalized (baseline)", "same model"}
+    # A compared model goes through every per-model table; the same export gives the same rows.
+    assert ident["same model"] == ident["normalized (model)"]
+    assert results["expression"]["same model"] == results["expression"]["normalized smiling photo (model)"]
+    sharp = results["sharpness"]
+    assert sharp["same model"] == sharp["normalized (model)"] and sharp["aligned input photos"]["ratio_to_photos"] == 1
+    assert sharp["normalized (model)"]["ratio_to_photos"] < 0.5  # the untrained decoder's near-flat faces
+    assert results["groups"] == {} and results["validation"] is None  # no FairFace photos, no records
     # Known answers (measured so): a warp of the photo itself stays its person (9 of 9 within 0.6
     # of their photo, both other photos of each person identified), the untrained decoder's
     # near-flat output is nobody (0 of 9, and 0 cross-photo pairs).
@@ -99,6 +108,33 @@ def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     assert not names & set(report.LFW_FIGURES) and "scratch.png" not in names
     text = (tmp_path / "published" / "report.md").read_text()
     assert "](people_grid.png)" not in text and "`people_grid.png`, shows LFW faces" in text
+
+
+def test_validation_table_known_answer(tmp_path):
+    """A model whose texture and landmarks are all zero scores the records' own mean texture and
+    mean landmark norm, read here from the raw records."""
+    import keras
+    import tensorflow as tf
+
+    from normface.data import build, pipeline, schema
+    from normface.testing import synthetic
+
+    synthetic.write_synthetic_faceset(tmp_path / "faces", 32, {"train": 2, "validation": 3, "test": 1}, seed=1)
+    config = build.BuildConfig(morphs_per_face=1, shard_size=5, seed=0, k=1, encoder="fake")
+    build.build_records(tmp_path / "faces", str(tmp_path / "records"), config, synthetic.fake_record_encoder,
+                        log=lambda _: None)
+    features = keras.Input((8,))
+    zero = keras.layers.Lambda(lambda f: tf.zeros_like(f[:, :1]))(features)
+    texture = keras.layers.Lambda(lambda z: tf.zeros((tf.shape(z)[0], 32, 32, 3)))(zero)
+    marks = keras.layers.Lambda(lambda z: tf.zeros((tf.shape(z)[0], 68, 2)))(zero)
+    model = types.SimpleNamespace(model=keras.Model(features, {"texture": texture, "landmarks": marks}),
+                                  output_size=32)
+    rows = report.validation_table({"zero": model}, tmp_path / "records", batch_size=2)
+    truth = list(pipeline.make_dataset(tmp_path / "records", "validation", 3, shuffle=False))[0]
+    assert rows["zero"]["faces"] == 3
+    assert rows["zero"]["texture_l1"] == pytest.approx(float(np.mean(truth[schema.TEXTURE])), rel=1e-5)
+    norms = np.linalg.norm(truth[schema.LANDMARKS].numpy(), axis=-1).mean()
+    assert rows["zero"]["landmark_px"] == pytest.approx(float(norms), rel=1e-5)
 
 
 def test_lfw_photos_are_refused_as_figure_samples(tiny_faces, export_dir, tmp_path, data_root):

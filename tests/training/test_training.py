@@ -272,6 +272,19 @@ def test_fine_tuning_starts_from_another_runs_best_weights(tmp_path):
         make_trainer(tmp_path / "c").fit(data(), init_from=str(tmp_path / "nothing"))
 
 
+def test_fine_tuning_starts_from_a_packed_model(tmp_path):
+    from normface.serving import packed
+
+    source = packed.pack(synthetic.tiny_export(tmp_path / "export", size=SIZE), tmp_path / "packed")
+    donor, _ = packed.load(source)
+    tuned = make_trainer(tmp_path / "b", {"feature_dim": 256}, steps=1, learning_rate=1e-9)
+    tuned.fit(synthetic.synthetic_dataset(8, SIZE, BATCH, 256), init_from=str(source))
+    for a, b in zip(weights(tuned.net.model), donor.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):
+        make_trainer(tmp_path / "c").fit(data(), init_from=str(source))  # 16-D features, not 256
+
+
 def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     kwargs = dict(steps=8, checkpoint_every=4, seed=7)
     straight = make_trainer(tmp_path / "straight", **kwargs)
