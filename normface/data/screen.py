@@ -27,6 +27,11 @@ so no pixels are copied), ``screening.json`` (the report), ``removed.jsonl`` (on
 removed face: key, reason, the nearest face and its distance) and ``invariance.json`` (the
 training people with several photos, for invariance pairing). Later stages read it as any face
 set.
+
+The steps are functions both the local path (:func:`screen_faces`) and the Beam pipeline
+(:mod:`normface.pipelines.screen`) call: :func:`plan_screening`, the descriptor chunks
+(:func:`missing_chunks`, :func:`encode_chunk`, :func:`write_chunk`) and :func:`finish_screening`
+(the comparisons and every output).
 """
 
 from __future__ import annotations
@@ -100,34 +105,94 @@ def cache_key(entry: faceset.FaceEntry) -> str:
     return f"{entry.split}/{entry.key}@{digest}"
 
 
+def chunk_path(cache: Path, name: str, index: int) -> Path:
+    """``cache/descriptors-<name>-NNNNN.npz``: one chunk of cached descriptors."""
+    return cache / f"descriptors-{name}-{index:05d}.npz"
+
+
+def read_cache(cache: Path, name: str) -> tuple[dict[str, np.ndarray], int]:
+    """Every descriptor cached under ``name`` (:func:`cache_key` -> descriptor) and the index the
+    next chunk gets (one past the highest there)."""
+    known: dict[str, np.ndarray] = {}
+    next_index = 0
+    for path in sorted(cache.glob(f"descriptors-{name}-*.npz")):
+        stored = np.load(path)
+        known.update(zip(stored["keys"].tolist(), stored["descriptors"]))
+        index = path.stem.rsplit("-", 1)[1]
+        next_index = max(next_index, int(index) + 1 if index.isdigit() else 0)
+    return known, next_index
+
+
+@dataclasses.dataclass(frozen=True)
+class DescriptorChunk:
+    """Up to ``CHUNK`` faces still without a cached descriptor: one batch through the encoder,
+    one cache file (:func:`chunk_path`), the unit of resumption and of the Beam pipeline's work."""
+
+    name: str                       # pool | heldout | pairs
+    index: int
+    faces_root: Path
+    entries: list[faceset.FaceEntry]
+
+
+def missing_chunks(name: str, faces_root: Path, entries: list[faceset.FaceEntry], known: dict, next_index: int
+                   ) -> list[DescriptorChunk]:
+    """The faces of ``entries`` missing from ``known`` (in order), as chunks numbered from ``next_index``."""
+    missing = [e for e in entries if cache_key(e) not in known]
+    return [DescriptorChunk(name, next_index + n, Path(faces_root), missing[start:start + CHUNK])
+            for n, start in enumerate(range(0, len(missing), CHUNK))]
+
+
+def encode_chunk(chunk: DescriptorChunk, descriptor_fn: DescriptorFn, unreadable=None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk's faces through ``descriptor_fn`` in one batch: (cache keys, descriptors
+    ``[n, D]`` float32). ``unreadable(entry, error)``: called for a face whose image cannot be read,
+    which is left out (None: the error propagates)."""
+    faces, images = [], []
+    for entry in chunk.entries:
+        try:
+            images.append(faceset.load_face_image(chunk.faces_root, entry))
+        except Exception as err:  # reported to the caller, which asked to go on
+            if unreadable is None:
+                raise
+            unreadable(entry, err)
+            continue
+        faces.append(entry)
+    keys = np.array([cache_key(e) for e in faces])
+    if not faces:
+        return keys, np.zeros((0, 128), np.float32)
+    marks = np.stack([e.landmarks_array for e in faces])
+    return keys, np.asarray(descriptor_fn(np.stack(images), marks), np.float32)
+
+
+def write_chunk(cache: Path, chunk: DescriptorChunk, keys: np.ndarray, descriptors: np.ndarray) -> None:
+    """Writes a chunk's descriptors to the cache, atomically."""
+    with io_utils.atomic_path(chunk_path(cache, chunk.name, chunk.index)) as tmp:
+        np.savez(tmp, keys=keys, descriptors=descriptors)
+
+
+def stack_descriptors(known: dict[str, np.ndarray], entries: list[faceset.FaceEntry]) -> np.ndarray:
+    """The descriptors ``[n, D]`` of ``entries`` (in order) from ``known``."""
+    if not entries:
+        return np.zeros((0, 128), np.float32)
+    return np.stack([known[cache_key(e)] for e in entries]).astype(np.float32)
+
+
 def cached_descriptors(name: str, cache: Path, faces_root: Path, entries: list[faceset.FaceEntry],
                        descriptor_fn: DescriptorFn, progress) -> np.ndarray:
     """Descriptors ``[n, D]`` of ``entries`` (in order). Every descriptor ever computed for a face
     (:func:`cache_key`) is kept in ``cache/descriptors-<name>-NNNNN.npz`` chunks; only faces missing there are
     encoded (``CHUNK`` at a time, each chunk written atomically), so a rerun with other thresholds
     (another pool) encodes only the new faces."""
-    known: dict[str, np.ndarray] = {}
-    chunks = sorted(cache.glob(f"descriptors-{name}-*.npz"))
-    for path in chunks:
-        stored = np.load(path)
-        known.update(zip(stored["keys"].tolist(), stored["descriptors"]))
-    keys = [cache_key(e) for e in entries]
-    missing = [i for i, k in enumerate(keys) if k not in known]
-    next_index = len(chunks)
-    for start in range(0, len(missing), CHUNK):
-        part = [entries[i] for i in missing[start:start + CHUNK]]
-        images = np.stack([faceset.load_face_image(faces_root, e) for e in part])
-        marks = np.stack([e.landmarks_array for e in part])
-        desc = np.asarray(descriptor_fn(images, marks), np.float32)
-        part_keys = np.array([keys[i] for i in missing[start:start + CHUNK]])
-        with io_utils.atomic_path(cache / f"descriptors-{name}-{next_index:05d}.npz") as tmp:
-            np.savez(tmp, keys=part_keys, descriptors=desc)
-        next_index += 1
-        known.update(zip(part_keys.tolist(), desc))
-        progress(f"{name}: encoded {min(start + CHUNK, len(missing))}/{len(missing)} new faces")
-    if not keys:
-        return np.zeros((0, 128), np.float32)
-    return np.stack([known[k] for k in keys]).astype(np.float32)
+    known, next_index = read_cache(cache, name)
+    chunks = missing_chunks(name, faces_root, entries, known, next_index)
+    total, done = sum(len(c.entries) for c in chunks), 0
+    for chunk in chunks:
+        keys, desc = encode_chunk(chunk, descriptor_fn)
+        write_chunk(cache, chunk, keys, desc)
+        known.update(zip(keys.tolist(), desc))
+        done += len(chunk.entries)
+        progress(f"{name}: encoded {done}/{total} new faces")
+    return stack_descriptors(known, entries)
 
 
 def distance_blocks(a: np.ndarray, b: np.ndarray, block: int = 2048):
@@ -206,6 +271,11 @@ def _link_face(src_root: Path, dst_root: Path, entry: faceset.FaceEntry) -> None
         os.replace(tmp, dst)
 
 
+def _unlink_face(root: Path, entry: faceset.FaceEntry) -> None:
+    for path in reversed(faceset.face_paths(root, entry)):
+        path.unlink(missing_ok=True)
+
+
 def _labels_by_photo(records: list[dict]) -> dict[str, dict]:
     return {r["photo"]: r.get("labels") or {} for r in records if r.get("status") == "aligned"}
 
@@ -227,10 +297,40 @@ def invariance_people(records: list[dict], training_people: set[str]) -> dict[st
     return out
 
 
-def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: ScreenConfig = ScreenConfig(),
-                 progress=print) -> dict:
-    """Runs the screening stage on ``<faces_root>/{aligned,averaged}``; returns the report
-    (also written to ``<faces_root>/screened/screening.json``)."""
+@dataclasses.dataclass(frozen=True)
+class ScreenPlan:
+    """What a screening run compares: the training pool (averaged faces) and the held-out photos
+    (every aligned validation and test photo), with its folders and thresholds."""
+
+    faces_root: Path
+    config: ScreenConfig
+    pool: list[faceset.FaceEntry]
+    held_out: list[faceset.FaceEntry]
+
+    @property
+    def aligned_root(self) -> Path:
+        return faceset.aligned_dir(self.faces_root)
+
+    @property
+    def averaged_root(self) -> Path:
+        return faceset.averaged_dir(self.faces_root)
+
+    @property
+    def out_root(self) -> Path:
+        return self.faces_root / SCREENED
+
+    @property
+    def cache(self) -> Path:
+        return self.faces_root / CACHE_DIR
+
+    def described(self) -> tuple[tuple[str, Path, list[faceset.FaceEntry]], ...]:
+        """(cache name, faces folder, faces) of the two sets that need descriptors."""
+        return ("pool", self.averaged_root, self.pool), ("heldout", self.aligned_root, self.held_out)
+
+
+def plan_screening(faces_root: str | Path, config: ScreenConfig = ScreenConfig()) -> ScreenPlan:
+    """Prepares ``<faces_root>/screened`` (template; refuses a folder screened with other
+    thresholds) and the cache folder, and lists the faces to screen."""
     faces_root = Path(faces_root)
     aligned_root, averaged_root = faceset.aligned_dir(faces_root), faceset.averaged_dir(faces_root)
     out_root, cache = faces_root / SCREENED, faces_root / CACHE_DIR
@@ -243,9 +343,31 @@ def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: Sc
     held_out = [e for s in ("validation", "test") for e in faceset.iter_faces(aligned_root, s)]
     if not pool:
         raise ValueError(f"{averaged_root}: no training faces to screen")
-    pool_desc = cached_descriptors("pool", cache, averaged_root, pool, descriptor_fn, progress)
-    held_desc = cached_descriptors("heldout", cache, aligned_root, held_out, descriptor_fn, progress)
-    records = align.read_manifest(aligned_root)
+    return ScreenPlan(faces_root, config, pool, held_out)
+
+
+def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: ScreenConfig = ScreenConfig(),
+                 progress=print) -> dict:
+    """Runs the screening stage on ``<faces_root>/{aligned,averaged}``; returns the report
+    (also written to ``<faces_root>/screened/screening.json``)."""
+    plan = plan_screening(faces_root, config)
+    pool_desc = cached_descriptors("pool", plan.cache, plan.averaged_root, plan.pool, descriptor_fn, progress)
+    held_desc = cached_descriptors("heldout", plan.cache, plan.aligned_root, plan.held_out, descriptor_fn, progress)
+    return finish_screening(plan, plan.pool, pool_desc, plan.held_out, held_desc)
+
+
+def finish_screening(plan: ScreenPlan, pool: list[faceset.FaceEntry], pool_desc: np.ndarray,
+                     held_out: list[faceset.FaceEntry], held_desc: np.ndarray,
+                     not_described: list[faceset.FaceEntry] = ()) -> dict:
+    """The comparisons (every pool face against the held-out photos and the other pool faces) and
+    the outputs (the screened face set, ``removed.jsonl``, ``invariance.json``, ``screening.json``)
+    of the described ``pool`` and ``held_out`` faces (``plan``'s, or those of them that have a
+    descriptor); returns the report. ``not_described``: pool faces left out (their images could
+    not be read): not in the screened set."""
+    config, averaged_root, out_root = plan.config, plan.averaged_root, plan.out_root
+    if not pool:
+        raise ValueError(f"{averaged_root}: no training face could be described")
+    records = align.read_manifest(plan.aligned_root)
     labels = _labels_by_photo(records)
 
     removed: dict[int, dict] = {}
@@ -289,8 +411,9 @@ def screen_faces(faces_root: str | Path, descriptor_fn: DescriptorFn, config: Sc
         if i not in removed:
             _link_face(averaged_root, out_root, entry)
         else:
-            for path in reversed(faceset.face_paths(out_root, entry)):
-                path.unlink(missing_ok=True)
+            _unlink_face(out_root, entry)
+    for entry in not_described:
+        _unlink_face(out_root, entry)
     for split in ("validation", "test"):
         for entry in faceset.iter_faces(averaged_root, split):
             _link_face(averaged_root, out_root, entry)
@@ -362,5 +485,5 @@ def descriptor_fn_for(encoder: str) -> DescriptorFn:
     return lambda images, landmarks: encode(images, landmarks)[1]
 
 
-__all__ = ["ScreenConfig", "screen_faces", "screened_dir", "read_report", "descriptor_fn_for",
-                          "nearest", "duplicate_groups", "same_person_miss_rate", "min_age_of"]
+__all__ = ["ScreenConfig", "screen_faces", "plan_screening", "finish_screening", "screened_dir", "read_report",
+           "descriptor_fn_for", "nearest", "duplicate_groups", "same_person_miss_rate", "min_age_of"]

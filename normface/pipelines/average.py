@@ -7,8 +7,8 @@ as the local path does); each person still without an average is one element, av
 whose photos cannot be averaged is a tagged failure (``<averaged>/failures.jsonl``, counter
 ``normface/failed_<kind>``), never a failed pipeline. ``summary.json`` is written by the launcher
 when the pipeline is done; a rerun skips the people already averaged. The contact sheets stay on
-the launcher (``average.write_sheets``). Deduplication and leakage screening (stage 2b) compare
-every face with every other: they run on one machine (``data_prep/screen_faces.py``).
+the launcher (``average.write_sheets``). Deduplication and leakage screening (stage 2b) are
+:mod:`normface.pipelines.screen`.
 """
 
 from __future__ import annotations

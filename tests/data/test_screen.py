@@ -1,8 +1,9 @@
 """Tests of the leakage screening and deduplication stage (normface.data.screen).
 
 A tiny faces folder of synthetic faces with a stand-in descriptor (the scaled pixels: identical
-images are 0 apart, a lightly noised copy ~0.1, different faces > 1), so each rule is exercised
-without the real encoder: a planted copy of a test photo, a planted near-duplicate, a child."""
+images are 0 apart, a lightly noised copy ~0.1, different faces > 1; normface.testing.screening,
+shared with the Beam pipeline's test), so each rule is exercised without the real encoder: a
+planted copy of a test photo, a planted near-duplicate, a child."""
 
 from __future__ import annotations
 
@@ -11,61 +12,14 @@ import json
 import numpy as np
 import pytest
 
-from normface.data import align, faceset, screen
-from normface.faces.alignment import AlignmentTemplate
-from normface.testing.synthetic import synthetic_faces
-
-SIZE = 32
-
-
-def pixel_descriptor(images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    del landmarks
-    flat = images.reshape(len(images), -1).astype(np.float64) / 255.0
-    return (flat * 10.0 / np.sqrt(flat.shape[1])).astype(np.float32)
+from normface.data import faceset, screen
+from normface.testing.screening import pixel_descriptor, write_screening_faces
 
 
 @pytest.fixture()
 def faces_root(tmp_path):
     """aligned/ (test + validation photos and the pool's photos, with a manifest) and averaged/."""
-    template = AlignmentTemplate.for_size(SIZE)
-    images, marks = synthetic_faces(16, template, seed=5)
-    rng = np.random.default_rng(0)
-    near_dup = np.clip(images[3].astype(int) + rng.integers(-2, 3, images[3].shape), 0, 255).astype(np.uint8)
-    # A face 0.38 from a held-out FairFace photo: within the 0.45 person threshold, not a duplicate.
-    far = float(np.linalg.norm(np.diff(pixel_descriptor(images[8:10], None), axis=0)))
-    alpha = 1.0 - 0.38 / far
-    near_ff = np.round(alpha * images[8] + (1 - alpha) * images[9]).astype(np.uint8)
-    # (person, split, image, labels): the held-out photos, then the training pool.
-    rows = [
-        ("lfw/Test_Person", "test", images[0], {}),
-        ("lfw/Test_Person", "test", images[1], {}),
-        ("lfw/Val_Person", "validation", images[2], {}),
-        ("fairface/train_1", "train", images[3], {"age_group": "20-29"}),
-        ("fairface/train_2", "train", images[4], {"age_group": "30-39"}),
-        ("utkface/planted_copy", "train", images[0], {"age": 40}),        # a test photo again
-        ("scut/planted_near_dup", "train", near_dup, {}),                  # fairface/train_1, noised
-        ("utkface/child", "train", images[5], {"age": 5}),
-        ("lfw/Train_Person", "train", images[6], {}),
-        ("utkface/adult", "train", images[7], {"age": 33}),
-        ("fairface/val_9", "test", images[8], {"age_group": "20-29"}),     # a held-out FairFace photo
-        ("utkface/ff_copy", "train", images[8], {"age": 25}),              # ... again in the pool
-        ("utkface/ff_near", "train", near_ff, {"age": 25}),                # ... near it, not the same
-    ]
-    root = tmp_path / "faces"
-    aligned, averaged = faceset.aligned_dir(root), faceset.averaged_dir(root)
-    faceset.write_template(aligned, template)
-    faceset.write_template(averaged, template)
-    manifest = []
-    for n, (person, split, image, labels) in enumerate(rows):
-        photo = f"photos/{n}.jpg"
-        key = f"{person}/{n}"
-        faceset.write_face(aligned, faceset.FaceEntry(person, split, marks[n].tolist(), [photo], key=key), image)
-        manifest.append({"key": key, "person": person, "photo": photo, "split": split, "status": "aligned",
-                         "labels": labels})
-        if split == "train" or not faceset.has_face(averaged, split, person):
-            faceset.write_face(averaged, faceset.FaceEntry(person, split, marks[n].tolist(), [photo]), image)
-    (aligned / align.MANIFEST_FILE).write_text("".join(json.dumps(r) + "\n" for r in manifest))
-    return root
+    return write_screening_faces(tmp_path / "faces")
 
 
 def test_screening_removes_planted_copy_near_duplicate_and_child(faces_root):
