@@ -31,6 +31,7 @@ QUICK_PEOPLE = 25
 QUICK_GROUP_PHOTOS = 60
 MODEL = "normalized (model)"  # the row name of the evaluated model in every table
 GROUPS_PREFIX = "fairface/"   # held-out photos with demographic labels
+RECORDS_SPLITS = ("validation", "test")
 # Figures that show LFW faces: LFW's terms do not cover redistribution, so published copies of
 # the report (publish_report) leave them out and say why.
 LFW_FIGURES = {"people_grid.png": "people grid", "ablations.png": "ablation grid"}
@@ -175,7 +176,9 @@ def build_report(
         own_extra[name] = np.linalg.norm(outs[name]["output_descriptor"] - real, axis=-1)
     results["sharpness"] = sharpness_table(photos, outs)
     results["expression"] = expression_table(models, aligned_root)
-    results["validation"] = validation_table(models, records) if records else None
+    # Validation people (as training's validation/texture) and the records' test people, whom no
+    # model trained on (a model trained on another split may have seen some validation people).
+    results["records"] = {split: records_table(models, records, split) for split in RECORDS_SPLITS} if records else None
     log("labelled groups (held-out FairFace photos)")
     results["groups"] = groups_table(models, aligned_root, max_people=QUICK_GROUP_PHOTOS if quick else None,
                                      seed=seed)
@@ -258,14 +261,14 @@ def sharpness_table(photos: protocol.TestPhotos, outs: dict[str, dict[str, np.nd
     return rows
 
 
-def validation_table(models: dict, records_dir: str | Path, batch_size: int = 64) -> dict:
+def records_table(models: dict, records_dir: str | Path, split: str = "validation", batch_size: int = 64) -> dict:
     """Each model's mean texture L1 (images in [0, 1], as training's validation/texture) and
-    landmark error (px) on the validation faces of ``records_dir``."""
+    landmark error (px) on the ``split`` faces of ``records_dir`` (un-augmented averaged faces)."""
     from normface.data import pipeline, schema
 
     rows = {}
     for name, normalizer in models.items():
-        dataset = pipeline.make_dataset(records_dir, "validation", batch_size, shuffle=False,
+        dataset = pipeline.make_dataset(records_dir, split, batch_size, shuffle=False,
                                         output_size=normalizer.output_size)
         texture, marks, count = 0.0, 0.0, 0
         for batch in dataset:
@@ -322,7 +325,7 @@ of one real photo per person.
 ## Sharpness: Laplacian variance inside the landmark hull (LFW test outputs)
 
 {markdown_table(r.get('sharpness') or {})}
-{_validation_section(r.get('validation'))}
+{_records_section(r.get('records'))}
 {_groups_section(r.get('groups'))}
 ## Ablations (paper Figs. 9-11)
 
@@ -330,12 +333,14 @@ of one real photo per person.
 {_applications_section(r.get('applications'))}"""
 
 
-def _validation_section(rows: dict | None) -> str:
-    if not rows:
+def _records_section(splits: dict | None) -> str:
+    if not splits:
         return ""
-    return ("## Validation faces of the training records (people never trained on)\n\n"
-            "Texture L1 of the decoded texture against the registered texture (images in [0, 1]), as "
-            "training's `validation/texture`; landmark error in pixels.\n\n" + markdown_table(rows))
+    text = ("## Faces of the training records' held-out splits\n\n"
+            "Texture L1 of the decoded texture against the registered texture of the averaged face (images "
+            "in [0, 1]), as training's `validation/texture`; landmark error in pixels. *validation*: the "
+            "people the new model's checkpoints were chosen on; *test*: people no model trained on.\n\n")
+    return text + "".join(f"**{split}**\n\n{markdown_table(rows)}\n" for split, rows in splits.items())
 
 
 def _groups_section(rows: dict | None) -> str:

@@ -64,7 +64,7 @@ def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     sharp = results["sharpness"]
     assert sharp["same model"] == sharp["normalized (model)"] and sharp["aligned input photos"]["ratio_to_photos"] == 1
     assert sharp["normalized (model)"]["ratio_to_photos"] < 0.5  # the untrained decoder's near-flat faces
-    assert results["groups"] == {} and results["validation"] is None  # no FairFace photos, no records
+    assert results["groups"] == {} and results["records"] is None  # no FairFace photos, no records
     # Known answers (measured so): a warp of the photo itself stays its person (9 of 9 within 0.6
     # of their photo, both other photos of each person identified), the untrained decoder's
     # near-flat output is nobody (0 of 9, and 0 cross-photo pairs).
@@ -110,7 +110,7 @@ def test_quick_report(tiny_faces, export_dir, tmp_path, data_root):
     assert "](people_grid.png)" not in text and "`people_grid.png`, shows LFW faces" in text
 
 
-def test_validation_table_known_answer(tmp_path):
+def test_records_table_known_answer(tmp_path):
     """A model whose texture and landmarks are all zero scores the records' own mean texture and
     mean landmark norm, read here from the raw records."""
     import keras
@@ -129,7 +129,7 @@ def test_validation_table_known_answer(tmp_path):
     marks = keras.layers.Lambda(lambda z: tf.zeros((tf.shape(z)[0], 68, 2)))(zero)
     model = types.SimpleNamespace(model=keras.Model(features, {"texture": texture, "landmarks": marks}),
                                   output_size=32)
-    rows = report.validation_table({"zero": model}, tmp_path / "records", batch_size=2)
+    rows = report.records_table({"zero": model}, tmp_path / "records", "validation", batch_size=2)
     truth = list(pipeline.make_dataset(tmp_path / "records", "validation", 3, shuffle=False))[0]
     assert rows["zero"]["faces"] == 3
     assert rows["zero"]["texture_l1"] == pytest.approx(float(np.mean(truth[schema.TEXTURE])), rel=1e-5)

@@ -92,6 +92,27 @@ def test_identity_on_held_out_people(pairs):
     assert np.median(distances) > 0.6, np.median(distances)
 
 
+PREVIOUS_MODEL = paths.REPO_ROOT / "archive" / "normface128-v1"
+
+
+def test_the_previous_model_stays_loadable_by_path(tmp_path):
+    """The model shipped before issue 18 (kept outside the package) loads by path, in Python and
+    in the CLI, and is not the default model."""
+    from normface import cli
+    from normface.serving.normalizer import model_fingerprint
+
+    sample = paths.REPO_ROOT / "samples" / "london_011_08.jpg"
+    photo = io_utils.read_rgb(sample)
+    old = FaceNormalizer.from_pretrained(PREVIOUS_MODEL).normalize(photo)[0]
+    new = FaceNormalizer.from_pretrained().normalize(photo)[0]
+    assert old.image.shape == new.image.shape == (128, 128, 3)
+    assert model_fingerprint(PREVIOUS_MODEL) != model_fingerprint(None)
+    assert np.abs(old.image.astype(float) - new.image.astype(float)).mean() > 1.0
+    assert cli.main(["normalize", str(sample), "-o", str(tmp_path), "--model", str(PREVIOUS_MODEL)]) == 0
+    written = io_utils.read_rgb(tmp_path / "london_011_08_face0.png")
+    assert np.abs(written.astype(float) - old.image.astype(float)).max() <= 1
+
+
 # An under-exposed photo with a red cast and an over-exposed one with a blue cast.
 STRONG_CASTS = ([0.6 * 1.3, 0.6, 0.6 * 0.8], [1.6 * 0.75, 1.6, 1.6 * 1.25])
 
