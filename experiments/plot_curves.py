@@ -4,7 +4,8 @@
 
 Reads the event files under <model_dir>/logs/{train,validation} with TensorFlow's own summary
 iterator and draws the training losses, the validation losses and the validation identity metric
-(share of outputs within 0.6 of their input, and the median distance).
+(share of outputs within 0.6 of their target descriptor, and the median distance: of their own
+input, or with train.py --identity_faces of another photo of the same person).
 """
 
 from __future__ import annotations
