@@ -364,6 +364,9 @@ def test_binary_rejects_unknown_encoder(tmp_path):
     result = run_train([f"--model_dir={tmp_path / 'run'}", f"--records_dir={records}", "--encoder=no_such_net"],
                        timeout=120)
     assert result.returncode == 2 and "--encoder=no_such_net" in result.stderr
+    result = run_train([f"--model_dir={tmp_path / 'run'}", f"--records_dir={records}",
+                        "--identity_faces=/nonexistent/faces"], timeout=120)
+    assert result.returncode == 2 and "--identity_faces=/nonexistent/faces: not a folder" in result.stderr
 
 
 def _checkpoint_step(model_dir: Path) -> int:
