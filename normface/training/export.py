@@ -4,6 +4,8 @@ SavedModel with its serving signatures, the ``.keras`` file, the metadata and a 
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime
 import json
 import os
@@ -158,6 +160,7 @@ def export_from_model_dir(
 ) -> Path:
     """Exports the ``best`` (else latest) or ``latest`` checkpoint of a training folder.
 
+    The exported model computes in float32 whatever mixed-precision policy trained it.
     Everything else comes from the folder's ``config.json`` (model config; ``metadata`` with
     ``mean_landmarks``, ``template``, ``encoder_id``, ``data``, ``flags``), ``history.json`` and
     ``best.json``, written by :class:`normface.training.trainer.Trainer`.
@@ -175,7 +178,10 @@ def export_from_model_dir(
     meta = record.get("metadata", {})
     if "mean_landmarks" not in meta:
         raise ValueError(f"{config_path}: metadata lacks mean_landmarks")
-    model_config = ModelConfig.from_dict(record["model"])
+    trained = ModelConfig.from_dict(record["model"])
+    # Mixed precision is a training-time speed-up: the export computes in float32 (the weights
+    # are float32 variables either way), as every serving path and TF Serving expect.
+    model_config = dataclasses.replace(trained, dtype_policy="float32")
     latest = find_checkpoint(model_dir, which)
     if latest is None:
         raise FileNotFoundError(f"{model_dir}: no {which} checkpoint (nothing in its {BEST_DIR}/ or {LATEST_DIR}/)")
@@ -193,7 +199,9 @@ def export_from_model_dir(
         encoder_id=meta.get("encoder_id", ""), chip_encoder=chip_encoder, chip=chip or meta.get("chip"),
         step=int(latest.rsplit("-", 1)[-1]),
         card={"data": meta.get("data", {}), "flags": {**record.get("train", {}), **meta.get("flags", {})},
-              "final_losses": final, "notes": notes or f"weights from {latest}"},
+              "final_losses": final,
+              "notes": (notes or f"weights from {latest}") + (
+                  f"; trained under {trained.dtype_policy}, exported in float32" if trained.dtype_policy != "float32" else "")},
     )
 
 

@@ -272,6 +272,21 @@ def test_fine_tuning_starts_from_another_runs_best_weights(tmp_path):
         make_trainer(tmp_path / "c").fit(data(), init_from=str(tmp_path / "nothing"))
 
 
+def test_a_mixed_precision_run_exports_in_float32(tmp_path):
+    trainer = make_trainer(tmp_path / "run", {"dtype_policy": "mixed_bfloat16"}, steps=1, checkpoint_every=1)
+    trainer.fit(data())
+    out_dir = export.export_from_model_dir(tmp_path / "run", tmp_path / "export", which="latest")
+    meta = export_format.ExportMetadata.from_json((out_dir / export_format.METADATA_FILE).read_text())
+    assert meta.model_config["dtype_policy"] == "float32"
+    model = export_format.load_keras(out_dir)
+    assert model.get_layer("texture_cnn").get_layer("up0").compute_dtype == "float32"
+    feats = np.random.default_rng(0).normal(size=(2, FEAT)).astype(np.float32)
+    reference = build_normalizer(synthetic.tiny_model_config(), synthetic.mean_landmarks(SIZE))
+    reference.model.set_weights(trainer.net.model.get_weights())  # the same weights, in float32
+    np.testing.assert_allclose(model(feats)[LANDMARKS], reference.model(feats)[LANDMARKS], atol=1e-5)
+    assert "exported in float32" in (out_dir / export_format.MODEL_CARD_FILE).read_text()
+
+
 def test_fine_tuning_starts_from_a_packed_model(tmp_path):
     from normface.serving import packed
 
