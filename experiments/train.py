@@ -155,16 +155,17 @@ def load_records(records_dir: str, batch_size: int, seed: int, output_size: int 
     return train, validation, meta
 
 
-def cross_photo_dataset(faces_dir: str, size: int, batch_size: int, examples: int, seed: int):
+def cross_photo_dataset(faces_dir: str, encode_fn, size: int, batch_size: int, examples: int, seed: int):
     """``(dataset, info)``: the validation people's cross-photo pairs
-    (:func:`normface.evaluation.recipe.cross_photo_examples`) for the identity metric."""
+    (:func:`normface.evaluation.recipe.cross_photo_examples`) for the identity metric, their
+    photos encoded by ``encode_fn`` (the training encoder's record encoder)."""
     import tensorflow as tf
 
-    from normface.data import build, faceset
+    from normface.data import faceset
     from normface.evaluation import recipe
 
     try:
-        held = recipe.load_held_out(faceset.aligned_dir(faces_dir), build.encode_fn_for(FLAGS.encoder), "validation", "")
+        held = recipe.load_held_out(faceset.aligned_dir(faces_dir), encode_fn, "validation", "")
         pairs = recipe.cross_photo_examples(held, size, examples, seed)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"--identity_faces={faces_dir}: {err}") from err
@@ -182,13 +183,13 @@ def check_encoder(name: str) -> None:
 
 
 def build_encoder(name: str, perceptual_layers: tuple[str, ...] = (), dtype: str = "float32"):
-    """``(embed_fn, loss_embed_fn, perceptual_fn, chip_encoder, chip, feature_dim)`` for the
-    frozen encoder ``name`` (:func:`normface.encoders.resolve`): the metric's embedding in
-    float32, the losses' in ``dtype``; perceptual_fn is None without layers."""
+    """``(resolved, embed_fn, loss_embed_fn, perceptual_fn)`` for the frozen encoder ``name``
+    (:func:`normface.encoders.resolve`, loaded once): the metric's embedding in float32, the
+    losses' in ``dtype``; perceptual_fn is None without layers."""
     resolved = encoders.resolve(name)
     perceptual = resolved.perceptual_fn(perceptual_layers, dtype) if perceptual_layers else None
     loss_embed = resolved.embed_fn(dtype) if dtype != "float32" else None
-    return resolved.embed_fn(), loss_embed, perceptual, resolved.encoder, resolved.chip, resolved.feature_dim
+    return resolved, resolved.embed_fn(), loss_embed, perceptual
 
 
 def configs_from_flags():
@@ -262,10 +263,12 @@ def run() -> dict:
             identity_ds = None
         else:
             layers = train_config.perceptual_layers if train_config.perceptual_weight > 0 else ()
-            embed_fn, loss_embed_fn, perceptual_fn, chip_encoder, chip, feature_dim = build_encoder(
-                FLAGS.encoder, layers, train_config.encoder_dtype)
-            if feature_dim != model_config.feature_dim:
-                raise ConfigError(f"--feature_dim={model_config.feature_dim}, but encoder {FLAGS.encoder} gives {feature_dim}")
+            resolved, embed_fn, loss_embed_fn, perceptual_fn = build_encoder(FLAGS.encoder, layers,
+                                                                             train_config.encoder_dtype)
+            chip_encoder, chip = resolved.encoder, resolved.chip
+            if resolved.feature_dim != model_config.feature_dim:
+                raise ConfigError(f"--feature_dim={model_config.feature_dim}, but encoder {FLAGS.encoder} gives "
+                                  f"{resolved.feature_dim}")
             encoder_id = FLAGS.encoder
             train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed, size,
                                                   FLAGS.pairs_dir, FLAGS.pairs_ratio, FLAGS.mirror)
@@ -273,7 +276,7 @@ def run() -> dict:
             identity_ds = None
             if FLAGS.identity_faces:
                 identity_ds, meta["data"]["identity_eval"] = cross_photo_dataset(
-                    FLAGS.identity_faces, size, FLAGS.batch_size, train_config.identity_eval_examples, FLAGS.seed)
+                    FLAGS.identity_faces, resolved.record_encoder(), size, FLAGS.batch_size, train_config.identity_eval_examples, FLAGS.seed)
     import numpy as np
 
     template = meta.get("template")

@@ -103,13 +103,20 @@ async function normalizeOne(file, card, allFaces) {
   return true;
 }
 
-async function adjustOne(file, card) {
-  const response = await post("/v1/adjust", file);
+// POSTs the photo to an endpoint that answers with a file; its object URL, or null after showing
+// the error on the card.
+async function fileUrl(path, file, card, what) {
+  const response = await post(path, file);
   if (!response.ok) {
-    showError(card, "colour correction: " + await errorText(response));
-    return;
+    showError(card, `${what}: ` + await errorText(response));
+    return null;
   }
-  const url = URL.createObjectURL(await response.blob());
+  return URL.createObjectURL(await response.blob());
+}
+
+async function adjustOne(file, card) {
+  const url = await fileUrl("/v1/adjust", file, card, "colour correction");
+  if (!url) return;
   const figure = card.querySelector(".adjusted-figure");
   figure.querySelector("img.adjusted").src = url;
   const link = figure.querySelector(".adjusted-download");
@@ -119,12 +126,8 @@ async function adjustOne(file, card) {
 }
 
 async function avatarOne(file, card) {
-  const response = await post("/v1/avatar", file);
-  if (!response.ok) {
-    showError(card, "avatar: " + await errorText(response));
-    return;
-  }
-  const url = URL.createObjectURL(await response.blob());
+  const url = await fileUrl("/v1/avatar", file, card, "avatar");
+  if (!url) return;
   const figure = card.querySelector(".avatar-figure");
   const viewer = document.createElement("model-viewer");
   viewer.setAttribute("camera-controls", "");
