@@ -8,8 +8,9 @@ A thin layer over the library (FastAPI on uvicorn):
 - ``POST /v1/adjust``: one photo -> the white-balance/exposure-corrected photo (PNG).
 - ``POST /v1/avatar``: one photo -> the fitted 3-D face, binary glTF (``?format=obj``: OBJ);
   503 when the Surrey model is not in ``$NORMFACE_DATA``.
-- ``GET /healthz``, ``GET /v1/model`` (metadata and model card), ``GET /docs`` (OpenAPI), and
-  the page at ``/`` (``static/``: all assets local, the 3-D viewer vendored in ``static/vendor``).
+- ``GET /healthz``, ``GET /v1/model`` (the normface version, metadata and model card), ``GET /docs``
+  (OpenAPI), and the page at ``/`` (``static/``: all assets local, the 3-D viewer vendored in
+  ``static/vendor``).
 
 Each photo is decoded and its faces found and aligned in a worker thread; the faces then wait in
 the :class:`~normface.serving.batcher.FaceBatcher` queue, so the faces of concurrent requests go
@@ -42,6 +43,7 @@ from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 
+from normface import __version__
 from normface.serving.batcher import FaceBatcher, QueueFull
 from normface.utils import io_utils
 
@@ -293,11 +295,13 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
         return {"status": "ok", "queue": batcher.pending, "network_calls": batcher.calls,
                 "faces": batcher.faces, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
-    @app.get("/v1/model", summary="the model's metadata and card, the server's limits and applications")
+    @app.get("/v1/model", summary="the normface version, the model's metadata and card, the server's limits "
+                                  "and applications")
     async def model_info() -> dict:
         card = model_dir / "MODEL_CARD.md"
         meta = normalizer.metadata
         return {
+            "normface_version": __version__,
             "name": model_dir.name, "output_size": meta.output_size, "encoder_id": meta.encoder_id,
             "step": meta.step, "landmarks": 68, "template": meta.template, "chip": meta.chip,
             "model_config": meta.model_config,

@@ -273,6 +273,12 @@ def test_batcher_queue_is_bounded():
     assert a["x"].max() == 0 and b["x"].max() == 1 and calls == 2
 
 
+def test_model_info_names_the_normface_version(client):
+    from normface import __version__
+
+    assert client.get("/v1/model").json()["normface_version"] == __version__
+
+
 def test_health_model_docs_page(client):
     assert client.get("/healthz").json()["status"] == "ok"
     info = client.get("/v1/model").json()
