@@ -152,7 +152,7 @@ def main(argv):
               "model": FLAGS.model, "records": FLAGS.records, "pairs": FLAGS.pairs, "pairs_ratio": FLAGS.pairs_ratio,
               "perceptual_weight": FLAGS.perceptual_weight, "adversarial_weight": FLAGS.adversarial_weight,
               "chosen": FLAGS.chosen, "flags": {n: variant_flags(n) for n in variants}}
-    io_utils.write_bytes_atomic(results / "recipe.json", json.dumps({"budget": budget, "rows": rows}, indent=1).encode())
+    io_utils.write_bytes_atomic(results / "recipe.json", json.dumps({"budget": paths.portable_values(budget), "rows": rows}, indent=1).encode())
     table = markdown_table({name: {"best step": row.get("best_step"), **{k: row.get(k) for k in RESULT_KEYS}}
                             for name, row in rows.items()}, first="variant")
     text = (f"# Recipe ablation at {FLAGS.size}x{FLAGS.size}\n\nBudget per run: {FLAGS.steps} steps of {FLAGS.batch_size}, "

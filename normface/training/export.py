@@ -23,7 +23,7 @@ from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig
 from normface.models.normalizer import mean_landmarks_of
 from normface.serving.export_format import KERAS_FILE, METADATA_FILE, MODEL_CARD_FILE, ExportMetadata
 from normface.training.checkpoints import BEST_DIR, BEST_FILE, LATEST_DIR, WHICH, find_checkpoint
-from normface.utils.provenance import git_commit
+from normface.utils import paths, provenance
 from normface.utils.tables import key_value_table
 from normface.utils.pictures import to_uint8
 
@@ -130,13 +130,20 @@ def export_normalizer(
 
 
 def write_model_card(path: str | os.PathLike, meta: ExportMetadata, card: dict[str, Any]) -> None:
-    """Markdown model card: data, flags, steps, final losses, best validation, git commit."""
+    """Markdown model card: data, flags, steps, final losses, best validation, normface version and
+    git commit ("built from a dirty tree at <commit>" with uncommitted changes). Paths are written
+    relative to the workspace, data root or repository (:func:`normface.utils.paths.portable`),
+    never as the training machine's absolute paths."""
+    from normface import __version__
+
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    source = provenance.parse(card["git_commit"]) if card.get("git_commit") else provenance.git_state()
+    card = paths.portable_values(card)
     parts = [
         f"# normface normalizer ({meta.output_size}x{meta.output_size})\n",
         "Face normalizer after Cole et al., CVPR 2017: frozen encoder features -> landmarks, texture, "
         "warped output image.\n",
-        f"- exported: {when}\n- git commit: `{card.get('git_commit', git_commit())}`\n"
+        f"- exported: {when}\n- normface version: {__version__}\n- git commit: {source.markdown()}\n"
         f"- training steps: {meta.step}\n- encoder: `{meta.encoder_id or 'unspecified'}`\n"
         f"- chip: {meta.chip or 'none (features input only)'}\n- template: {meta.template}\n",
         "\n## Data\n\n" + key_value_table(card.get("data", {})),
