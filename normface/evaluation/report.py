@@ -148,7 +148,7 @@ def build_report(
     frontal = _frontalize_all(photos, template, None if data_root is None else str(data_root))
     frontal_desc = _encode(normalizer, frontal, photos.landmarks)
     results = {
-        "model": str(model_path),
+        "model": paths.portable(model_path) if model_path is not None else None,  # never an absolute path
         "commit": git_commit(),
         "date": datetime.date.today().isoformat(),
         "quick": quick,
