@@ -9,7 +9,7 @@ to a temporary folder. Synthetic faces (``synthetic.synthetic_faces``); no encod
 
     python benchmarks/bench_records.py --sizes=128,224 --morphs=64 --batches=30
 
-Run it on the 2-core machines the README quotes, with nothing else running.
+Run it on the 2-core machines docs/benchmarks.md quotes, with nothing else running.
 """
 
 from __future__ import annotations

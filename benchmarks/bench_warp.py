@@ -9,7 +9,7 @@ speed-up of normface over the reference.
     python benchmarks/bench_warp.py --sizes=128,224 [--reference=/work/venv_tfa/bin/python] [--profile]
 
 ``--reference=PYTHON`` times the same workload with tensorflow-addons in that interpreter (TF 2.15
-+ tensorflow-addons 0.23; README "The differentiable warp" says how to make it), in rounds that
++ tensorflow-addons 0.23; docs/warp.md says how to make it), in rounds that
 alternate with normface's, so a shared machine's load falls on both alike. Without it only
 normface is timed. ``--profile`` adds a table of where normface's time goes at the largest size:
 the kernel matrix and solve, the spline on every pixel, the bilinear resampling, the whole warp.

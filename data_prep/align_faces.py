@@ -11,7 +11,7 @@ measures, or the failure reason), summary.json.
 Resumable: rerun the same command after an interruption.
 
 Past one machine, the same stage as an Apache Beam pipeline (``pip install -e ".[beam]"
--c constraints-beam.txt``; README, "Beam"): ``--runner=DirectRunner --direct_num_workers=2
+-c constraints-beam.txt``; docs/beam.md): ``--runner=DirectRunner --direct_num_workers=2
 --direct_running_mode=multi_processing``, or ``--runner=DataflowRunner --project=... --region=...
 --temp_location=gs://... --setup_file=./setup.py``; flags this binary does not know are Beam
 pipeline options. The same outputs, plus aligned/failures.jsonl (this run's failed photos). Exit code 0 even when some photos fail

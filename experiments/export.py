@@ -7,7 +7,7 @@
 
 ``--packed`` (``shipped`` = the model inside the package, or a packed folder) writes the
 SavedModel that TF Serving loads, with both signatures (``normalize_chips`` bundles the frozen
-encoder); the README (TF Serving) shows the REST requests.
+encoder); docs/serving.md (TF Serving) shows the REST requests.
 
 ``--encoder`` adds the ``normalize_chips`` signature (uint8 face chips in, the frozen encoder
 inside the export); without it only ``normalize_features`` (= serving_default) is exported.

@@ -114,6 +114,18 @@ MUTATIONS = (
           "s = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)"),),
         ("tests/evaluation/test_metrics.py",),
     ),
+    Mutation(
+        "docs_link_broken", "a README link names a docs page that does not exist",
+        "README.md",
+        (("[docs/testing.md](docs/testing.md): the suite", "[docs/testing.md](docs/testing-gone.md): the suite"),),
+        ("tests/test_docs.py::test_every_relative_link_and_anchor_resolves",),
+    ),
+    Mutation(
+        "docs_anchor_broken", "a README link names a heading that its page does not have",
+        "README.md",
+        (("(docs/serving.md#the-server-normface-serve)", "(docs/serving.md#the-server)"),),
+        ("tests/test_docs.py::test_every_relative_link_and_anchor_resolves",),
+    ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}
 

@@ -30,7 +30,7 @@ def pipeline_options(runner: str, args: Iterable[str] = (), **overrides: Any):
     """Beam ``PipelineOptions`` for ``runner`` (DirectRunner, DataflowRunner, FlinkRunner,
     SparkRunner...) from the command line's remaining ``--flag=value`` arguments. The main session
     is not pickled (the DoFns import what they need), and every worker gets normface through the
-    runner's ``--setup_file``/``--requirements_file``/``--sdk_container_image`` (README, Beam)."""
+    runner's ``--setup_file``/``--requirements_file``/``--sdk_container_image`` (docs/beam.md)."""
     require_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
