@@ -10,8 +10,8 @@ One home for every path rule, so tests, binaries and the library agree:
 
 Model cards and reports name paths portably (:func:`portable`): relative to the workspace
 (``workspace/runs/r128``), the face data (``$NORMFACE_DATA/lfw``), the cache, the repository or
-the installed package (``archive/normface128-v1``), the home folder (``~/...``), never as this
-machine's absolute paths.
+the installed package (``archive/normface128-v1``), the home folder (``~/...``) or the folder
+beside the repository (``../shared/...``), never as this machine's absolute paths.
 """
 
 from __future__ import annotations
@@ -74,15 +74,19 @@ _ABSOLUTE_IN_TEXT = re.compile(r"(?<![\w.~:/$-])/[\w.+@%=~-]+(?:/[\w.+@%=~-]*)*"
 def _roots() -> list[tuple[Path, str]]:
     """(folder, how a card names it); the deepest folder holding a path names it."""
     package_parent = Path(__file__).resolve().parents[2]  # the repository, or site-packages
-    return [(REPO_ROOT, ""), (package_parent, ""), (workspace_dir(), "workspace"), (data_dir(), f"${DATA_ENV}"),
-            (_cache_root(), f"${CACHE_ENV}"), (Path.home(), "~")]
+    roots = [(REPO_ROOT, ""), (package_parent, ""), (workspace_dir(), "workspace"), (data_dir(), f"${DATA_ENV}"),
+             (_cache_root(), f"${CACHE_ENV}"), (Path.home(), "~")]
+    if len(REPO_ROOT.parent.parts) > 1:  # beside the repository, as ../shared/ on this project's machines
+        roots.append((REPO_ROOT.parent, ".."))
+    return roots
 
 
 def portable(path: str | os.PathLike) -> str:
     """``path`` as a card or report names it: relative to the workspace (``workspace/...``), the
     face data (``$NORMFACE_DATA/...``), the cache (``$NORMFACE_CACHE/...``), the repository or the
-    installed package (``archive/normface128-v1``) or the home folder (``~/...``), whichever holds
-    it most closely; a relative path as it is; any other absolute path as ``.../<parent>/<name>``."""
+    installed package (``archive/normface128-v1``), the home folder (``~/...``) or the repository's
+    parent (``../shared/judges/...``), whichever holds it most closely; a relative path as it is;
+    any other absolute path as ``.../<parent>/<name>``."""
     given = Path(os.fspath(path)).expanduser()
     if not given.is_absolute():
         return given.as_posix()
