@@ -36,9 +36,27 @@ flags.DEFINE_list("samples", None, "Publishable photos (never LFW) for the appli
 flags.DEFINE_string("records", None, "Records folder (data_prep/build_records.py): every model's texture L1 "
                     "on its validation faces.")
 flags.DEFINE_string("samples_credit", "", "Attribution of --samples, printed under the figures.")
+flags.DEFINE_string("judge", "default", "The independent identity judge (MobileFaceNet .tflite): a path, 'default' "
+                    "($NORMFACE_JUDGE, else ../shared/judges/mobilefacenet/MobileFaceNet.tflite; left out with a notice "
+                    "when absent) or 'none'.")
 
 SAMPLES_CREDIT = ("held-out people of the Face Research Lab London Set (CC BY 4.0; DeBruine, L. & Jones, B. "
                   "(2017), doi:10.6084/m9.figshare.5047666), from `samples/`. LFW photos are not published.")
+
+
+def load_judge_flag(value: str):
+    """The judge named by --judge; the default file only when present."""
+    from normface.encoders import judge as judge_lib
+
+    try:
+        return judge_lib.judge_from_flag(value)
+    except FileNotFoundError as err:
+        if value != judge_lib.DEFAULT:
+            raise app.UsageError(f"--judge={value}: {err}") from err
+        print(f"evaluate.py: no independent judge, its tables are left out ({err})")
+        return None
+    except ValueError as err:
+        raise app.UsageError(f"--judge={value}: {err}") from err
 
 
 def main(argv):
@@ -53,10 +71,11 @@ def main(argv):
         samples, credit = sorted(map(str, (paths.REPO_ROOT / "samples").glob("*.jpg"))), SAMPLES_CREDIT
     else:
         samples, credit = [s for s in FLAGS.samples if s], FLAGS.samples_credit
+    judge = load_judge_flag(FLAGS.judge)
     results = report.build_report(FLAGS.model, faces, output, quick=FLAGS.quick, seed=FLAGS.seed,
                                   ablations=FLAGS.ablations,
                                   compare=dict(c.split("=", 1) for c in FLAGS.compare),
-                                  samples=samples, samples_credit=credit, records=FLAGS.records)
+                                  samples=samples, samples_credit=credit, records=FLAGS.records, judge=judge)
     print(f"wrote {output}/report.md in {results['seconds']} s")
     if FLAGS.publish:
         for path in report.publish_report(output, FLAGS.publish):

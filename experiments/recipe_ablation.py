@@ -47,6 +47,8 @@ flags.DEFINE_float("pairs_ratio", 0.25, "Share of invariance pairs in the pairs 
 flags.DEFINE_float("perceptual_weight", 0.2, "Perceptual loss weight of the perceptual variant (a sigma-2 blur of a "
                    "128 px face costs ~0.43 before weighting, another person ~0.81; texture L1 is ~0.16).")
 flags.DEFINE_float("adversarial_weight", 0.02, "Adversarial weight of the discriminator variant.")
+flags.DEFINE_string("judge", "default", "The independent identity judge scoring every row (a .tflite path, 'default' or "
+                    "'none'; normface.encoders.judge).")
 flags.DEFINE_list("model", ["--feature_hidden=512", "--grid_channels=128", "--channels=64,32,32,16"],
                   "Model flags of every variant (a small decoder, as the issue's probe).")
 
@@ -54,7 +56,8 @@ TRAIN = Path(__file__).resolve().parent / "train.py"
 ADDITIONS = ("pairs", "mirror", "perceptual", "discriminator")
 SHORT = {"pairs": "pairs", "mirror": "mir", "perceptual": "perc", "discriminator": "disc"}
 RESULT_KEYS = ("cross_within_0.6", "cross_TAR@FAR0.1%", "cross_TAR@FAR1.0%", "rank1", "own_within_0.6",
-               "validation_texture_l1", "sharpness_ratio", "london_landmark_error_iod", "london_pixel_l1")
+               "judge_cross_TAR@FAR0.1%_balanced", "judge_distinctiveness", "validation_texture_l1", "sharpness_ratio",
+               "grid_ratio_max", "london_landmark_error_iod", "london_pixel_l1")
 
 
 def addition_flags(name: str) -> list[str]:
@@ -126,7 +129,12 @@ def main(argv):
 
     encode_fn = build.encode_fn_for("dlib")
     aligned = faceset.aligned_dir(faces)
+    from normface.encoders import judge as judge_lib
+
+    judge = judge_lib.judge_from_flag(FLAGS.judge)
     validation = recipe.load_held_out(aligned, encode_fn, "validation", "lfw/")
+    if judge is not None:
+        validation = recipe.with_judge(validation, judge)
     london = recipe.load_held_out(aligned, encode_fn, "test", "london/")
     rows, grid, labels = {}, [], []
     s_idx, _ = recipe.report.london_expression_pairs(london.photos)
@@ -137,7 +145,7 @@ def main(argv):
     for name, model_dir in runs.items():
         model = export_format.load_keras(model_dir / "export")
         best = json.loads((model_dir / "best.json").read_text())
-        row = recipe.score_model(model, validation, encode_fn, london)
+        row = recipe.score_model(model, validation, encode_fn, london, judge=judge)
         row["validation_texture_l1"] = best.get("validation/texture")
         row["best_step"] = best.get("step")
         rows[name] = row

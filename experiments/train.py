@@ -41,6 +41,11 @@ flags.DEFINE_string("identity_faces", None,
                     "Faces folder of stage 1 (e.g. workspace/faces128): the best checkpoint is chosen by "
                     "cross-photo identity on its validation people's photos (output of photo A against photo "
                     "B of the same person); without it, by own identity on the validation records.")
+flags.DEFINE_string("identity_judge", None,
+                    "Choose the best checkpoint by an independent judge instead of the training encoder: a .tflite "
+                    "path or 'default' ($NORMFACE_JUDGE, else ../shared/judges/mobilefacenet/MobileFaceNet.tflite). "
+                    "Needs --identity_faces: the judge's person-balanced cross-photo TAR at 0.1% FAR on every "
+                    "validation photo's output. It only scores (never a loss); the model card says which judge chose.")
 flags.DEFINE_bool("synthetic", False, "Smoke test: random in-memory data and a fake encoder.")
 flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train set.")
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
@@ -174,6 +179,24 @@ def cross_photo_dataset(faces_dir: str, encode_fn, size: int, batch_size: int, e
     return tf.data.Dataset.from_tensor_slices(pairs).batch(batch_size), info
 
 
+def judge_scorer(judge_flag: str, faces_dir: str, encode_fn):
+    """``(scorer, info)``: the Trainer's validation scorer by the judge ``judge_flag`` names
+    (:class:`normface.evaluation.recipe.JudgeScorer` over every validation photo), and what the
+    model card records about the choice."""
+    from normface.data import faceset
+    from normface.encoders import judge as judge_lib
+    from normface.evaluation import recipe
+
+    try:
+        judge = judge_lib.judge_from_flag(judge_flag)
+        held = recipe.load_held_out(faceset.aligned_dir(faces_dir), encode_fn, "validation", "")
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(f"--identity_judge={judge_flag}: {err}") from err
+    info = {"judge": judge.identity, "rule": "person-balanced cross-photo TAR at 0.1% FAR (judge)",
+            "photos": len(held.photos.keys), "people": len(set(held.photos.people.tolist()))}
+    return recipe.JudgeScorer(judge, held), info
+
+
 def check_encoder(name: str) -> None:
     """Raises ConfigError when ``name`` is not a registered encoder (cheap: builds nothing)."""
     try:
@@ -220,6 +243,8 @@ def check_start_up(model_config) -> None:
             raise ConfigError(f"--pairs_dir={FLAGS.pairs_dir}: not a folder; build it with data_prep/build_pairs.py")
         if FLAGS.identity_faces and not Path(FLAGS.identity_faces).is_dir():
             raise ConfigError(f"--identity_faces={FLAGS.identity_faces}: not a folder; run data_prep/align_faces.py first")
+    if FLAGS.identity_judge and not FLAGS.identity_faces:
+        raise ConfigError(f"--identity_judge={FLAGS.identity_judge} needs --identity_faces (the validation people's photos)")
     if FLAGS.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
         raise ConfigError("--strategy=multi_worker needs TF_CONFIG (cluster spec and this task)")
     if FLAGS.cpu_devices < 0:
@@ -260,7 +285,7 @@ def run() -> dict:
             val_ds = synthetic.synthetic_dataset(max(FLAGS.batch_size, 8), size, FLAGS.batch_size,
                                                  model_config.feature_dim, FLAGS.seed + 1, shuffle=False)
             meta = {"data": {"source": "synthetic", "examples": FLAGS.synthetic_examples}}
-            identity_ds = None
+            identity_ds, scorer = None, None
         else:
             layers = train_config.perceptual_layers if train_config.perceptual_weight > 0 else ()
             resolved, embed_fn, loss_embed_fn, perceptual_fn = build_encoder(FLAGS.encoder, layers,
@@ -273,7 +298,10 @@ def run() -> dict:
             train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed, size,
                                                   FLAGS.pairs_dir, FLAGS.pairs_ratio, FLAGS.mirror)
             mean = meta["mean_landmarks"]
-            identity_ds = None
+            identity_ds, scorer = None, None
+            if FLAGS.identity_judge:
+                scorer, meta["data"]["checkpoint_chosen_by"] = judge_scorer(
+                    FLAGS.identity_judge, FLAGS.identity_faces, resolved.record_encoder())
             if FLAGS.identity_faces:
                 identity_ds, meta["data"]["identity_eval"] = cross_photo_dataset(
                     FLAGS.identity_faces, resolved.record_encoder(), size, FLAGS.batch_size, train_config.identity_eval_examples, FLAGS.seed)
@@ -289,7 +317,7 @@ def run() -> dict:
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.argv[0])},
     }
     trainer = Trainer(model_config, train_config, mean, FLAGS.model_dir, embed_fn=embed_fn, strategy=strategy,
-                      metadata=metadata, perceptual_fn=perceptual_fn, loss_embed_fn=loss_embed_fn)
+                      metadata=metadata, perceptual_fn=perceptual_fn, loss_embed_fn=loss_embed_fn, scorer=scorer)
     history = trainer.fit(train_ds, val_ds, identity_dataset=identity_ds, init_from=FLAGS.init_from)
     if FLAGS.export and is_chief(strategy):
         out = export.export_from_model_dir(FLAGS.model_dir, FLAGS.export_dir or Path(FLAGS.model_dir) / "export",

@@ -38,6 +38,7 @@ class Mutation:
 
 
 TRAINING = "tests/training/test_training.py"
+METRICS = "tests/evaluation/test_metrics.py"
 MUTATIONS = (
     Mutation(
         "texture_sign", "the texture term enters the training loss with the wrong sign",
@@ -125,6 +126,53 @@ MUTATIONS = (
         "README.md",
         (("(docs/serving.md#the-server-normface-serve)", "(docs/serving.md#the-server)"),),
         ("tests/test_docs.py::test_every_relative_link_and_anchor_resolves",),
+    ),
+    Mutation(
+        "grid_wrong_lattice", "the grid measure counts the bins next to the period's lattice, not on it",
+        "normface/evaluation/metrics.py",
+        (("on_axis = index % (size // period) == 0", "on_axis = index % (size // period) == 1"),),
+        (f"{METRICS}::test_grid_ratio_is_far_above_one_for_a_periodic_pattern_and_about_one_for_smooth_images",),
+    ),
+    Mutation(
+        "sharpness_inverted", "the sharpness ratio divides the photo by the output",
+        "normface/evaluation/metrics.py",
+        (("    return float(np.median(_ratios(out, real)))\n\n\ndef hair_band_sharpness_ratio",
+          "    return float(np.median(_ratios(real, out)))\n\n\ndef hair_band_sharpness_ratio"),),
+        (f"{METRICS}::test_blurring_lowers_sharpness_and_identity_keeps_it",),
+    ),
+    Mutation(
+        "hair_band_in_the_face", "the hair band includes the face inside the landmark hull",
+        "normface/evaluation/metrics.py",
+        (("return (~inside) & (distance > HAIR_BAND_GAP_PX)", "return (distance > HAIR_BAND_GAP_PX) | inside"),),
+        (f"{METRICS}::test_hair_band_is_above_the_nose_and_outside_the_hull",
+         f"{METRICS}::test_blurring_lowers_sharpness_and_identity_keeps_it"),
+    ),
+    Mutation(
+        "distinctiveness_same_people", "distinctiveness averages the cosines of the same people, not of different ones",
+        "normface/evaluation/metrics.py",
+        (("other = people[:, None] != people[None, :]", "other = people[:, None] == people[None, :]"),),
+        (f"{METRICS}::test_distinctiveness_is_maximal_for_identical_outputs",),
+    ),
+    Mutation(
+        "balanced_is_all_pairs", "person-balanced TAR weighs every genuine pair the same",
+        "normface/evaluation/metrics.py",
+        (("return 1.0 / counts[inverse]", "return np.ones(len(inverse))"),),
+        (f"{METRICS}::test_similarity_far_threshold_and_person_balanced_rate",
+         "tests/evaluation/test_protocol.py::test_judge_identity_table_known_answers"),
+    ),
+    Mutation(
+        "judge_picks_the_worst", "the best-checkpoint rule keeps the judge's worst checkpoint",
+        "normface/training/checkpoints.py",
+        (("return metrics[JUDGE_SCORE] + 1e-3", "return -metrics[JUDGE_SCORE] + 1e-3"),),
+        ("tests/training/test_judge_selection.py::test_the_judge_chooses_the_best_checkpoint_over_the_training_encoder",),
+    ),
+    Mutation(
+        "judge_in_the_loss", "the judge's validation score leaks into training (the learning rate follows it)",
+        "normface/training/trainer.py",
+        (('metrics.update({f"{JUDGE_PREFIX}{k}": float(v) for k, v in self.scorer(self.net.model).items()})',
+          'metrics.update({f"{JUDGE_PREFIX}{k}": float(v) for k, v in self.scorer(self.net.model).items()}); '
+          'self.optimizer.learning_rate.assign(self.optimizer.learning_rate * (1 + sum(metrics[k] for k in metrics if k.startswith(JUDGE_PREFIX))))'),),
+        ("tests/training/test_judge_selection.py::test_the_judge_cannot_change_training",),
     ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}

@@ -33,6 +33,25 @@ def test_import_contract_catches_an_upward_import(tmp_path):
     assert cli.lint_imports(config_filename=str(config)) == 1
 
 
+def test_judge_contract_catches_the_judge_in_training(tmp_path):
+    """The judge rule is not vacuous: a copy of the package whose losses import the judge fails it."""
+    import shutil
+
+    copy = tmp_path / "src"
+    shutil.copytree(paths.REPO_ROOT / "normface", copy / "normface",
+                    ignore=shutil.ignore_patterns("pretrained", "static", "__pycache__"))
+    losses = copy / "normface" / "training" / "losses.py"
+    losses.write_text(losses.read_text() + "\nfrom normface.encoders import judge  # noqa\n")
+    text = (paths.REPO_ROOT / "setup.cfg").read_text()
+    (copy / "contract.ini").write_text(text[text.index("[importlinter]"):])
+    lint = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())",
+            "--config", "contract.ini", "--no-cache"]
+    out = subprocess.run(lint, cwd=copy, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(copy)})
+    assert out.returncode == 1, out.stdout[-2000:]
+    assert "normface.training is not allowed to import normface.encoders.judge" in out.stdout
+
+
 _PROBE = """
 import json, sys
 from normface import cli

@@ -21,7 +21,6 @@ The converted model is built at first use and cached as a ``.keras`` file in
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -29,7 +28,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
-from normface.utils import paths
+from normface.utils import io_utils, paths
 from normface.encoders.dlib_dat import DlibNetwork, LayerRecord, default_dat_path, read_dat
 from normface.utils.io_utils import atomic_path
 
@@ -217,14 +216,6 @@ def build_keras_model(net: DlibNetwork) -> keras.Model:
     return model
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_model_path(dat_path: str | os.PathLike | None = None,
                       cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the converted model of ``dat_path`` lives: ``<cache>/<name>_<sha12>.keras``."""
@@ -232,7 +223,7 @@ def cached_model_path(dat_path: str | os.PathLike | None = None,
     if not dat.is_file():
         read_dat(dat)  # raises the FileNotFoundError that names the package
     root = paths.cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
-    return root / f"{MODEL_NAME}_{_file_sha256(dat)[:12]}.keras"
+    return root / f"{MODEL_NAME}_{io_utils.file_sha256(dat)[:12]}.keras"
 
 
 def load_dlib_resnet(dat_path: str | os.PathLike | None = None,

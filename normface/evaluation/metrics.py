@@ -97,31 +97,188 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(s.mean())
 
 
-def landmark_error(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Mean landmark distance normalized by the true interocular distance (eye centres)."""
+def landmark_error(pred: np.ndarray, truth: np.ndarray, points: slice | np.ndarray = slice(None)) -> float:
+    """Mean landmark distance normalized by the true interocular distance (eye centres), over
+    the landmark ``points`` (all by default; :data:`MOUTH_POINTS` for the mouth)."""
     from normface.faces.alignment import eye_centers
 
     pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
     eyes = eye_centers(truth)
     iod = np.linalg.norm(eyes[..., 1, :] - eyes[..., 0, :], axis=-1)
-    return float(np.mean(np.linalg.norm(pred - truth, axis=-1).mean(-1) / iod))
+    error = np.linalg.norm(pred[..., points, :] - truth[..., points, :], axis=-1)
+    return float(np.mean(error.mean(-1) / iod))
 
 
-def hull_sharpness(images: np.ndarray, landmarks: np.ndarray) -> float:
-    """Mean over faces of the variance of the grey image's Laplacian inside the landmark hull
-    (``images`` ``[n, S, S, 3]`` uint8, ``landmarks`` ``[n, 68, 2]``): higher is sharper. Compare
-    only at one size (a ratio to real photos at the output size)."""
+# --- picture measures (issue 26): each output against the same photo aligned to the same frame ----
+
+# The central face box of the aligned frame, as fractions (rows 30-85%, columns 22-78%): the face
+# from the eyebrows to the chin in every aligned photo and output, whatever its landmarks.
+FACE_BOX = (0.30, 0.85, 0.22, 0.78)
+GRID_PERIODS = (8, 16, 32)
+GRID_MIN_FREQUENCY = 1.0 / 8.0  # cycles per pixel: the fine detail a lattice hides in
+HAIR_BAND_WIDTH_IOD = 0.6
+HAIR_BAND_GAP_PX = 2.0  # the band starts this far outside the hull: its 3x3 Laplacian never reads the face
+NOSE_TIP = 30
+MOUTH_POINTS = slice(48, 68)  # 0-based iBUG mouth points
+
+
+def luma(images: np.ndarray) -> np.ndarray:
+    """``[..., h, w, 3]`` RGB -> ``[..., h, w]`` float64 luma (ITU-R BT.601 weights)."""
+    return np.asarray(images, np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def laplacian_variance(grey: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Variance of the 3x3 Laplacian of a ``[h, w]`` grey image, inside ``mask`` when given."""
     import cv2
 
-    from normface.faces.masks import face_mask
-    from normface.faces.quality import sharpness
+    lap = cv2.Laplacian(np.asarray(grey, np.float64), cv2.CV_64F)
+    values = lap[np.asarray(mask, bool)] if mask is not None else lap
+    if values.size == 0:
+        raise ValueError("laplacian_variance: empty mask")
+    return float(values.var())
 
-    values = []
-    for image, marks in zip(images, landmarks):
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
-        lap = cv2.Laplacian(grey, cv2.CV_64F)
-        mask = face_mask(marks, image.shape[0])
-        values.append(float(lap[mask].var()) if mask.any() else sharpness(grey))
-    if not values:
-        raise ValueError("hull_sharpness needs at least one image")
-    return float(np.mean(values))
+
+def face_box_mask(size: int) -> np.ndarray:
+    """``[size, size]`` bool: :data:`FACE_BOX` of a square aligned frame."""
+    top, bottom, left, right = (round(f * size) for f in FACE_BOX)
+    mask = np.zeros((size, size), bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def hair_band_mask(landmarks: np.ndarray, size: int, width_iod: float = HAIR_BAND_WIDTH_IOD) -> np.ndarray:
+    """``[size, size]`` bool: the band of the frame around the upper face where hair is, outside
+    the landmark hull: pixels more than :data:`HAIR_BAND_GAP_PX` and at most ``width_iod``
+    inter-ocular distances from the hull, at or above the nose tip (above the eyebrows and beside
+    the face)."""
+    import cv2
+
+    from normface.faces.alignment import eye_centers
+    from normface.faces.masks import face_mask
+
+    inside = face_mask(landmarks, size)
+    eyes = eye_centers(landmarks)
+    iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+    distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, 5)
+    rows = np.arange(size)[:, None] <= float(np.asarray(landmarks)[NOSE_TIP, 1])
+    return (~inside) & (distance > HAIR_BAND_GAP_PX) & (distance <= width_iod * iod) & rows
+
+
+def _ratios(outputs: np.ndarray, photos: np.ndarray) -> np.ndarray:
+    outputs, photos = np.asarray(outputs, np.float64), np.asarray(photos, np.float64)
+    return outputs / np.maximum(photos, 1e-9)
+
+
+def sharpness_ratio(outputs: np.ndarray, photos: np.ndarray) -> float:
+    """Median over faces of the face-box Laplacian variance of each output over that of the same
+    photo aligned to the same frame (``[n, S, S, 3]`` uint8 each; 1.0: as sharp as the photos)."""
+    outputs, photos = np.asarray(outputs), np.asarray(photos)
+    if outputs.shape != photos.shape or not len(outputs):
+        raise ValueError(f"sharpness_ratio: outputs {outputs.shape} and photos {photos.shape} must match, non-empty")
+    box = face_box_mask(outputs.shape[1])
+    out = [laplacian_variance(g, box) for g in luma(outputs)]
+    real = [laplacian_variance(g, box) for g in luma(photos)]
+    return float(np.median(_ratios(out, real)))
+
+
+def hair_band_sharpness_ratio(outputs: np.ndarray, output_landmarks: np.ndarray, photos: np.ndarray,
+                              photo_landmarks: np.ndarray) -> float:
+    """As :func:`sharpness_ratio` on each face's :func:`hair_band_mask` (from its own landmarks);
+    faces whose band is empty (landmarks at the frame's top) are left out; NaN when all are."""
+    size = np.asarray(outputs).shape[1]
+    if not len(outputs) or len(outputs) != len(photos):
+        raise ValueError("hair_band_sharpness_ratio: outputs and photos must match, non-empty")
+    ratios = []
+    for out, out_marks, photo, photo_marks in zip(luma(outputs), output_landmarks, luma(photos), photo_landmarks):
+        out_band, photo_band = hair_band_mask(out_marks, size), hair_band_mask(photo_marks, size)
+        if out_band.any() and photo_band.any():
+            ratios.append(_ratios([laplacian_variance(out, out_band)], [laplacian_variance(photo, photo_band)])[0])
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def grid_share(image: np.ndarray, period: int) -> float:
+    """The share of a square image's high-frequency spectral energy on a period-``period``
+    lattice: luma, mean removed, 2-D Hann window; of the energy at radial frequencies above
+    :data:`GRID_MIN_FREQUENCY`, the part on bins whose two frequency indices are both multiples of
+    ``size / period`` (a pattern repeating every ``period`` pixels puts its energy there)."""
+    grey = luma(image)
+    size = grey.shape[0]
+    if grey.shape != (size, size) or size % period:
+        raise ValueError(f"grid_share: needs a square image whose side is a multiple of {period}, got {grey.shape}")
+    window = np.outer(np.hanning(size), np.hanning(size))
+    power = np.abs(np.fft.fft2((grey - grey.mean()) * window)) ** 2
+    index = np.arange(size)
+    freq = np.fft.fftfreq(size)
+    high = np.hypot(freq[:, None], freq[None, :]) > GRID_MIN_FREQUENCY
+    on_axis = index % (size // period) == 0
+    lattice = on_axis[:, None] & on_axis[None, :]
+    total = power[high].sum()
+    return float(power[high & lattice].sum() / total) if total > 0 else 0.0
+
+
+def grid_ratio(outputs: np.ndarray, photos: np.ndarray, period: int) -> float:
+    """Median :func:`grid_share` of the outputs over that of the photos (1.0: no more lattice
+    energy than real photos have; a regular pattern from the upsampling raises it)."""
+    out = np.median([grid_share(im, period) for im in outputs])
+    real = np.median([grid_share(im, period) for im in photos])
+    return float(out / max(real, 1e-12))
+
+
+def picture_measures(outputs: np.ndarray, output_landmarks: np.ndarray, photos: np.ndarray,
+                     photo_landmarks: np.ndarray) -> dict[str, float]:
+    """Every picture measure of outputs against the same photos aligned to the same frame."""
+    row = {"sharpness_ratio": sharpness_ratio(outputs, photos),
+           "hair_band_sharpness_ratio": hair_band_sharpness_ratio(outputs, output_landmarks, photos, photo_landmarks)}
+    grids = {p: grid_ratio(outputs, photos, p) for p in GRID_PERIODS}
+    row.update({f"grid_ratio_p{p}": v for p, v in grids.items()})
+    row["grid_ratio_max"] = max(grids.values())
+    return row
+
+
+# --- similarity (cosine) identity measures, for the independent judge ----------------------------
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarities ``[n, m]`` of the rows of ``a`` ``[n, d]`` and ``b`` ``[m, d]``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+def similarity_threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """The smallest similarity threshold whose false-accept rate (impostor similarities strictly
+    above it) is at most ``far``."""
+    impostor = np.sort(np.asarray(impostor, np.float64))[::-1]
+    if impostor.size == 0:
+        raise ValueError("similarity_threshold_at_far needs impostor similarities")
+    if not 0 <= far < 1:
+        raise ValueError(f"far must be in [0, 1), got {far}")
+    return float(impostor[int(np.floor(far * impostor.size))])
+
+
+def weighted_accept_rate(genuine: np.ndarray, threshold: float, weights: np.ndarray | None = None) -> float:
+    """Share (weighted: ``weights`` need not sum to 1) of genuine similarities above ``threshold``."""
+    genuine = np.asarray(genuine, np.float64)
+    if genuine.size == 0:
+        raise ValueError("weighted_accept_rate needs genuine similarities")
+    weights = np.ones_like(genuine) if weights is None else np.asarray(weights, np.float64)
+    return float(weights[genuine > threshold].sum() / weights.sum())
+
+
+def person_balanced_weights(pair_people: np.ndarray) -> np.ndarray:
+    """Weights of genuine pairs so that each person's pairs weigh one in all (``pair_people``:
+    the person of each pair)."""
+    _, inverse, counts = np.unique(np.asarray(pair_people), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def distinctiveness(embeddings: np.ndarray, people: np.ndarray) -> float:
+    """Mean cosine between the embeddings of *different* people (faces that all look alike score
+    high; real photos of different people score near 0)."""
+    people = np.asarray(people)
+    sims = cosine_matrix(embeddings, embeddings)
+    other = people[:, None] != people[None, :]
+    if not other.any():
+        raise ValueError("distinctiveness needs faces of at least two people")
+    return float(sims[other].mean())

@@ -31,6 +31,7 @@ class TestPhotos:
     landmarks: np.ndarray      # [n, 68, 2]
     sources: list[str] = dataclasses.field(default_factory=list)  # [n] photo paths under the data root
     labels: list[dict] = dataclasses.field(default_factory=list)   # [n] the set's labels (FairFace: race, ...)
+    missing: int = 0  # photos of these people that stage 1 could not align (no face found, ...): left out
 
 
 def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people: int | None = None,
@@ -40,9 +41,10 @@ def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people:
     at least ``min_photos`` photos (optionally a seeded subset of ``max_people`` of them)."""
     if split not in ("test", "validation"):
         raise ValueError(f"split must be test or validation (people never trained on), got {split!r}")
-    records = [r for r in align.read_manifest(aligned_root)
-               if r["status"] == "aligned" and r["split"] == split and r["person"].startswith(prefix)
-               and (keys is None or r["key"] in keys)]
+    manifest = [r for r in align.read_manifest(aligned_root)
+                if r.get("split") == split and str(r.get("person", "")).startswith(prefix)
+                and (keys is None or r["key"] in keys)]
+    records = [r for r in manifest if r["status"] == "aligned"]
     counts: dict[str, int] = defaultdict(int)
     for r in records:
         counts[r["person"]] += 1
@@ -52,6 +54,7 @@ def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people:
         people = sorted(rng.choice(people, max_people, replace=False).tolist())
     chosen = set(people)
     records = [r for r in records if r["person"] in chosen]
+    missing = sum(r["status"] != "aligned" and (max_people is None or r["person"] in chosen) for r in manifest)
     if not records:
         raise ValueError(f"no aligned {split} photos with prefix {prefix!r} in {aligned_root}")
     entries = [faceset.read_entry(aligned_root, split, r["key"]) for r in records]
@@ -59,7 +62,7 @@ def load_test_photos(aligned_root: str | Path, prefix: str = "lfw/", max_people:
     lms = [e.landmarks_array for e in entries]
     return TestPhotos([r["key"] for r in records], np.array([r["person"] for r in records]),
                       np.stack(images), np.stack(lms), [r["photo"] for r in records],
-                      [r.get("labels") or {} for r in records])
+                      [r.get("labels") or {} for r in records], missing)
 
 
 def run_model(normalizer, photos: TestPhotos, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -93,6 +96,51 @@ def identity_table(real: np.ndarray, out: np.ndarray, people: np.ndarray, far_th
             row[f"cross_TAR@FAR{far:.1%}"] = tar
         row["rank1"] = rank1(out, real, people)
     return row
+
+
+def judge_identity_table(real: np.ndarray, out: np.ndarray | None, people: np.ndarray) -> dict:
+    """The independent judge's identity numbers of one method (:mod:`normface.encoders.judge`):
+    ``real`` ``[n, D]`` embeddings of the photos, ``out`` ``[n, D]`` of each photo's output, or
+    None for the real-photo ceiling (photo A against photo B).
+
+    Cross-photo: the output of photo A against every other photo B of the same person (genuine)
+    and against every photo of every other person (impostor); the threshold at a FAR is that
+    row's impostor quantile. ``all``: every genuine pair counts once (people with many photos
+    dominate); ``balanced``: each person's genuine pairs weigh one in all. Rank-1: gallery = the
+    first photo of every person, probes = the outputs of their other photos. Own: the output
+    against its own photo. Distinctiveness: mean cosine between the outputs of different people."""
+    people = np.asarray(people)
+    ceiling = out is None
+    out = real if ceiling else out
+    sims = metrics.cosine_matrix(out, real)
+    same = people[:, None] == people[None, :]
+    genuine_mask = same & ~np.eye(len(people), dtype=bool)
+    row: dict = {}
+    if genuine_mask.any():
+        genuine = sims[genuine_mask]
+        weights = metrics.person_balanced_weights(np.broadcast_to(people[:, None], sims.shape)[genuine_mask])
+        impostor = sims[~same]
+        for far in (0.001, 0.01):
+            threshold = metrics.similarity_threshold_at_far(impostor, far)
+            row[f"cross_TAR@FAR{far:.1%}"] = metrics.weighted_accept_rate(genuine, threshold)
+            row[f"cross_TAR@FAR{far:.1%}_balanced"] = metrics.weighted_accept_rate(genuine, threshold, weights)
+        row["cross_mean_cosine"] = float(genuine.mean())
+        row["genuine_pairs"] = int(genuine.size)
+        row["rank1"] = rank1(out, real, people)
+    row["own_mean_cosine"] = None if ceiling else float(np.mean(np.diag(sims)))
+    row["distinctiveness"] = metrics.distinctiveness(out, people)
+    return row
+
+
+def ceiling_shares(rows: dict[str, dict], ceiling: str, keys: tuple[str, ...] = (
+        "cross_TAR@FAR0.1%", "cross_TAR@FAR0.1%_balanced", "rank1")) -> None:
+    """Adds to every row of ``rows`` its share of the ``ceiling`` row for each of ``keys`` (in place)."""
+    top = rows[ceiling]
+    for name, row in rows.items():
+        if name != ceiling:
+            for key in keys:
+                if row.get(key) is not None and top.get(key):
+                    row[f"{key}_of_ceiling"] = row[key] / top[key]
 
 
 GROUP_LABELS = ("race", "gender", "age_group")

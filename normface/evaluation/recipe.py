@@ -9,8 +9,14 @@ people (smiling -> neutral):
   The encoder that scores identity also made the features, so own-input identity flatters;
   cross-photo is the honest number.
 - **own identity**: output against its own input photo.
-- **sharpness**: mean variance of the Laplacian inside the landmark hull of the outputs, as a ratio
-  to the same measure on the real aligned photos resampled to the output size (1.0 = as sharp).
+- **the independent judge** (``judge_*``, when given: :mod:`normface.encoders.judge`): the same
+  cross-photo protocol by a recognizer that never trained the model
+  (:func:`normface.evaluation.protocol.judge_identity_table`: TAR at 0.1% FAR over all pairs and
+  person-balanced, rank-1, own cosine, distinctiveness). :class:`JudgeScorer` gives training's
+  checkpoint choice the same numbers.
+- **picture measures**: face-box and hair-band sharpness and grid ratios of the outputs against
+  the real aligned photos resampled to the output size
+  (:func:`normface.evaluation.metrics.picture_measures`; 1.0 = like the photos).
 - **London smiling -> neutral**: landmark error (IOD) and pixel L1 of the normalized smiling
   photo against the person's neutral photo (both at the output size).
 
@@ -44,6 +50,39 @@ class HeldOut:
     photos: protocol.TestPhotos
     features: np.ndarray      # [n, F]
     descriptors: np.ndarray   # [n, D]
+    judged: np.ndarray | None = None  # [n, J] the independent judge's unit embeddings of the photos
+
+
+def with_judge(held: HeldOut, judge) -> HeldOut:
+    """``held`` with the judge's embeddings of its photos (computed once, reused at every scoring)."""
+    return dataclasses.replace(held, judged=judge.embed(held.photos.images, held.photos.landmarks))
+
+
+def judge_row(judge, held: HeldOut, images: np.ndarray, marks: np.ndarray) -> dict:
+    """The judge's identity numbers of the outputs decoded from each held-out photo (``images``
+    ``[n, s, s, 3]`` uint8, ``marks`` ``[n, 68, 2]``) against the real photos."""
+    real = held.judged if held.judged is not None else with_judge(held, judge).judged
+    return protocol.judge_identity_table(real, judge.embed(images, marks), held.photos.people)
+
+
+class JudgeScorer:
+    """Training's validation scorer by an independent judge (the Trainer's ``scorer``): decodes
+    every held-out (validation) photo's features with the model being trained and returns the
+    judge's cross-photo numbers, the person-balanced TAR at 0.1% FAR that chooses the best
+    checkpoint among them (:func:`normface.training.checkpoints.selection_score`). Plain NumPy
+    floats: nothing here is differentiable or reaches a loss."""
+
+    KEYS = ("cross_TAR@FAR0.1%_balanced", "cross_TAR@FAR0.1%", "cross_TAR@FAR1.0%_balanced", "cross_mean_cosine",
+            "rank1", "distinctiveness")
+
+    def __init__(self, judge, held: HeldOut):
+        self.judge = judge
+        self.held = held if held.judged is not None else with_judge(held, judge)
+
+    def __call__(self, model: keras.Model) -> dict[str, float]:
+        images, marks = decode(model, self.held.features)
+        row = judge_row(self.judge, self.held, images, marks)
+        return {k: float(row[k]) for k in self.KEYS}
 
 
 def load_held_out(aligned_root: str | Path, encode_fn: EncodeFn, split: str, prefix: str) -> HeldOut:
@@ -105,16 +144,20 @@ def decode(model: keras.Model, features: np.ndarray, batch_size: int = 64) -> tu
 
 
 def score_model(model: keras.Model, validation: HeldOut, encode_fn: EncodeFn,
-                london: HeldOut | None = None) -> dict:
-    """The recipe row of one model (module docstring); plain floats."""
+                london: HeldOut | None = None, judge=None) -> dict:
+    """The recipe row of one model (module docstring); plain floats. With a ``judge``, its
+    numbers join as ``judge_*`` columns."""
     images, marks = decode(model, validation.features)
     size = images.shape[1]
     _, out_desc = encode_fn(images, marks)
     people = validation.photos.people
     far = metrics.threshold_at_far(metrics.impostor_distances(validation.descriptors, people), 0.001)
     row = protocol.identity_table(validation.descriptors, np.asarray(out_desc), people, far)
+    if judge is not None:
+        judged = judge_row(judge, validation, images, marks)
+        row.update({f"judge_{k}": v for k, v in judged.items() if v is not None})
     real, real_marks = resize_faces(validation.photos.images, validation.photos.landmarks, size)
-    row["sharpness_ratio"] = metrics.hull_sharpness(images, marks) / max(metrics.hull_sharpness(real, real_marks), 1e-9)
+    row.update(metrics.picture_measures(images, marks, real, real_marks))
     row["validation_photos"] = len(people)
     row["validation_people"] = len(set(people.tolist()))
     if london is not None:
@@ -133,8 +176,11 @@ def london_row(model: keras.Model, london: HeldOut, size: int) -> dict:
     rows = report.expression_rows({"model": (images, marks), "smiling": (smiling, smiling_marks)},
                                   neutral, neutral_marks)
     return {"london_landmark_error_iod": rows["model"]["landmark_error_iod"],
+            "london_mouth_landmark_error_iod": rows["model"]["mouth_landmark_error_iod"],
             "london_pixel_l1": rows["model"]["pixel_l1"],
             "london_ssim": rows["model"]["ssim"],
+            "london_delta_e_face_box": rows["model"]["delta_e_face_box"],
+            "london_smiling_photo_mouth_landmark_error_iod": rows["smiling"]["mouth_landmark_error_iod"],
             "london_smiling_photo_landmark_error_iod": rows["smiling"]["landmark_error_iod"],
             "london_smiling_photo_pixel_l1": rows["smiling"]["pixel_l1"],
             "london_people": rows["model"]["people"]}

@@ -30,6 +30,9 @@ from normface.utils.tables import markdown_table
 QUICK_PEOPLE = 25
 QUICK_GROUP_PHOTOS = 60
 MODEL = "normalized (model)"  # the row name of the evaluated model in every table
+CEILING = "real photos, A vs B (ceiling)"
+CEILING_PICTURES = "aligned real photos"
+FRONTALIZED = "frontalized (baseline)"
 GROUPS_PREFIX = "fairface/"   # held-out photos with demographic labels
 RECORDS_SPLITS = ("validation", "test")
 # Figures that show LFW faces: LFW's terms do not cover redistribution, so published copies of
@@ -111,6 +114,7 @@ def build_report(
     samples: Sequence[str | Path] = (),
     samples_credit: str = "",
     records: str | Path | None = None,
+    judge=None,
     log=print,
 ) -> dict:
     """Runs the evaluation and writes the report folder; returns the results dict.
@@ -121,7 +125,9 @@ def build_report(
     ``samples``: photos that may be published (never LFW) for the applications' figures, and
     ``samples_credit`` their attribution, printed under the figures. ``records``: a records
     folder (data_prep/build_records.py) whose validation faces every model is scored on (texture
-    L1 against the registered texture, as in training)."""
+    L1 against the registered texture, as in training). ``judge``: the independent identity judge
+    (:class:`normface.encoders.judge.FaceJudge`) whose identity and distinctiveness numbers go
+    beside dlib's; None leaves them out (and says so)."""
     from normface.serving.normalizer import FaceNormalizer
     from normface.utils.provenance import git_commit
 
@@ -159,7 +165,7 @@ def build_report(
         "real_photo_pairs_within_0.6": metrics.share_within(genuine_real, SAME_PERSON_THRESHOLD) if genuine_real.size else None,
         "identity": {
             MODEL: protocol.identity_table(real, out["output_descriptor"], photos.people, far_t),
-            "frontalized (baseline)": protocol.identity_table(real, frontal_desc, photos.people, far_t),
+            FRONTALIZED: protocol.identity_table(real, frontal_desc, photos.people, far_t),
         },
         "invariance": {
             "aligned input photos": protocol.invariance_table(photos.images, photos.landmarks, photos.people),
@@ -174,7 +180,12 @@ def build_report(
         outs[name] = protocol.run_model(models[name], photos)
         results["identity"][name] = protocol.identity_table(real, outs[name]["output_descriptor"], photos.people, far_t)
         own_extra[name] = np.linalg.norm(outs[name]["output_descriptor"] - real, axis=-1)
-    results["sharpness"] = sharpness_table(photos, outs)
+    results["identity"] = {CEILING: ceiling_identity_row(real, photos.people, far_t), **results["identity"]}
+    results["test_photos_missing"] = photos.missing
+    if judge is not None:
+        log(f"independent judge ({judge.name})")
+        results["judge"] = judge_table(judge, photos, outs, frontal)
+    results["pictures"] = picture_table(photos, outs, frontal, results.get("judge"))
     results["expression"] = expression_table(models, aligned_root)
     # Validation people (as training's validation/texture) and the records' test people, whom no
     # model trained on (a model trained on another split may have seen some validation people).
@@ -222,17 +233,25 @@ def london_expression_pairs(photos: protocol.TestPhotos) -> tuple[np.ndarray, np
 def expression_rows(methods: dict[str, tuple[np.ndarray, np.ndarray]], neutral: np.ndarray,
                     neutral_landmarks: np.ndarray) -> dict:
     """Each method's ``(images [n, S, S, 3] uint8, landmarks [n, 68, 2])`` against the neutral
-    photos: landmark error (IOD), pixel L1 and SSIM inside the neutral face's hull."""
+    photos: landmark error (IOD) of all points and of the mouth (iBUG 48-67), pixel L1 and SSIM
+    inside the neutral face's hull, and the colour difference (mean CIELAB Delta E, CIE76) of
+    the central face box."""
+    from normface.evaluation.adjustment import mean_delta_e
+
     rows = {}
     for name, (images, lms) in methods.items():
-        l1, ssim_v, lm_err = [], [], []
+        box = metrics.face_box_mask(images.shape[1])
+        l1, ssim_v, lm_err, mouth, delta_e = [], [], [], [], []
         for j in range(len(neutral)):
             mask = face_mask(neutral_landmarks[j], images.shape[1])
             l1.append(float(np.abs(images[j].astype(float) - neutral[j].astype(float))[mask].mean()))
             ssim_v.append(metrics.ssim(images[j], neutral[j], mask))
             lm_err.append(metrics.landmark_error(lms[j], neutral_landmarks[j]))
-        rows[name] = {"landmark_error_iod": float(np.mean(lm_err)), "pixel_l1": float(np.mean(l1)),
-                      "ssim": float(np.mean(ssim_v)), "people": len(neutral)}
+            mouth.append(metrics.landmark_error(lms[j], neutral_landmarks[j], metrics.MOUTH_POINTS))
+            delta_e.append(mean_delta_e(images[j], neutral[j], box))
+        rows[name] = {"landmark_error_iod": float(np.mean(lm_err)), "mouth_landmark_error_iod": float(np.mean(mouth)),
+                      "pixel_l1": float(np.mean(l1)), "ssim": float(np.mean(ssim_v)),
+                      "delta_e_face_box": float(np.mean(delta_e)), "people": len(neutral)}
     return rows
 
 
@@ -250,14 +269,44 @@ def expression_table(models: dict, aligned_root: Path) -> dict:
     return expression_rows(methods, photos.images[n_idx], photos.landmarks[n_idx])
 
 
-def sharpness_table(photos: protocol.TestPhotos, outs: dict[str, dict[str, np.ndarray]]) -> dict:
-    """Laplacian variance inside the landmark hull of each model's outputs (name -> run_model
-    output), as a ratio to the real aligned photos' (1.0: as sharp as the photos)."""
-    real = metrics.hull_sharpness(photos.images, photos.landmarks)
-    rows = {"aligned input photos": {"hull_laplacian_var": real, "ratio_to_photos": 1.0}}
+def ceiling_identity_row(real: np.ndarray, people: np.ndarray, far_threshold: float) -> dict:
+    """dlib's cross-photo numbers of the real photos themselves (photo A against photo B): the
+    ceiling every model's row is read against (own-photo columns do not apply)."""
+    row = protocol.identity_table(real, real, people, far_threshold)
+    return {k: (None if k.startswith("own_") else v) for k, v in row.items()}
+
+
+def judge_table(judge, photos: protocol.TestPhotos, outs: dict[str, dict[str, np.ndarray]],
+                frontal: np.ndarray | None = None) -> dict:
+    """The independent judge's identity rows (:func:`normface.evaluation.protocol.judge_identity_table`):
+    the real-photo ceiling, each model (name -> run_model output) and the frontalized baseline,
+    each with its share of the ceiling."""
+    real = judge.embed(photos.images, photos.landmarks)
+    rows = {CEILING: protocol.judge_identity_table(real, None, photos.people)}
     for name, out in outs.items():
-        value = metrics.hull_sharpness(out["image"], out["landmarks"])
-        rows[name] = {"hull_laplacian_var": value, "ratio_to_photos": value / max(real, 1e-9)}
+        rows[name] = protocol.judge_identity_table(real, judge.embed(out["image"], out["landmarks"]), photos.people)
+    if frontal is not None:
+        rows[FRONTALIZED] = protocol.judge_identity_table(real, judge.embed(frontal, photos.landmarks), photos.people)
+    protocol.ceiling_shares(rows, CEILING)
+    return {"judge": judge.identity, "rows": rows}
+
+
+def picture_table(photos: protocol.TestPhotos, outs: dict[str, dict[str, np.ndarray]],
+                  frontal: np.ndarray | None = None, judged: dict | None = None) -> dict:
+    """What a person sees, each model's outputs (name -> run_model output) against the same
+    photos aligned to the same frame (:func:`normface.evaluation.metrics.picture_measures`: face-box
+    and hair-band sharpness, grid ratios), with the judge's distinctiveness beside it."""
+    judge_rows = (judged or {}).get("rows", {})
+    rows = {CEILING_PICTURES: {"sharpness_ratio": 1.0, "hair_band_sharpness_ratio": 1.0,
+                               **{f"grid_ratio_p{p}": 1.0 for p in metrics.GRID_PERIODS}, "grid_ratio_max": 1.0}}
+    methods = {name: (out["image"], out["landmarks"]) for name, out in outs.items()}
+    if frontal is not None:
+        methods[FRONTALIZED] = (frontal, photos.landmarks)
+    for name, (images, marks) in methods.items():
+        rows[name] = metrics.picture_measures(images, marks, photos.images, photos.landmarks)
+    for name, row in rows.items():
+        source = CEILING if name == CEILING_PICTURES else name
+        row["distinctiveness"] = judge_rows.get(source, {}).get("distinctiveness")
     return rows
 
 
@@ -303,13 +352,16 @@ Model `{r['model']}`, commit `{r['commit']}`, {r['date']}{' (QUICK: seeded subse
 Test data: {r['test_photos']} aligned photos of {r['test_people']} LFW View 1 *test* people (never
 trained on). Encoder threshold at 0.1% false accepts over all {r['impostor_pairs']:,} impostor pairs
 of their real photos: **{r['threshold_far_0.1%']:.3f}** (dlib's same-person threshold: 0.6). Real
-photo pairs of the same person within 0.6: {r['real_photo_pairs_within_0.6']}. Run time: {r['seconds']} s.
+photo pairs of the same person within 0.6: {r['real_photo_pairs_within_0.6']}. Photos of these people
+with no face found in stage 1 (left out): {r.get('test_photos_missing', 'not counted')}. Run time: {r['seconds']} s.
+{_judge_section(r.get('judge'))}
+## Identity by dlib's encoder (paper Fig. 12) and cross-photo identity
 
-## Identity preservation (paper Fig. 12) and cross-photo identity
-
-`own_*`: output vs its own input photo. `cross_*`: output of photo A vs another photo B of the
-same person, against other people's photos (NbNet "type II"); rank-1: outputs against a gallery
-of one real photo per person.
+dlib's ResNet gave the model its features and trained it (identity and perceptual losses): these
+numbers flatter the model; the independent judge's above are the honest ones. `own_*`: output
+vs its own input photo. `cross_*`: output of photo A vs another photo B of the same person,
+against other people's photos (NbNet "type II"), at the real photos' 0.1% FAR threshold; rank-1:
+outputs against a gallery of one real photo per person. The ceiling row is photo A vs photo B.
 
 {markdown_table(r['identity'])}
 ![identity histogram](identity_histogram.png)
@@ -322,15 +374,40 @@ of one real photo per person.
 ## Expression ground truth (held-out London people): smiling photo vs the neutral photo
 
 {markdown_table(r['expression'])}
-## Sharpness: Laplacian variance inside the landmark hull (LFW test outputs)
+## What a person sees: picture measures (LFW test outputs)
 
-{markdown_table(r.get('sharpness') or {})}
+Each output against the same photo aligned to the same frame (ratios; 1.0: like the photos).
+`sharpness_ratio`: variance of the luma's Laplacian on the central face box (rows 30-85%, columns
+22-78%), output over photo, median over faces. `hair_band_sharpness_ratio`: the same on the band
+within 0.6 IOD outside the landmark hull, at or above the nose tip (hair, forehead, temples).
+`grid_ratio_pP`: share of the high-frequency spectrum (above 1/8 cycle per pixel; luma, mean
+removed, Hann window) on the bins of a period-P lattice, median output over median photo; a
+regular pattern from the upsampling raises it (`max`: the largest of P = 8, 16, 32).
+`distinctiveness`: the judge's mean cosine between the outputs of different people (their real
+photos: the first row); outputs that all look alike score high.
+
+{markdown_table(r.get('pictures') or {})}
 {_records_section(r.get('records'))}
 {_groups_section(r.get('groups'))}
 ## Ablations (paper Figs. 9-11)
 
 {_ablation_section(r.get('ablations'))}
 {_applications_section(r.get('applications'))}"""
+
+
+def _judge_section(judged: dict | None) -> str:
+    if not judged:
+        return ("\n## Identity by the independent judge\n\nNot run: no judge file (`$NORMFACE_JUDGE`, "
+                "`experiments/evaluate.py --judge`).\n")
+    return ("\n## Identity by the independent judge (MobileFaceNet, never trained the model)\n\n"
+            f"Judge: {judged['judge']}; 5-point ArcFace alignment of each face from its 68 landmarks, cosine. "
+            "Cross-photo: the output of photo A against every other photo B of the same person (genuine) and "
+            "every photo of every other person (impostor); the threshold at a FAR is each row's impostor "
+            "quantile. Without a suffix every genuine pair counts once (people with many photos dominate); "
+            "`_balanced`: each person's pairs weigh one in all. Rank-1: gallery = the first photo of every "
+            "test person. `own_mean_cosine`: output against its own photo. `distinctiveness`: mean cosine "
+            "between different people. `_of_ceiling`: the row's share of the real photos' number.\n\n"
+            + markdown_table(judged["rows"]))
 
 
 def _records_section(splits: dict | None) -> str:

@@ -18,16 +18,13 @@ import json
 import os
 from pathlib import Path
 
+from normface.utils import io_utils
+
 MANIFEST_FILE = ".normface-run.jsonl"
 FORMAT = 1
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = io_utils.file_sha256  # the run manifest's content key of an input photo
 
 
 def run_key(model_fingerprint: str, options: dict) -> str:

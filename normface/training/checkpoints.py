@@ -19,6 +19,10 @@ LATEST_DIR = "checkpoints"
 BEST_DIR = "best"
 BEST_FILE = "best.json"
 WHICH = ("best", "latest")
+# Validation metrics of an independent judge (the Trainer's ``scorer``) are logged under this prefix.
+JUDGE_PREFIX = "judge/"
+JUDGE_SCORE = JUDGE_PREFIX + "cross_TAR@FAR0.1%_balanced"
+JUDGE_TIE_BREAK = JUDGE_PREFIX + "cross_mean_cosine"
 
 
 def find_checkpoint(model_dir: str | os.PathLike, which: str = "best") -> str | None:
@@ -31,9 +35,12 @@ def find_checkpoint(model_dir: str | os.PathLike, which: str = "best") -> str | 
 
 
 def selection_score(metrics: dict[str, float]) -> float:
-    """The best-checkpoint rule's score, higher is better: the validation identity share within
-    the same-person threshold (ties broken by a lower median distance), else minus the
-    validation loss."""
+    """The best-checkpoint rule's score, higher is better: an independent judge's person-balanced
+    cross-photo TAR at 0.1% FAR on validation people when it scored (ties broken by its mean
+    genuine cosine), else the validation identity share within the same-person threshold (ties
+    broken by a lower median distance), else minus the validation loss."""
+    if JUDGE_SCORE in metrics:
+        return metrics[JUDGE_SCORE] + 1e-3 * metrics.get(JUDGE_TIE_BREAK, 0.0)
     if "identity/within" in metrics:
         return metrics["identity/within"] - 1e-3 * metrics["identity/median"]
     return -metrics["validation/total"]

@@ -45,8 +45,8 @@ from normface.data import schema
 from normface.training import summaries
 from normface.training.schedule import learning_rate_schedule
 from normface.training.strategy import is_chief, make_strategy, worker_id
-from normface.training.checkpoints import (BEST_DIR, BEST_FILE, LATEST_DIR, checkpoint_step, find_checkpoint,
-                                          initialize_from, selection_score)
+from normface.training.checkpoints import (BEST_DIR, BEST_FILE, JUDGE_PREFIX, LATEST_DIR, checkpoint_step,
+                                          find_checkpoint, initialize_from, selection_score)
 
 # embed_fn(images [b, S, S, 3] float32 in [0, 1], landmarks [b, 68, 2] (x, y)) -> descriptors [b, D];
 # differentiable in the images. Built by the caller from the frozen encoder (normface.encoders).
@@ -87,6 +87,10 @@ class Trainer:
         (the encoder in ``encoder_dtype``); default ``embed_fn``.
       strategy: a strategy (else made from ``train_config.strategy``).
       metadata: JSON-able facts recorded in ``config.json`` (records, encoder id, template...).
+      scorer: extra validation metrics, ``scorer(model) -> {name: float}`` run at each validation (logged as ``judge/<name>``), e.g. an independent recognizer's cross-photo
+        identity on validation people. It sees the model only after the step's update and returns
+        plain floats: nothing it computes reaches a loss or a gradient. With its metrics present,
+        :func:`normface.training.checkpoints.selection_score` chooses the best checkpoint by them.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class Trainer:
         metadata: dict[str, Any] | None = None,
         perceptual_fn: PerceptualFn | None = None,
         loss_embed_fn: EmbedFn | None = None,
+        scorer: Callable[[keras.Model], dict[str, float]] | None = None,
     ):
         train_config.validate()
         if train_config.uses_identity and embed_fn is None:
@@ -116,6 +121,7 @@ class Trainer:
         self.embed_fn = embed_fn
         self.perceptual_fn = perceptual_fn
         self.loss_embed_fn = loss_embed_fn or embed_fn
+        self.scorer = scorer
         self.metadata = dict(metadata or {})
         # The export rebuilds the model from config.json: it needs the mean landmarks.
         self.metadata["mean_landmarks"] = np.asarray(mean_landmarks, np.float32).tolist()
@@ -488,6 +494,8 @@ class Trainer:
         metrics = {f"validation/{k}": v for k, v in self.evaluate(validation_dataset).items()}
         if self.embed_fn is not None and identity_dataset is not None:
             metrics.update({f"identity/{k}": v for k, v in self.evaluate_identity(identity_dataset).items()})
+        if self.scorer is not None:
+            metrics.update({f"{JUDGE_PREFIX}{k}": float(v) for k, v in self.scorer(self.net.model).items()})
         with writers["validation"].as_default(step=step):
             for k, v in metrics.items():
                 summaries.scalar(k.replace("validation/", "loss/"), v)

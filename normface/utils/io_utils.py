@@ -123,6 +123,17 @@ def is_url(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically: a local path, or any ``tf.io.gfile`` URL (written
     to a temporary name beside it, then renamed)."""

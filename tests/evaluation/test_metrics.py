@@ -93,3 +93,105 @@ def test_spread_and_distances_known_answers():
     assert set(metrics.spread(images)) == {"pixel_l1"}
     d = metrics.pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 0.0], [6.0, 8.0]]))
     np.testing.assert_allclose(d, [[0.0, 10.0], [5.0, 5.0]])
+
+
+# --- picture measures (issue 26): known answers ---------------------------------------------------
+
+
+def _textured(size=128, seed=0, sigma=1.5):
+    """A photo-like image: smooth random texture with fine detail, no lattice."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), sigma) * 3 - 255, 0, 255).astype(np.uint8)
+
+
+def test_grid_ratio_is_far_above_one_for_a_periodic_pattern_and_about_one_for_smooth_images():
+    photos = np.stack([_textured(seed=s) for s in range(12)])
+    tile = np.random.default_rng(9).uniform(0, 255, (16, 16, 3))
+    lattice = np.tile(tile, (8, 8, 1))  # repeats every 16 px: its energy on the period-16 lattice
+    gridded = np.clip(0.5 * photos + 0.5 * lattice, 0, 255).astype(np.uint8)
+    # The Hann window spreads each lattice line over its two neighbours (a quarter of its
+    # amplitude each): 4/9 of a pure lattice's energy stays on the lattice bins, 1-2% of a photo's.
+    assert metrics.grid_share(lattice.astype(np.uint8), 16) > 0.4
+    assert metrics.grid_ratio(gridded, photos, 16) > 5.0
+    # The period-32 lattice's bins include the period-16 ones.
+    assert metrics.grid_ratio(gridded, photos, 32) > 2.0
+    other = np.stack([_textured(seed=s) for s in range(20, 32)])
+    for period in (16, 32):
+        assert metrics.grid_ratio(other, photos, period) == pytest.approx(1.0, abs=0.3)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        metrics.grid_share(np.zeros((40, 40, 3)), 16)
+
+
+def test_blurring_lowers_sharpness_and_identity_keeps_it():
+    import cv2
+
+    photos = np.stack([_textured(seed=s) for s in range(3)])
+    blurred = np.stack([cv2.GaussianBlur(p, (0, 0), 2.0) for p in photos])
+    assert metrics.sharpness_ratio(photos, photos) == pytest.approx(1.0)
+    assert metrics.sharpness_ratio(blurred, photos) < 0.2
+    marks = np.stack([_face_landmarks()] * 3)
+    assert metrics.hair_band_sharpness_ratio(photos, marks, photos, marks) == pytest.approx(1.0)
+    assert metrics.hair_band_sharpness_ratio(blurred, marks, photos, marks) < 0.2
+    # Only the band counts: blurring inside the hull alone leaves the hair band's ratio at 1.
+    inside = blurred.copy()
+    from normface.faces.masks import face_mask
+
+    hull = face_mask(marks[0], 128)
+    mixed = np.where(hull[None, ..., None], inside, photos)
+    assert metrics.hair_band_sharpness_ratio(mixed, marks, photos, marks) == pytest.approx(1.0)
+
+
+def _face_landmarks():
+    """Face-shaped 68 landmarks in the 128 frame: the shipped model's mean landmarks."""
+    import json
+
+    from normface.utils import paths
+
+    card = paths.REPO_ROOT / "normface" / "serving" / "pretrained" / "normface128" / "normface.json"
+    return np.asarray(json.loads(card.read_text())["mean_landmarks"], np.float64)
+
+
+def test_hair_band_is_above_the_nose_and_outside_the_hull():
+    from normface.faces.masks import face_mask
+
+    marks = _face_landmarks()
+    band = metrics.hair_band_mask(marks, 128)
+    assert band.any() and not (band & face_mask(marks, 128)).any()
+    assert not band[int(np.ceil(marks[metrics.NOSE_TIP, 1])) + 1:].any()
+    eyebrow_top = int(marks[17:27, 1].min())
+    assert band[:eyebrow_top].any()  # above the eyebrows
+
+
+def test_distinctiveness_is_maximal_for_identical_outputs():
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(6), 2)
+    same = np.tile(rng.normal(size=(1, 16)), (12, 1))
+    assert metrics.distinctiveness(same, people) == pytest.approx(1.0)
+    varied = rng.normal(size=(12, 64))
+    assert abs(metrics.distinctiveness(varied, people)) < 0.2
+    with pytest.raises(ValueError, match="two people"):
+        metrics.distinctiveness(varied[:2], np.array([0, 0]))
+
+
+def test_similarity_far_threshold_and_person_balanced_rate():
+    impostor = np.arange(1, 1001, dtype=float) / 1000.0  # 0.001 ... 1.0
+    # FAR 0.1% allows 1 of 1000 impostors above the threshold: the 2nd largest, 0.999.
+    t = metrics.similarity_threshold_at_far(impostor, 0.001)
+    assert t == pytest.approx(0.999) and np.mean(impostor > t) <= 0.001
+    genuine = np.array([1.0, 1.0, 1.0, 0.5])  # person a: three accepted pairs; person b: one rejected
+    weights = metrics.person_balanced_weights(np.array(["a", "a", "a", "b"]))
+    assert metrics.weighted_accept_rate(genuine, t) == pytest.approx(0.75)
+    assert metrics.weighted_accept_rate(genuine, t, weights) == pytest.approx(0.5)
+
+
+def test_mouth_landmark_error_counts_only_the_mouth():
+    truth = _face_landmarks()
+    moved = truth.copy()
+    moved[48:68, 1] += 3.0
+    assert metrics.landmark_error(moved, truth, metrics.MOUTH_POINTS) > 0
+    assert metrics.landmark_error(moved, truth, slice(0, 48)) == 0.0
+    assert metrics.landmark_error(moved, truth) == pytest.approx(
+        metrics.landmark_error(moved, truth, metrics.MOUTH_POINTS) * 20 / 68)

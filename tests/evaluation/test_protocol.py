@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normface.evaluation import protocol
+from normface.evaluation import metrics, protocol
 
 # Two people, two photos each, 2-D "descriptors": the people 5 apart, each output a known distance
 # from its own photo.
@@ -62,3 +62,28 @@ def test_group_table_known_answers():
     assert rows["race: A"]["new median"] == pytest.approx(0.4)
     assert rows["race: B"]["old within 0.6"] == 1.0 and rows["race: B"]["new within 0.6"] == 1.0
     assert rows["gender: male"]["old within 0.6"] == pytest.approx(0.5)
+
+
+def test_judge_identity_table_known_answers():
+    """Three people on orthogonal axes. Outputs of persons a and b land on their own axis (every
+    genuine pair accepted), person c's outputs on a fourth axis, like nobody (none accepted)."""
+    axes = np.eye(4)
+    people = np.array(["a", "a", "a", "a", "b", "b", "c", "c"])
+    real = axes[[0, 0, 0, 0, 1, 1, 2, 2]]
+    out = axes[[0, 0, 0, 0, 1, 1, 3, 3]]
+    row = protocol.judge_identity_table(real, out, people)
+    # Genuine ordered pairs: a 4*3 = 12, b 2, c 2 (all 16); accepted: a's and b's 14.
+    assert row["genuine_pairs"] == 16
+    assert row["cross_TAR@FAR1.0%"] == pytest.approx(14 / 16)
+    # Person-balanced: a 1, b 1, c 0 -> 2/3, whatever a's many pairs.
+    assert row["cross_TAR@FAR1.0%_balanced"] == pytest.approx(2 / 3)
+    # Rank-1 gallery = first photos (0, 4, 6); probes 1-3 (a), 5 (b), 7 (c: equally far from all, not c).
+    assert row["rank1"] == pytest.approx(4 / 5)
+    assert row["own_mean_cosine"] == pytest.approx(np.mean(np.diag(metrics.cosine_matrix(out, real))))
+    assert row["distinctiveness"] == pytest.approx(metrics.distinctiveness(out, people))
+    ceiling = protocol.judge_identity_table(real, None, people)
+    assert ceiling["own_mean_cosine"] is None and ceiling["cross_TAR@FAR0.1%_balanced"] == 1.0
+    rows = {"ceiling": ceiling, "model": row}
+    protocol.ceiling_shares(rows, "ceiling")
+    assert rows["model"]["rank1_of_ceiling"] == pytest.approx(row["rank1"] / ceiling["rank1"])
+    assert "rank1_of_ceiling" not in rows["ceiling"]

@@ -362,6 +362,7 @@ def test_export_reload_gives_the_same_outputs(tmp_path):
     (["--output_size=40", "--synthetic"], "multiple of 16"),
     (["--records_dir=/nonexistent/records"], "--records_dir=/nonexistent/records: missing"),
     (["--synthetic", "--strategy=multi_worker"], "TF_CONFIG"),
+    (["--synthetic", "--identity_judge=default"], "--identity_judge=default needs --identity_faces"),
 ])
 def test_binary_fails_fast_on_bad_config(tmp_path, args, message):
     start = time.perf_counter()
