@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from normface import encoders  # noqa: E402
-from normface.models.config import TEXTURE_DECODERS, ModelConfig  # noqa: E402
+from normface.models.config import TEXTURE_DECODERS, UPSAMPLINGS, ModelConfig  # noqa: E402
 from normface.training.config import ENCODER_DTYPES, LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig  # noqa: E402
 from normface.training.losses import IDENTITY_KINDS  # noqa: E402
 from normface.utils import config_flags  # noqa: E402
@@ -62,7 +62,10 @@ MODEL_HELP = {
     "texture_decoder": "Texture decoder (paper Fig. 9).",
     "plain_cnn": "Ablation: predict the image directly, no texture/warp (Fig. 10).",
     "grid_channels": "Channels of the CNN's size/16 starting grid.",
-    "channels": "Channels of the 4 transposed convolutions.",
+    "channels": "Channels of the 4 upsampling stages.",
+    "upsampling": "How the texture CNN doubles its grid: transpose (stride-2 transposed convolutions, the paper's; "
+                  "a checkerboard) or resize (bilinear x2 + 3x3 convolution). --init_from a transpose model fits each "
+                  "resize stage to the donor's stage by least squares on the training features.",
     "num_landmarks": "Landmarks the decoder predicts (68: iBUG).",
     "warp_order": "Polyharmonic spline order of the warp layer (1: the paper's).",
     "warp_boundary_points": "Zero-flow points per image edge in the warp layer.",
@@ -98,8 +101,12 @@ TRAIN_HELP = {
     "discriminator_learning_rate": "Adam learning rate of the patch discriminator.",
     "discriminator_channels": "Channels of the patch discriminator's strided convolutions.",
     "encoder_dtype": "What the frozen encoder computes in for the losses (bfloat16: about 2x less CPU time).",
+    "feature_matching_weight": "Weight of the discriminator feature matching (its activations on target vs decoded; 0 = off).",
+    "background_weight": "Texture L1 weight outside the face and hair (1 = plain L1).",
+    "calm_background_sigma": "Blur the texture target outside the face and hair by this Gaussian sigma in pixels (0 = off).",
 }
-config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS})
+config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS,
+                                                            "upsampling": UPSAMPLINGS})
 config_flags.define_flags(TrainConfig, TRAIN_HELP, choices={
     "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION,
     "encoder_dtype": ENCODER_DTYPES})

@@ -174,6 +174,37 @@ MUTATIONS = (
           'self.optimizer.learning_rate.assign(self.optimizer.learning_rate * (1 + sum(metrics[k] for k in metrics if k.startswith(JUDGE_PREFIX))))'),),
         ("tests/training/test_judge_selection.py::test_the_judge_cannot_change_training",),
     ),
+    Mutation(
+        "perceptual_sign", "the perceptual term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.perceptual_weight * terms["perceptual"]', 'total -= cfg.perceptual_weight * terms["perceptual"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[perceptual]",),
+    ),
+    Mutation(
+        "adversarial_sign", "the generator's adversarial term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.adversarial_weight * terms["adversarial"]', 'total -= cfg.adversarial_weight * terms["adversarial"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[adversarial]",),
+    ),
+    Mutation(
+        "feature_matching_sign", "discriminator feature matching enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.feature_matching_weight * terms["feature_matching"]',
+          'total -= cfg.feature_matching_weight * terms["feature_matching"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[feature_matching]",),
+    ),
+    Mutation(
+        "calm_background_off", "the calm-background target keeps the cluttered background",
+        "normface/training/trainer.py",
+        (("return mask * target + (1.0 - mask) * gaussian_blur(target, sigma)", "return target"),),
+        ("tests/training/test_recipe_losses.py::test_calm_background_target_keeps_the_face_and_blurs_the_rest",),
+    ),
+    Mutation(
+        "pixel_weights_ignored", "the face-weighted texture loss ignores its weights",
+        "normface/training/losses.py",
+        (("                error = error * self.pixel_weights", "                error = error * 1.0"),),
+        ("tests/training/test_recipe_losses.py::test_pixel_weighted_texture_l1",),
+    ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}
 

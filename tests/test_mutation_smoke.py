@@ -34,6 +34,7 @@ def test_breakage_applies_and_names_existing_tests(mutation):
     assert mutation.tests
     for node in mutation.tests:
         path, _, name = node.partition("::")
+        name = name.split("[", 1)[0]  # a parametrized node names its function before the brackets
         source = (REPO / path).read_text()
         assert path.startswith("tests/") and Path(path).name.startswith("test_"), node
         if name:

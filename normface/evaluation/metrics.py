@@ -199,7 +199,7 @@ def hair_band_sharpness_ratio(outputs: np.ndarray, output_landmarks: np.ndarray,
 def grid_share(image: np.ndarray, period: int) -> float:
     """The share of a square image's high-frequency spectral energy on a period-``period``
     lattice: luma, mean removed, 2-D Hann window; of the energy at radial frequencies above
-    :data:`GRID_MIN_FREQUENCY`, the part on bins whose two frequency indices are both multiples of
+    :data:`GRID_MIN_FREQUENCY` (inclusive), the part on bins whose two frequency indices are both multiples of
     ``size / period`` (a pattern repeating every ``period`` pixels puts its energy there)."""
     grey = luma(image)
     size = grey.shape[0]
@@ -209,7 +209,7 @@ def grid_share(image: np.ndarray, period: int) -> float:
     power = np.abs(np.fft.fft2((grey - grey.mean()) * window)) ** 2
     index = np.arange(size)
     freq = np.fft.fftfreq(size)
-    high = np.hypot(freq[:, None], freq[None, :]) > GRID_MIN_FREQUENCY
+    high = np.hypot(freq[:, None], freq[None, :]) >= GRID_MIN_FREQUENCY
     on_axis = index % (size // period) == 0
     lattice = on_axis[:, None] & on_axis[None, :]
     total = power[high].sum()

@@ -128,7 +128,7 @@ def build_report(
     L1 against the registered texture, as in training). ``judge``: the independent identity judge
     (:class:`normface.encoders.judge.FaceJudge`) whose identity and distinctiveness numbers go
     beside dlib's; None leaves them out (and says so)."""
-    from normface.serving.normalizer import FaceNormalizer
+    from normface.serving.normalizer import FaceNormalizer, resolve_model_path
     from normface.utils.provenance import git_commit
 
     started = time.time()
@@ -154,7 +154,7 @@ def build_report(
     frontal = _frontalize_all(photos, template, None if data_root is None else str(data_root))
     frontal_desc = _encode(normalizer, frontal, photos.landmarks)
     results = {
-        "model": paths.portable(model_path) if model_path is not None else None,  # never an absolute path
+        "model": paths.portable(resolve_model_path(model_path)),  # never an absolute path
         "commit": git_commit(),
         "date": datetime.date.today().isoformat(),
         "quick": quick,
@@ -380,7 +380,7 @@ Each output against the same photo aligned to the same frame (ratios; 1.0: like 
 `sharpness_ratio`: variance of the luma's Laplacian on the central face box (rows 30-85%, columns
 22-78%), output over photo, median over faces. `hair_band_sharpness_ratio`: the same on the band
 within 0.6 IOD outside the landmark hull, at or above the nose tip (hair, forehead, temples).
-`grid_ratio_pP`: share of the high-frequency spectrum (above 1/8 cycle per pixel; luma, mean
+`grid_ratio_pP`: share of the high-frequency spectrum (at or above 1/8 cycle per pixel; luma, mean
 removed, Hann window) on the bins of a period-P lattice, median output over median photo; a
 regular pattern from the upsampling raises it (`max`: the largest of P = 8, 16, 32).
 `distinctiveness`: the judge's mean cosine between the outputs of different people (their real

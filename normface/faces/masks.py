@@ -37,3 +37,23 @@ def hull_mask(points: np.ndarray, shape: int | tuple[int, int], blur_sigma: floa
 def face_mask(points: np.ndarray, shape: int | tuple[int, int]) -> np.ndarray:
     """``[height, width]`` bool: the pixels inside the landmarks' convex hull."""
     return hull_mask(points, shape) > 0.5
+
+
+HAIR_RISE_IOD = 1.0   # how far above the eyebrows the hair region reaches, in eye distances
+HAIR_MARGIN_IOD = 0.35  # the soft edge around face and hair, in eye distances
+
+
+def face_and_hair_mask(landmarks: np.ndarray, shape: int | tuple[int, int], rise_iod: float = HAIR_RISE_IOD,
+                       margin_iod: float = HAIR_MARGIN_IOD) -> np.ndarray:
+    """``[height, width]`` float64 in [0, 1]: the face and the hair around it, from 68 (x, y)
+    landmarks: the hull of the landmarks and of the eyebrows raised by ``rise_iod`` eye distances,
+    falling to 0 over ``margin_iod`` eye distances outside it. What a training target keeps sharp
+    (the calm-background targets and the face-weighted texture loss of issue 28); the rest of the
+    frame is background the features cannot predict."""
+    from normface.faces.alignment import eye_centers
+
+    points = np.asarray(landmarks, np.float64)
+    eyes = eye_centers(points)
+    iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+    brows = points[17:27] - np.array([0.0, rise_iod * iod])
+    return hull_mask(np.concatenate([points, brows]), shape, margin=margin_iod * iod)

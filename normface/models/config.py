@@ -12,6 +12,10 @@ from typing import Any
 from normface.utils import dataclass_io
 
 TEXTURE_DECODERS = ("cnn", "fc")
+# How the texture CNN doubles its grid: stride-2 transposed convolutions (the paper's; their uneven
+# kernel overlap leaves a checkerboard), or a bilinear resize followed by a 3x3 convolution
+# (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016: no uneven overlap).
+UPSAMPLINGS = ("transpose", "resize")
 # The CNN texture decoder starts from a (size/16) x (size/16) grid and doubles it 4 times.
 UPSAMPLING_STAGES = 4
 GRID_DIVISOR = 2**UPSAMPLING_STAGES
@@ -28,7 +32,9 @@ class ModelConfig:
     texture_decoder: ``cnn`` (paper default) or ``fc`` (one linear map to all pixels, Fig. 9).
     plain_cnn: ablation of Fig. 10: the CNN predicts the image directly, no texture and no warp.
     grid_channels: channels of the (size/16)^2 grid the CNN starts from (256 in the paper).
-    channels: output channels of the 4 stride-2, kernel-5 transposed convolutions.
+    channels: output channels of the 4 upsampling stages.
+    upsampling: ``transpose`` (stride-2, kernel-5 transposed convolutions, the paper's) or
+      ``resize`` (bilinear x2, then a 3x3 convolution: no checkerboard; issue 28).
     num_landmarks: landmarks predicted (68, iBUG/dlib order).
     warp_order, warp_boundary_points: the spline warp's settings (paper: order 1; 4 per edge).
     dtype_policy: Keras dtype policy of the decoder layers (``float32``, ``mixed_float16``,
@@ -43,6 +49,7 @@ class ModelConfig:
     plain_cnn: bool = False
     grid_channels: int = 256
     channels: tuple[int, ...] = (128, 64, 32, 32)
+    upsampling: str = "transpose"
     num_landmarks: int = 68
     warp_order: int = 1
     warp_boundary_points: int = 4
@@ -73,6 +80,8 @@ class ModelConfig:
             raise ValueError("plain_cnn is an ablation of the CNN decoder: use texture_decoder='cnn'")
         if len(self.channels) != UPSAMPLING_STAGES or min(self.channels) < 1:
             raise ValueError(f"channels must list {UPSAMPLING_STAGES} positive widths, got {self.channels}")
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
         if self.grid_channels < 1:
             raise ValueError(f"grid_channels must be >= 1, got {self.grid_channels}")
         if self.num_landmarks < 3:

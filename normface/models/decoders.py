@@ -3,7 +3,8 @@
 - :func:`feature_mlp`: frozen encoder features -> FC + ReLU layers (the paper's extra MLP layer).
 - :func:`landmark_mlp`: hidden -> 68 (x, y) landmarks, predicted as offsets from the mean landmarks.
 - :func:`texture_cnn`: hidden -> FC to a (size/16)^2 x 256 grid -> 4 transposed convolutions
-  (kernel 5, stride 2, ReLU) -> 1x1 convolution to RGB. Also the "plain CNN" ablation (Fig. 10),
+  (kernel 5, stride 2, ReLU; or, with ``upsampling="resize"``, a bilinear x2 resize and a 3x3
+  convolution each) -> 1x1 convolution to RGB. Also the "plain CNN" ablation (Fig. 10),
   which is the same network asked to predict the image instead of the registered texture.
 - :func:`texture_fc`: hidden -> one linear map to every pixel (the paper's FC contrast, Fig. 9).
 
@@ -29,6 +30,7 @@ LANDMARK_INIT_STDDEV = 1e-3
 # Textures start mid-grey, the middle of the [0, 1] range the records use.
 RGB_BIAS_INIT = 0.5
 KERNEL_SIZE = 5
+RESIZE_KERNEL_SIZE = 3
 
 
 @keras.saving.register_keras_serializable(package="normface")
@@ -105,8 +107,11 @@ def landmark_mlp(config: ModelConfig, mean_landmarks: np.ndarray, name: str = "l
 def texture_cnn(config: ModelConfig, name: str = "texture_cnn") -> keras.Model:
     """hidden ``[b, h]`` -> RGB ``[b, S, S, 3]`` float32 (S = output_size; values near [0, 1]).
 
-    FC to a (S/16) x (S/16) x grid_channels grid of localized features, then 4 transposed
-    convolutions (kernel 5, stride 2) each followed by a ReLU, then a 1x1 convolution to RGB.
+    FC to a (S/16) x (S/16) x grid_channels grid of localized features, then 4 upsampling stages
+    each followed by a ReLU, then a 1x1 convolution to RGB. A stage is a transposed convolution
+    (kernel 5, stride 2: its taps overlap unevenly, so even and odd output pixels are made
+    differently, a checkerboard) or, with ``upsampling="resize"``, a bilinear x2 resize (layer
+    ``resize{i}``) and a 3x3 convolution (layer ``up{i}``, the same name: the stage's weights).
     """
     g = config.grid_size
     hidden = keras.Input((config.feature_hidden[-1],), name="hidden")
@@ -114,10 +119,15 @@ def texture_cnn(config: ModelConfig, name: str = "texture_cnn") -> keras.Model:
                            **_policy_kwargs(config))(hidden)
     x = keras.layers.Reshape((g, g, config.grid_channels), name="grid")(x)
     for i, channels in enumerate(config.channels):
-        x = keras.layers.Conv2DTranspose(
-            channels, KERNEL_SIZE, strides=2, padding="same", activation="relu", name=f"up{i}",
-            **_policy_kwargs(config),
-        )(x)
+        if config.upsampling == "resize":
+            x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"resize{i}", **_policy_kwargs(config))(x)
+            x = keras.layers.Conv2D(channels, RESIZE_KERNEL_SIZE, padding="same", activation="relu", name=f"up{i}",
+                                    **_policy_kwargs(config))(x)
+        else:
+            x = keras.layers.Conv2DTranspose(
+                channels, KERNEL_SIZE, strides=2, padding="same", activation="relu", name=f"up{i}",
+                **_policy_kwargs(config),
+            )(x)
     rgb = keras.layers.Conv2D(
         3, 1, bias_initializer=keras.initializers.Constant(RGB_BIAS_INIT), dtype="float32", name="to_rgb"
     )(x)

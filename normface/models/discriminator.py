@@ -32,3 +32,11 @@ def patch_discriminator(size: int, channels: Sequence[int] = DEFAULT_CHANNELS, n
         x = keras.layers.LeakyReLU(LEAKY_SLOPE, name=f"lrelu{i}")(x)
     logits = keras.layers.Conv2D(1, 3, padding="same", name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def discriminator_features(discriminator: keras.Model) -> keras.Model:
+    """The same network (shared weights) returning its intermediate activations
+    (``lrelu0..``) and the logits last: what feature matching compares."""
+    names = [layer.name for layer in discriminator.layers if layer.name.startswith("lrelu")]
+    outputs = [discriminator.get_layer(n).output for n in names] + [discriminator.output]
+    return keras.Model(discriminator.input, outputs, name=f"{discriminator.name}_features")

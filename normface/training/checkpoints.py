@@ -10,6 +10,7 @@ fine-tuning from another run (``init_from``, which also takes a packed model) an
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -46,27 +47,57 @@ def selection_score(metrics: dict[str, float]) -> float:
     return -metrics["validation/total"]
 
 
-def initialize_from(model, source: str | os.PathLike) -> str:
+def initialize_from(model, source: str | os.PathLike, features=None) -> str:
     """Loads another model's weights into ``model`` for a fine-tuning phase; returns what it read.
 
     ``source`` is a run folder (its best checkpoint, else the latest) or a packed model folder
-    (``weights.npz`` + ``normface.json``, e.g. the shipped model), whose architecture must match.
-    FileNotFoundError when it holds neither; ValueError naming it when the weights do not fit."""
-    prefix = find_checkpoint(source, "best")
-    if prefix is not None:
-        tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
-        return prefix
+    (``weights.npz`` + ``normface.json``, e.g. the shipped model). Its architecture must match, or
+    differ only in the texture CNN's upsampling: then, given ``features`` (``[n, F]`` real feature
+    vectors), the stages that differ are fitted to the donor's
+    (:func:`normface.models.transfer.transfer_weights`). FileNotFoundError when ``source`` holds
+    neither; ValueError naming it when the weights do not fit."""
+    import numpy as np
+
+    from normface.models import ModelConfig, build_normalizer
     from normface.serving import packed
 
-    if not (Path(source) / packed.WEIGHTS_FILE).is_file():
+    source = Path(source)
+    prefix = find_checkpoint(source, "best")
+    if prefix is not None:
+        try:
+            tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+            return prefix
+        except (ValueError, tf.errors.InvalidArgumentError) as err:
+            if features is None or not (source / "config.json").is_file():
+                raise ValueError(f"init_from={source}: its weights do not fit this model's config ({err})") from err
+        record = json.loads((source / "config.json").read_text())
+        donor = build_normalizer(ModelConfig.from_dict(record["model"]),
+                                 np.asarray(record["metadata"]["mean_landmarks"], np.float32)).model
+        tf.train.Checkpoint(model=donor).restore(prefix).expect_partial()
+        _transfer(donor, model, features, source)
+        return prefix
+    if not (source / packed.WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"init_from={source}: no checkpoint in its {BEST_DIR}/ or {LATEST_DIR}/, "
                                 f"and not a packed model ({packed.WEIGHTS_FILE})")
     donor, _ = packed.load(source)
     try:
         model.set_weights(donor.get_weights())
     except ValueError as err:
+        if features is None:
+            raise ValueError(f"init_from={source}: its weights do not fit this model's config ({err})") from err
+        _transfer(donor, model, features, source)
+    return str(source / packed.WEIGHTS_FILE)
+
+
+def _transfer(donor, model, features, source) -> None:
+    from normface.models.transfer import transfer_weights
+
+    if features is None:
+        raise ValueError(f"init_from={source}: another architecture; fitting its stages needs feature vectors")
+    try:
+        transfer_weights(donor, model, features)
+    except ValueError as err:
         raise ValueError(f"init_from={source}: its weights do not fit this model's config ({err})") from err
-    return str(Path(source) / packed.WEIGHTS_FILE)
 
 
 def checkpoint_step(prefix: str) -> int:

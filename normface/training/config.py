@@ -49,6 +49,16 @@ class TrainConfig:
       first three stages (35x35x32, 17x17x64, 8x8x128): texture and parts, not yet identity.
     adversarial_weight, discriminator_learning_rate, discriminator_channels: a patch
       discriminator on the decoded texture (non-saturating GAN loss, its own Adam optimizer).
+    feature_matching_weight: with the discriminator, the mean absolute difference of its
+      intermediate activations on the target and on the decoded texture (feature matching, Salimans
+      et al. 2016): a steadier signal than the logit alone.
+    background_weight: the texture L1's weight outside the face and hair
+      (:func:`normface.faces.masks.face_and_hair_mask` on the mean landmarks, soft edge), inside
+      it 1; 1.0 is the plain L1. Lower lets the decoder spend less on background it cannot predict.
+    calm_background_sigma: when > 0, the texture target outside the face and hair is replaced by
+      a Gaussian blur of itself (sigma in pixels at the output size), so the decoder is not asked
+      to memorise the clutter behind each person (the paper's "noise from overfitting to
+      backgrounds"); validation still scores the untouched targets.
     encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
       (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
       the validation identity metric always runs it in float32.
@@ -82,6 +92,9 @@ class TrainConfig:
     adversarial_weight: float = 0.0
     discriminator_learning_rate: float = 2e-4
     discriminator_channels: tuple[int, ...] = (32, 64, 128)
+    feature_matching_weight: float = 0.0
+    background_weight: float = 1.0
+    calm_background_sigma: float = 0.0
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
@@ -90,6 +103,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
+                     "feature_matching_weight", "background_weight", "calm_background_sigma",
                      "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
@@ -133,7 +147,7 @@ class TrainConfig:
 
     @property
     def uses_discriminator(self) -> bool:
-        return self.adversarial_weight > 0
+        return self.adversarial_weight > 0 or self.feature_matching_weight > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_io.to_dict(self)

@@ -64,16 +64,26 @@ class LandmarkMSE(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="normface")
 class TextureL1(keras.losses.Loss):
-    """Mean absolute error of ``[batch, h, w, c]`` images in [0, 1]; ``call`` returns ``[batch]``."""
+    """Mean absolute error of ``[batch, h, w, c]`` images in [0, 1]; ``call`` returns ``[batch]``.
 
-    def __init__(self, name: str = "texture_l1", **kwargs):
+    ``pixel_weights`` (``[h, w]``, optional): a weighted mean over pixels (the face-weighted
+    texture loss); the weights are normalized to mean 1, so uniform weights give the plain L1."""
+
+    def __init__(self, pixel_weights=None, name: str = "texture_l1", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.pixel_weights = None
+        if pixel_weights is not None:
+            w = tf.convert_to_tensor(pixel_weights, tf.float32)
+            self.pixel_weights = (w / tf.reduce_mean(w))[None, :, :, None]
 
     def call(self, y_true, y_pred):
         with tf.name_scope("texture_l1"):
             y_true, y_pred = _as_float32(y_true, y_pred)
             _check_same_shape(y_true, y_pred, "textures")
-            return tf.reduce_mean(tf.abs(y_pred - y_true), axis=[1, 2, 3])
+            error = tf.abs(y_pred - y_true)
+            if self.pixel_weights is not None:
+                error = error * self.pixel_weights
+            return tf.reduce_mean(error, axis=[1, 2, 3])
 
 
 def descriptor_distance(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:

@@ -39,7 +39,8 @@ from absl import logging
 from normface.training import losses
 from normface.utils import io_utils
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
-from normface.models.discriminator import patch_discriminator
+from normface.models.discriminator import discriminator_features, patch_discriminator
+from normface.faces.masks import face_and_hair_mask
 from normface.training.config import TrainConfig
 from normface.data import schema
 from normface.training import summaries
@@ -59,12 +60,27 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 DEFAULT_EVAL_BATCHES = 8
 PANEL_EXAMPLES = 3
+INIT_SAMPLE_BATCHES = 8  # training batches whose features fit a donor's stages of another upsampling
 
 
 # TrainConfig fields a resumed run may not change.
 TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
-                     "perceptual_weight", "perceptual_layers", "adversarial_weight")
+                     "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
+                     "background_weight", "calm_background_sigma")
+
+
+def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """``[b, h, w, c]`` float32 blurred by a separable Gaussian of ``sigma`` pixels (reflected edges)."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    channels = images.shape[-1]
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    rows = tf.constant(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
+    cols = tf.constant(np.tile(taps[None, :, None, None], (1, 1, channels, 1)))
+    out = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(out, cols, [1, 1, 1, 1], "VALID")
 
 
 class Trainer:
@@ -140,6 +156,7 @@ class Trainer:
             if train_config.uses_discriminator:
                 key_size = model_config.output_size
                 self.discriminator = patch_discriminator(key_size, train_config.discriminator_channels)
+                self.discriminator_features = discriminator_features(self.discriminator)
                 self.d_optimizer = keras.optimizers.Adam(train_config.discriminator_learning_rate, beta_1=0.5)
                 self.d_optimizer.build(self.discriminator.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -147,6 +164,12 @@ class Trainer:
             self.best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_score")
         self.landmark_loss = losses.LandmarkMSE(model_config.output_size)
         self.texture_loss = losses.TextureL1()
+        # Face and hair of the texture frame (the mean landmarks): what the face-weighted loss and
+        # the calm-background targets keep (issue 28); validation always scores the plain L1.
+        self.face_mask = face_and_hair_mask(mean_landmarks, model_config.output_size).astype(np.float32)
+        bg = train_config.background_weight
+        self.train_texture_loss = (losses.TextureL1(bg + (1.0 - bg) * self.face_mask) if bg != 1.0
+                                   else self.texture_loss)
         self.identity_loss = losses.IdentityLoss(train_config.identity_loss)
         self._train_fn = None
         self._fns: dict[str, Any] = {}
@@ -160,6 +183,18 @@ class Trainer:
         """What the RGB decoder is compared with: the texture, or the image for the plain CNN."""
         # The record key the decoder's output is compared with (same name as the model output).
         return schema.TEXTURE if self.net.has_texture else schema.IMAGE
+
+    def _training_target(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The decoder's target in training: the texture (or image), its background outside the
+        face and hair blurred when ``calm_background_sigma`` > 0."""
+        target = batch[self._target_key]
+        sigma = self.config.calm_background_sigma
+        if sigma <= 0:
+            return target
+        with tf.name_scope("calm_background"):
+            target = tf.cast(target, tf.float32)
+            mask = tf.constant(self.face_mask)[None, :, :, None]
+            return mask * target + (1.0 - mask) * gaussian_blur(target, sigma)
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         # Divides by the global batch, so summing the replicas' values gives the batch mean.
@@ -175,9 +210,11 @@ class Trainer:
                 # The paper's saving: no warp, no encoder, just the decoders on stored features.
                 out = self.net.decoder(batch[schema.FEATURES], training=training)
             key = self._target_key
+            target = self._training_target(batch) if training else batch[key]
+            texture_loss = self.train_texture_loss if training else self.texture_loss
             terms = {
                 "landmark": self._average(self.landmark_loss.call(batch[schema.LANDMARKS], out[LANDMARKS])),
-                "texture": self._average(self.texture_loss.call(batch[key], out[key])),
+                "texture": self._average(texture_loss.call(target, out[key])),
             }
             total = cfg.landmark_weight * terms["landmark"] + cfg.texture_weight * terms["texture"]
             generated = None
@@ -192,9 +229,14 @@ class Trainer:
                 terms["identity"] = self._average(self.identity_loss.call(batch[schema.DESCRIPTOR], generated))
                 total += cfg.identity_weight * terms["identity"]
             if cfg.uses_discriminator:
-                fake_logits = self.discriminator(out[key], training=training)
-                terms["adversarial"] = self._average(losses.generator_adversarial(fake_logits))
-                total += cfg.adversarial_weight * terms["adversarial"]
+                fake = self.discriminator_features(out[key], training=training)
+                if cfg.adversarial_weight > 0:
+                    terms["adversarial"] = self._average(losses.generator_adversarial(fake[-1]))
+                    total += cfg.adversarial_weight * terms["adversarial"]
+                if cfg.feature_matching_weight > 0:
+                    real = self.discriminator_features(target, training=training)
+                    terms["feature_matching"] = self._average(losses.perceptual_distance(real[:-1], fake[:-1]))
+                    total += cfg.feature_matching_weight * terms["feature_matching"]
             terms["total"] = total
             return terms, out
 
@@ -209,11 +251,10 @@ class Trainer:
         self.optimizer.apply_gradients(zip(grads, variables))
         if self.config.uses_discriminator:
             # The discriminator's step sees the same batch: real targets against the (fixed) decoded ones.
-            key = self._target_key
             d_variables = self.discriminator.trainable_variables
             with tf.GradientTape() as d_tape:
-                real = self.discriminator(batch[key], training=True)
-                fake = self.discriminator(tf.stop_gradient(out[key]), training=True)
+                real = self.discriminator(self._training_target(batch), training=True)
+                fake = self.discriminator(tf.stop_gradient(out[self._target_key]), training=True)
                 d_loss = self._average(losses.discriminator_adversarial(real, fake))
             self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_variables), d_variables))
             terms = {**terms, "discriminator": d_loss}
@@ -419,7 +460,9 @@ class Trainer:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(self.step.numpy()))
         elif init_from:
-            logging.info("initialized the model from %s", initialize_from(self.net.model, init_from))
+            # Feature vectors of a few training batches: a donor of another upsampling is fitted on them.
+            sample = np.concatenate([b[schema.FEATURES].numpy() for b in train_dataset.take(INIT_SAMPLE_BATCHES)])
+            logging.info("initialized the model from %s", initialize_from(self.net.model, init_from, sample))
         writers = self._writers()
         panel_batch = self._panel_batch(validation_dataset or train_dataset)
         if self._train_fn is None:

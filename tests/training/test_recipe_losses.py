@@ -91,3 +91,88 @@ def test_adversarial_losses_prefer_the_right_side():
     assert float(losses.discriminator_adversarial(high, low)[0]) < 0.02
     assert float(losses.generator_adversarial(low)[0]) > 4.9
     assert float(losses.generator_adversarial(high)[0]) < 0.01
+
+
+# --- issue 28: the picture recipe's pieces -----------------------------------------------------
+
+
+def _face_landmarks():
+    import json
+
+    from normface.utils import paths
+
+    card = paths.REPO_ROOT / "normface" / "serving" / "pretrained" / "normface128" / "normface.json"
+    return np.asarray(json.loads(card.read_text())["mean_landmarks"], np.float64)
+
+
+def test_face_and_hair_mask_covers_face_and_hair_not_the_corners():
+    from normface.faces.masks import face_and_hair_mask
+
+    marks = _face_landmarks()
+    mask = face_and_hair_mask(marks, 128)
+    nose = np.round(marks[30]).astype(int)
+    assert mask[nose[1], nose[0]] == 1.0
+    brow_top = int(marks[17:27, 1].min())
+    assert mask[max(brow_top - 20, 0), nose[0]] > 0.9  # hair above the forehead
+    for y, x in ((2, 2), (2, 125), (125, 2), (125, 125)):
+        assert mask[y, x] == 0.0
+
+
+def test_pixel_weighted_texture_l1():
+    rng = np.random.default_rng(0)
+    target = rng.uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    output = target.copy()
+    output[:, :, :4] += 0.5  # error only in the left half
+    left = np.zeros((8, 8), np.float32)
+    left[:, :4] = 1.0
+    plain = losses.TextureL1()
+    assert float(plain(target, output)) == pytest.approx(0.25)
+    assert float(losses.TextureL1(np.ones((8, 8)))(target, output)) == pytest.approx(0.25)
+    assert float(losses.TextureL1(1.0 - left)(target, output)) == pytest.approx(0.0)  # the error where the weight is 0
+    assert float(losses.TextureL1(left)(target, output)) == pytest.approx(0.5)  # all the weight on it (mean 1)
+
+
+def test_calm_background_target_keeps_the_face_and_blurs_the_rest(tmp_path):
+    from normface.training.trainer import gaussian_blur
+
+    config = TrainConfig(steps=1, batch_size=BATCH, lr_schedule="constant", calm_background_sigma=3.0, **QUIET)
+    trainer = Trainer(synthetic.tiny_model_config(), config, synthetic.mean_landmarks(SIZE), tmp_path)
+    batch = next(iter(data()))
+    target = trainer._training_target(batch).numpy()
+    texture = batch["texture"].numpy()
+    inside, outside = trainer.face_mask == 1.0, trainer.face_mask == 0.0
+    assert inside.any() and outside.any()
+    np.testing.assert_allclose(target[:, inside], texture[:, inside], atol=1e-6)
+    blurred = gaussian_blur(tf.constant(texture), 3.0).numpy()
+    np.testing.assert_allclose(target[:, outside], blurred[:, outside], atol=1e-6)
+    assert np.abs(blurred - texture)[:, outside].mean() > 0.01  # the synthetic texture differs from its blur (measured 0.024)
+    plain = Trainer(synthetic.tiny_model_config(), TrainConfig(steps=1, batch_size=BATCH, **QUIET),
+                    synthetic.mean_landmarks(SIZE), tmp_path / "plain")
+    np.testing.assert_array_equal(plain._training_target(batch).numpy(), texture)
+
+
+def test_transfer_fits_resize_stages_to_a_transposed_donor():
+    import dataclasses
+
+    from normface.models import build_normalizer
+    from normface.models.transfer import transfer_weights
+
+    config = synthetic.tiny_model_config()
+    mean = synthetic.mean_landmarks(SIZE)
+    donor = build_normalizer(config, mean).model
+    features = np.random.default_rng(0).normal(size=(64, config.feature_dim)).astype(np.float32)
+    resize = dataclasses.replace(config, upsampling="resize")
+    fitted, fresh = build_normalizer(resize, mean).model, build_normalizer(resize, mean).model
+    info = transfer_weights(donor, fitted, features[:48])
+    assert info["fitted"] == [f"texture_cnn/up{i}" for i in range(4)]
+    assert "texture_cnn/to_rgb" in info["copied"] and "landmark_mlp/offsets" in info["copied"]
+    held = features[48:]
+    want = donor(held)["texture"].numpy()
+    err_fitted = np.abs(fitted(held)["texture"].numpy() - want).mean()
+    err_fresh = np.abs(fresh(held)["texture"].numpy() - want).mean()
+    assert err_fitted < 0.5 * err_fresh, (err_fitted, err_fresh)
+    np.testing.assert_allclose(fitted(held)["landmarks"].numpy(), donor(held)["landmarks"].numpy(), atol=1e-5)
+    # The same architecture: everything copied, the same outputs.
+    twin = build_normalizer(config, mean).model
+    assert transfer_weights(donor, twin, features)["fitted"] == []
+    np.testing.assert_allclose(twin(held)["texture"].numpy(), want, atol=1e-6)
