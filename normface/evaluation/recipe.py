@@ -184,3 +184,20 @@ def london_row(model: keras.Model, london: HeldOut, size: int) -> dict:
             "london_smiling_photo_landmark_error_iod": rows["smiling"]["landmark_error_iod"],
             "london_smiling_photo_pixel_l1": rows["smiling"]["pixel_l1"],
             "london_people": rows["model"]["people"]}
+
+
+def london_adjust_row(normalizer, aligned_root: str | Path, data_root: str | Path, seed: int = 0) -> dict:
+    """``normface adjust`` on the held-out London people's neutral photos (each degraded by a known
+    random exposure and colour cast, then corrected from its normalized face): mean face Delta E
+    of the method and of the white-patch baseline (:mod:`normface.evaluation.applications`)."""
+    from normface.data import splits
+    from normface.evaluation import applications
+
+    london = protocol.load_test_photos(aligned_root, "london/")
+    sources = [s for s in london.sources if Path(s).parent.name == splits.LONDON_NEUTRAL]
+    photos, marks, _ = applications.load_raw_photos(data_root, applications.PhotoSet(sources), log=lambda _: None)
+    if not photos:
+        return {}
+    rows = applications.adjustment_experiment(normalizer, photos, marks, None, seed)["rows"]
+    return {"london_adjust_delta_e": rows[applications.NORMALIZED]["mean_delta_e"],
+            "london_white_patch_delta_e": rows["white patch"]["mean_delta_e"], "london_adjust_photos": len(photos)}

@@ -33,3 +33,47 @@ def test_cross_photo_examples_pair_two_photos_of_one_person():
     assert len(recipe.cross_photo_examples(held, size=4, max_pairs=2)[schema.FEATURES]) == 2
     with pytest.raises(ValueError, match="at least two photos"):
         recipe.cross_photo_examples(_held_out(["a", "b"]), size=4)
+
+
+def test_score_model_gives_the_judge_and_picture_columns():
+    from normface.encoders.judge import FaceJudge
+    from normface.models import build_normalizer
+    from normface.testing import synthetic
+
+    size, feat = 32, 16
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.array(["a", "b", "c"]), 2)
+    marks = np.tile(synthetic.mean_landmarks(size)[None], (6, 1, 1))
+    photos = protocol.TestPhotos([f"k{i}" for i in range(6)], people,
+                                 rng.integers(0, 256, (6, size, size, 3), dtype=np.uint8), marks)
+    held = recipe.HeldOut(photos, rng.normal(size=(6, feat)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32))
+    projection = rng.normal(size=(14 * 14 * 3, 8))
+    judge = FaceJudge(lambda chips: chips[:, ::8, ::8, :].reshape(len(chips), -1) @ projection, "fake")
+    model = build_normalizer(synthetic.tiny_model_config(size, feat), synthetic.mean_landmarks(size)).model
+
+    def encode(images, landmarks):
+        flat = images.reshape(len(images), -1)[:, :4].astype(np.float32)
+        return flat, flat
+
+    row = recipe.score_model(model, recipe.with_judge(held, judge), encode, judge=judge)
+    for key in ("judge_cross_TAR@FAR0.1%_balanced", "judge_rank1", "judge_distinctiveness", "sharpness_ratio",
+                "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max", "cross_TAR@FAR0.1%"):
+        assert key in row, key
+    assert row["grid_ratio_max"] == max(row[f"grid_ratio_p{p}"] for p in (8, 16, 32))
+    assert "judge_own_mean_cosine" in row and "judge_cross_TAR@FAR0.1%_balanced_of_ceiling" not in row
+
+
+def test_picture_ablation_rows_are_train_flags():
+    import re
+    import subprocess
+    import sys
+
+    from normface.utils import paths
+
+    experiments = paths.REPO_ROOT / "experiments"
+    text = (experiments / "picture_ablation.py").read_text()
+    wanted = set(re.findall(r'"--([a-z_]+)=?', text[text.index("RECIPE = "):text.index("SHOWN = ")]))
+    helped = subprocess.run([sys.executable, str(experiments / "train.py"), "--helpfull"], capture_output=True,
+                            text=True, timeout=300).stdout
+    defined = set(re.findall(r"^\s+--(?:\[no\])?([a-z_]+)", helped, re.M))
+    assert wanted and wanted <= defined, sorted(wanted - defined)

@@ -1,0 +1,160 @@
+"""The picture ablation at 128 (issue 28): what removes the grid and the blur without losing identity.
+
+    python experiments/picture_ablation.py --records=workspace/records128m --pairs=workspace/pairs128 \
+        --faces=workspace/faces128 --output=workspace/picture --results=experiments/results/picture128
+
+Every row fine-tunes the shipped model (``--init_from``; a row of another upsampling starts from a
+least-squares fit of its stages to the shipped ones, :mod:`normface.models.transfer`) with the
+shipped recipe (invariance pairs, mirror, perceptual and identity losses, bfloat16) plus its own
+change, for the same budget: ``--steps`` of ``--batch_size``, the same seed (the ``baseline_seed1``
+row repeats the baseline with another seed, so the noise is on the table), the last checkpoint.
+Rows train one after another with ``experiments/train.py`` into ``<output>/<row>``; finished rows
+are skipped and an interrupted one resumes.
+
+Each row is scored by :mod:`normface.evaluation.recipe` on the validation people (the independent
+judge's cross-photo identity and distinctiveness, dlib's beside it, the picture measures) and on
+the held-out London people (smiling -> neutral landmark error of all and of the mouth points,
+pixel L1, SSIM, colour difference; ``normface adjust``'s Delta E). ``<results>/picture.md`` and
+``picture.json`` hold the table and the budget (steps, batch, wall time per row, seeds);
+``picture.png`` shows each row's outputs for six held-out London people (never LFW faces in
+committed figures). No output is post-processed: the measures read the decoder's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("records", None, "Main records (128x128, with mirrored features).")
+flags.DEFINE_string("pairs", None, "Invariance-pair records (data_prep/build_pairs.py).")
+flags.DEFINE_string("faces", None, "Faces folder of stage 1 (its aligned/ holds the validation and London photos).")
+flags.DEFINE_string("output", None, "Folder of the row runs (default <workspace>/picture).")
+flags.DEFINE_string("results", "experiments/results/picture128", "Where the table and the picture go.")
+flags.DEFINE_list("rows", [], "Rows to run (default: all, in order).")
+flags.DEFINE_integer("steps", 400, "Training steps of every row.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of every row.")
+flags.DEFINE_integer("seed", 0, "Seed of every row but the seed repeat.")
+flags.DEFINE_string("init_from", "normface/serving/pretrained/normface128", "The model every row fine-tunes.")
+flags.DEFINE_string("judge", "default", "The independent identity judge (a .tflite path, 'default' or 'none').")
+flags.DEFINE_bool("score_only", False, "Score finished rows, train nothing.")
+
+TRAIN = Path(__file__).resolve().parent / "train.py"
+# The shipped model's architecture and its phase-2 recipe (docs/model.md), at a fine-tuning rate.
+RECIPE = ["--output_size=128", "--channels=128,64,32,32", "--grid_channels=256", "--feature_hidden=1024",
+          "--pairs_ratio=0.25", "--mirror", "--perceptual_weight=0.2", "--identity_weight=0.5",
+          "--encoder_dtype=bfloat16", "--mixed_precision=mixed_bfloat16", "--learning_rate=3e-4"]
+RESIZE = ["--upsampling=resize"]
+CALM = ["--calm_background_sigma=4"]
+DISCRIMINATOR = ["--adversarial_weight=0.01", "--feature_matching_weight=0.1"]
+ROWS = {
+    "baseline": [],
+    "baseline_seed1": ["--seed=1"],
+    "resize": RESIZE,
+    "resize+calm": RESIZE + CALM,
+    "resize+face_weighted": RESIZE + ["--background_weight=0.3"],
+    "resize+discriminator": RESIZE + DISCRIMINATOR,
+    "resize+calm+discriminator": RESIZE + CALM + DISCRIMINATOR,
+}
+SHOWN = ("judge_cross_TAR@FAR0.1%_balanced", "judge_cross_TAR@FAR0.1%", "judge_rank1", "judge_distinctiveness",
+         "cross_TAR@FAR0.1%", "sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
+         "london_landmark_error_iod", "london_mouth_landmark_error_iod", "london_pixel_l1", "london_ssim",
+         "london_delta_e_face_box", "london_adjust_delta_e", "wall_minutes")
+
+
+def folder_name(name: str) -> str:
+    return name.replace("+", "_")
+
+
+def train_row(name: str, out: Path) -> Path:
+    """Trains (or resumes) one row; returns its run folder. Wall time accumulates in wall.json."""
+    model_dir = out / folder_name(name)
+    if (model_dir / "export" / "saved_model.pb").is_file():
+        return model_dir
+    args = [sys.executable, str(TRAIN), f"--records_dir={FLAGS.records}", f"--pairs_dir={FLAGS.pairs}",
+            f"--model_dir={model_dir}", f"--init_from={FLAGS.init_from}", f"--steps={FLAGS.steps}",
+            f"--batch_size={FLAGS.batch_size}", f"--seed={FLAGS.seed}", "--eval_every=0",
+            f"--checkpoint_every={max(1, FLAGS.steps // 8)}", "--log_every=25", "--image_every=0", *RECIPE, *ROWS[name]]
+    started = time.time()
+    subprocess.run(args, check=True)
+    wall = model_dir / "wall.json"
+    spent = json.loads(wall.read_text())["seconds"] if wall.is_file() else 0.0
+    wall.write_text(json.dumps({"seconds": spent + time.time() - started}))
+    return model_dir
+
+
+def main(argv):
+    del argv
+    from normface.data import build, faceset
+    from normface.encoders import judge as judge_lib
+    from normface.evaluation import recipe
+    from normface.serving import export_format
+    from normface.serving.normalizer import FaceNormalizer
+    from normface.utils import io_utils, paths, pictures
+    from normface.utils.tables import markdown_table
+
+    if not FLAGS.records or not FLAGS.pairs:
+        raise app.UsageError("--records and --pairs are required")
+    rows = FLAGS.rows or list(ROWS)
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise app.UsageError(f"--rows: unknown {unknown}; choose from {', '.join(ROWS)}")
+    out = Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "picture"
+    faces = Path(FLAGS.faces) if FLAGS.faces else paths.workspace_dir() / "faces128"
+    runs = {name: out / folder_name(name) if FLAGS.score_only else train_row(name, out) for name in rows}
+    runs = {name: d for name, d in runs.items() if (d / "export" / "saved_model.pb").is_file()}
+
+    judge = judge_lib.judge_from_flag(FLAGS.judge)
+    encode_fn = build.encode_fn_for("dlib")
+    aligned = faceset.aligned_dir(faces)
+    validation = recipe.load_held_out(aligned, encode_fn, "validation", "lfw/")
+    if judge is not None:
+        validation = recipe.with_judge(validation, judge)
+    london = recipe.load_held_out(aligned, encode_fn, "test", "london/")
+    s_idx, _ = recipe.report.london_expression_pairs(london.photos)
+    shown = s_idx[:6]
+    grid, labels = list(london.photos.images[shown]), ["smiling input"] * len(shown)
+    results = {}
+    for name, model_dir in runs.items():
+        model = export_format.load_keras(model_dir / "export")
+        row = recipe.score_model(model, validation, encode_fn, london, judge=judge)
+        row.update(recipe.london_adjust_row(FaceNormalizer.from_pretrained(model_dir / "export"), aligned,
+                                            paths.data_dir()))
+        wall = model_dir / "wall.json"
+        row["wall_minutes"] = json.loads(wall.read_text())["seconds"] / 60 if wall.is_file() else None
+        results[name] = row
+        images, _ = recipe.decode(model, london.features[shown])
+        grid += list(images)
+        labels += [name] * len(shown)
+        print(name, {k: row.get(k) for k in SHOWN}, flush=True)
+
+    dest = Path(FLAGS.results)
+    budget = {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "seed_repeat": 1,
+              "init_from": FLAGS.init_from, "recipe": RECIPE, "rows": {n: ROWS[n] for n in runs},
+              "records": FLAGS.records, "pairs": FLAGS.pairs, "judge": judge.identity if judge else None}
+    io_utils.write_bytes_atomic(dest / "picture.json", json.dumps(
+        {"budget": paths.portable_values(budget), "rows": results}, indent=1).encode())
+    table = markdown_table({n: {k: r.get(k) for k in SHOWN} for n, r in results.items()}, first="row")
+    first = next(iter(results.values()), {})
+    text = (f"# Picture ablation at 128x128 (issue 28)\n\nEvery row fine-tunes `{paths.portable(FLAGS.init_from)}` "
+            f"for {FLAGS.steps} steps of {FLAGS.batch_size} (seed {FLAGS.seed}; `baseline_seed1`: seed 1) with the "
+            f"shipped recipe (`{' '.join(RECIPE)}`) plus the row's change; the last checkpoint is scored. "
+            f"Validation: {first.get('validation_photos')} photos of {first.get('validation_people')} people; "
+            f"London: {first.get('london_people')} held-out people. Judge: "
+            f"{judge.identity if judge else 'none'}. Wall time on the 2 shared cores.\n\n{table}\n"
+            "![London outputs per row](picture.png)\n")
+    io_utils.write_bytes_atomic(dest / "picture.md", text.encode())
+    io_utils.save_image_atomic(dest / "picture.png", pictures.image_grid(grid, cols=len(shown), labels=labels, tile=128))
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
