@@ -55,14 +55,15 @@ RECIPE = ["--output_size=128", "--channels=128,64,32,32", "--grid_channels=256",
 RESIZE = ["--upsampling=resize"]
 CALM = ["--calm_background_sigma=4"]
 DISCRIMINATOR = ["--adversarial_weight=0.01", "--feature_matching_weight=0.1"]
+# In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
     "baseline": [],
-    "baseline_seed1": ["--seed=1"],
     "resize": RESIZE,
-    "resize+calm": RESIZE + CALM,
-    "resize+face_weighted": RESIZE + ["--background_weight=0.3"],
     "resize+discriminator": RESIZE + DISCRIMINATOR,
+    "baseline_seed1": ["--seed=1"],
+    "resize+calm": RESIZE + CALM,
     "resize+calm+discriminator": RESIZE + CALM + DISCRIMINATOR,
+    "resize+face_weighted": RESIZE + ["--background_weight=0.3"],
 }
 SHOWN = ("judge_cross_TAR@FAR0.1%_balanced", "judge_cross_TAR@FAR0.1%", "judge_rank1", "judge_distinctiveness",
          "cross_TAR@FAR0.1%", "sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
