@@ -1,15 +1,27 @@
-"""Load benchmark of ``normface serve``: N requests from C concurrent clients, loopback only.
+"""Load benchmark of ``normface serve``: N requests from C concurrent clients, then a flood; loopback only.
 
-    python experiments/bench_serve.py [--requests=200] [--clients=8] [--port=0] [--endpoint=normalize]
+    python experiments/bench_serve.py [--requests=200] [--clients=8] [--endpoint=normalize]
+        [--flood-clients=40] [--flood-seconds=30] [--flood-photos=8] [--no-flood]
+        [--reference=/path/to/another/checkout]
 
 Starts ``normface serve`` on 127.0.0.1 (a free port) as a child process, waits for ``/healthz``,
-sends one warm-up request (the first traces the networks), then ``--requests`` POSTs of the
-sample photos (``samples/``, one photo each, in turn) from ``--clients`` threads, and prints the
-throughput, p50/p95 latency, the error count (anything but 200), the network calls the server
-made and their mean batch, and the server's peak resident memory (its ``/healthz``). Bounded:
-every request has a timeout, and the server is stopped at the end. Exit status 1 when any request
-failed. It lives in ``experiments/`` (as the issue asked) rather than ``benchmarks/`` because it
-runs the whole server as a user would, while ``benchmarks/`` time library functions in-process.
+sends one warm-up request (the first traces the networks), then:
+
+- load: ``--requests`` POSTs of the sample photos (``samples/``, one photo each, in turn) from
+  ``--clients`` threads; prints the throughput, p50/p95 latency, the error count (anything but
+  200), the network calls the server made and their mean batch;
+- flood (unless ``--no-flood``): ``--flood-clients`` threads each sending requests of
+  ``--flood-photos`` photos back to back for ``--flood-seconds``; prints the accepted-and-completed
+  throughput (photos/s of the 200 answers, and its share of the load phase's photos/s), the
+  refusals (503) with their p50/p95 latency, other errors, and the p95 of the accepted requests;
+
+and, for both, the server's peak resident memory (its ``VmHWM``). ``--reference`` runs the same
+measurements, one after the other (never at the same time), against the server of another
+checkout of normface (e.g. ``git worktree add ../normface-main <commit>``), started with its
+own code, and prints the two side by side with the ratios. Bounded: every request has a timeout,
+each server is stopped after its run. Exit status 1 when a load-phase request of this checkout
+failed. It lives in ``experiments/`` rather than ``benchmarks/`` because it runs the whole server
+as a user would, while ``benchmarks/`` time library functions in-process.
 """
 
 from __future__ import annotations
@@ -22,7 +34,9 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -36,15 +50,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
+def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
+    body = b"".join((f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+                     f"Content-Type: image/jpeg\r\n\r\n").encode() + data + b"\r\n" for name, data in files)
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def _post(url: str, name: str, data: bytes, timeout: float) -> tuple[int, float]:
-    body, ctype = _multipart(name, data)
+def _post(url: str, files: list[tuple[str, bytes]], timeout: float) -> tuple[int, float]:
+    body, ctype = _multipart(files)
     request = urllib.request.Request(url, data=body, headers={"Content-Type": ctype}, method="POST")
     start = time.perf_counter()
     try:
@@ -52,6 +66,7 @@ def _post(url: str, name: str, data: bytes, timeout: float) -> tuple[int, float]
             r.read()
             status = r.status
     except urllib.error.HTTPError as err:
+        err.read()
         status = err.code
     except OSError:
         status = -1
@@ -75,6 +90,141 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def _peak_mb(pid: int) -> float | None:
+    """The process's peak resident memory (``VmHWM``), MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] * 1000
+
+
+def _commit(root: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+def _start(root: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-m", "normface.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_ready(server: subprocess.Popen, base: str) -> None:
+    deadline = time.time() + 300
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            _get_json(base + "/healthz")
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError("the server did not start within 300 s") from None
+            time.sleep(0.5)
+
+
+def load_phase(url: str, payloads: list, requests: int, clients: int, timeout: float) -> dict:
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        outcomes = list(pool.map(lambda i: _post(url, [payloads[i % len(payloads)]], timeout), range(requests)))
+    wall = time.perf_counter() - start
+    latencies = [t for _, t in outcomes]
+    return {"requests": requests, "wall_s": wall, "rps": requests / wall, "photos_per_s": requests / wall,
+            "p50_ms": _pct(latencies, 0.5), "p95_ms": _pct(latencies, 0.95), "max_ms": max(latencies) * 1000,
+            "errors": sum(status != 200 for status, _ in outcomes)}
+
+
+def flood_phase(url: str, payloads: list, clients: int, seconds: float, photos: int, timeout: float) -> dict:
+    """``clients`` threads send ``photos``-photo requests back to back until ``seconds`` have passed."""
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    stop = time.perf_counter() + seconds
+
+    def client(k: int) -> None:
+        i = k
+        while time.perf_counter() < stop:
+            files = [payloads[(i + j) % len(payloads)] for j in range(photos)]
+            outcome = _post(url, files, timeout)
+            with lock:
+                results.append(outcome)
+            i += 1
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    ok = [t for status, t in results if status == 200]
+    refused = [t for status, t in results if status == 503]
+    return {"clients": clients, "photos": photos, "wall_s": wall, "requests": len(results), "accepted": len(ok),
+            "accepted_photos_per_s": len(ok) * photos / wall, "accepted_p95_ms": _pct(ok, 0.95),
+            "refused": len(refused), "refused_p50_ms": _pct(refused, 0.5), "refused_p95_ms": _pct(refused, 0.95),
+            "errors": sum(status not in (200, 503) for status, _ in results)}
+
+
+def measure(root: Path, args, payloads: list) -> dict:
+    port = args.port or _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _start(root, port)
+    try:
+        _wait_ready(server, base)
+        url = f"{base}/v1/{args.endpoint}"
+        warm_status, warm = _post(url, [payloads[0]], args.timeout)
+        before = _get_json(base + "/healthz")
+        load = load_phase(url, payloads, args.requests, args.clients, args.timeout)
+        after = _get_json(base + "/healthz")
+        load["network_calls"] = after["network_calls"] - before["network_calls"]
+        load["faces"] = after["faces"] - before["faces"]
+        load["peak_mb"] = _peak_mb(server.pid)
+        flood = None
+        if not args.no_flood:
+            flood = flood_phase(f"{base}/v1/normalize", payloads, args.flood_clients, args.flood_seconds,
+                                args.flood_photos, args.timeout)
+            flood["share_of_load"] = flood["accepted_photos_per_s"] / load["photos_per_s"]
+            flood["peak_mb"] = _peak_mb(server.pid)
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {"root": str(root), "commit": _commit(root), "warm_ms": warm * 1000, "warm_status": warm_status,
+            "load": load, "flood": flood}
+
+
+def report(run: dict, args) -> None:
+    load, flood = run["load"], run["flood"]
+    print(f"== {run['root']} (commit {run['commit']}; warm-up {run['warm_ms']:.0f} ms, status {run['warm_status']})")
+    print(f"load: POST /v1/{args.endpoint}, {load['requests']} requests of one photo from {args.clients} clients: "
+          f"{load['rps']:.1f} requests/s; p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms, "
+          f"max {load['max_ms']:.0f} ms; errors {load['errors']}"
+          + (f"; {load['network_calls']} network calls for {load['faces']} faces "
+             f"(mean batch {load['faces'] / load['network_calls']:.2f})" if load["network_calls"] else ""))
+    if flood:
+        print(f"flood: {flood['clients']} clients x {flood['photos']} photos for {flood['wall_s']:.0f} s: "
+              f"{flood['requests']} requests; accepted {flood['accepted']} ({flood['accepted_photos_per_s']:.1f} "
+              f"photos/s = {flood['share_of_load']:.0%} of the load phase's, p95 {flood['accepted_p95_ms']:.0f} ms); "
+              f"refused (503) {flood['refused']} (p50 {flood['refused_p50_ms']:.0f} ms, "
+              f"p95 {flood['refused_p95_ms']:.0f} ms); other errors {flood['errors']}")
+    peak = (flood or load)["peak_mb"]
+    print(f"server peak memory: {peak:.0f} MB (VmHWM)" if peak else "server peak memory: unknown")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -82,65 +232,40 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="0 = a free port")
     parser.add_argument("--endpoint", choices=("normalize", "adjust"), default="normalize")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    parser.add_argument("--flood-clients", type=int, default=40)
+    parser.add_argument("--flood-seconds", type=float, default=30.0)
+    parser.add_argument("--flood-photos", type=int, default=8, help="photos per flood request")
+    parser.add_argument("--no-flood", action="store_true", help="the load phase only")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="another checkout of normface to measure the same way, side by side")
     args = parser.parse_args()
-    if not (1 <= args.clients <= 64 and 1 <= args.requests <= 10_000):
-        parser.error("--clients must be 1-64 and --requests 1-10000 (a bounded benchmark)")
+    if not (1 <= args.clients <= 64 and 1 <= args.requests <= 10_000 and 1 <= args.flood_clients <= 200
+            and 0 < args.flood_seconds <= 600 and 1 <= args.flood_photos <= 8):
+        parser.error("--clients 1-64, --requests 1-10000, --flood-clients 1-200, --flood-seconds up to 600, "
+                     "--flood-photos 1-8 (a bounded benchmark)")
+    if args.reference is not None and not (args.reference / "normface" / "cli").is_dir():
+        parser.error(f"--reference {args.reference}: not a normface checkout")
     photos = sorted((ROOT / "samples").glob("*.jpg"))
     if not photos:
         parser.error(f"no sample photos in {ROOT / 'samples'}")
     payloads = [(p.name, p.read_bytes()) for p in photos]
-    port = args.port or _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    server = subprocess.Popen([sys.executable, "-m", "normface.cli", "serve", "--host", "127.0.0.1", "--port",
-                               str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 300
-        while True:
-            if server.poll() is not None:
-                print(f"bench_serve: the server exited with {server.returncode}", file=sys.stderr)
-                return 1
-            try:
-                _get_json(base + "/healthz")
-                break
-            except OSError:
-                if time.time() > deadline:
-                    print("bench_serve: the server did not start within 300 s", file=sys.stderr)
-                    return 1
-                time.sleep(0.5)
-        url = f"{base}/v1/{args.endpoint}"
-        warm_status, warm = _post(url, *payloads[0], args.timeout)
-        before = _get_json(base + "/healthz")
-        start = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-            outcomes = list(pool.map(lambda i: _post(url, *payloads[i % len(payloads)], args.timeout),
-                                     range(args.requests)))
-        wall = time.perf_counter() - start
-        after = _get_json(base + "/healthz")
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    latencies = sorted(t for _, t in outcomes)
-    errors = sum(status != 200 for status, _ in outcomes)
-    calls = after["network_calls"] - before["network_calls"]
-    faces = after["faces"] - before["faces"]
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(round(q * (len(latencies) - 1))))] * 1000
-
     print(f"machine: {_machine()}")
-    print(f"POST /v1/{args.endpoint}: {args.requests} requests from {args.clients} concurrent clients, "
-          f"one 320x320 sample photo each (warm-up {warm * 1000:.0f} ms, status {warm_status})")
-    print(f"throughput: {args.requests / wall:.1f} requests/s ({wall:.1f} s)")
-    print(f"latency: p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms, max {latencies[-1] * 1000:.0f} ms")
-    print(f"errors: {errors}")
-    if calls:
-        print(f"network calls: {calls} for {faces} faces (mean batch {faces / calls:.2f})")
-    print(f"server peak memory: {after['peak_rss_mb']:.0f} MB (peak RSS)")
-    return 1 if errors else 0
+    runs = []
+    for root in [ROOT] + ([args.reference.resolve()] if args.reference else []):
+        try:
+            runs.append(measure(root, args, payloads))
+        except RuntimeError as err:
+            print(f"bench_serve: {root}: {err}", file=sys.stderr)
+            return 1
+        report(runs[-1], args)
+    if len(runs) == 2:
+        this, ref = runs
+        print(f"== this / reference: load p95 {this['load']['p95_ms'] / ref['load']['p95_ms']:.2f}x, "
+              f"throughput {this['load']['rps'] / ref['load']['rps']:.2f}x"
+              + (f"; flood accepted photos/s {this['flood']['accepted_photos_per_s']:.1f} vs "
+                 f"{ref['flood']['accepted_photos_per_s']:.1f}, refusals {this['flood']['refused']} vs "
+                 f"{ref['flood']['refused']}" if this["flood"] and ref["flood"] else ""))
+    return 1 if runs[0]["load"]["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -589,3 +589,84 @@ def test_16_ship_model_over_the_limit_writes_nothing_into_the_package(tiny_model
                             env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "over --max_mb" in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and list(pretrained.iterdir()) == []
+
+
+# --- issue 30, cases 13-16: resumes, names, a model without weights, float images -----------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped model, loaded once (the inference path that ships)."""
+    from normface.serving.normalizer import FaceNormalizer
+
+    return FaceNormalizer.from_pretrained()
+
+
+def test_issue30_13_a_face_has_the_same_bytes_in_any_batch_and_a_resumed_run_equals_a_clean_one(
+        shipped, tmp_path, capsys, monkeypatch):
+    names = ["london_005_08.jpg", "london_011_08.jpg", "london_012_03.jpg"]
+    faces = [shipped.align(io_utils.read_rgb(SAMPLES / n))[0] for n in names]
+    aligned, landmarks = np.stack([f[0] for f in faces]), np.stack([f[1] for f in faces])
+    together = shipped.normalize_aligned(aligned, landmarks)
+    for k in range(len(faces)):  # alone (a batch of one) as in any batch
+        alone = shipped.normalize_aligned(aligned[k:k + 1], landmarks[k:k + 1])
+        for key in ("image", "texture", "landmarks", "confidence"):
+            np.testing.assert_array_equal(alone[key][0], together[key][k], err_msg=f"{names[k]} {key}")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for n in names:
+        shutil.copy(SAMPLES / n, folder / n)
+    monkeypatch.setattr(cli, "_load_normalizer", lambda args, choose="largest": shipped)
+    argv = ["--batch-size", "2", "--sheet", "--json"]
+    assert run(["normalize", folder, "-o", tmp_path / "clean", *argv], capsys)[0] == 0
+    with monkeypatch.context() as m:  # the disk fills up on the first photo's face, then the run resumes
+        _inject_enospc(m, ["london_005_08_face0"])
+        assert run(["normalize", folder, "-o", tmp_path / "resumed", *argv], capsys)[0] == 1
+    code, out, _ = run(["normalize", folder, "-o", tmp_path / "resumed", *argv], capsys)
+    assert code == 0 and "2 of 3 input(s) already done" in out  # the first photo alone: a batch of one
+    clean, resumed = hashes(tmp_path / "clean"), hashes(tmp_path / "resumed")
+    clean.pop(run_manifest.MANIFEST_FILE)
+    resumed.pop(run_manifest.MANIFEST_FILE)
+    assert resumed == clean  # every face, its JSON and sheet.png, byte for byte
+
+
+def test_issue30_14_a_name_with_a_newline_gives_one_line(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\nname.jpg").write_text("not an image")
+    shutil.copy(SAMPLES / PHOTOS[0], folder / "good.jpg")
+    code, out, err = run(["normalize", folder, tmp_path / "no\x1bpe.jpg", "-o", tmp_path / "out", "--model",
+                          tiny_model], capsys)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("normface: ") for line in lines), err
+    assert "bad\\nname.jpg: not a readable image" in err and "no\\x1bpe.jpg: no such file" in err
+    code, _, err = run(["avatar", tmp_path / "two\nlines.jpg", "-o", tmp_path / "a.obj", "--model", tiny_model],
+                       capsys)
+    assert code == 1 and len(err.splitlines()) == 1 and "two\\nlines.jpg" in err, err
+
+
+def test_issue30_15_missing_weights_are_named_and_no_empty_folder_is_left(tiny_model, photos, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / packed.WEIGHTS_FILE).unlink()
+    for command in ("normalize", "adjust"):
+        out = tmp_path / f"out-{command}"
+        code, _, err = run([command, photos, "-o", out, "--model", model], capsys)
+        assert code == 1 and f"no {packed.WEIGHTS_FILE} beside its {packed.METADATA_FILE}" in err, err
+        assert "not a normface export" not in err and len(err.splitlines()) == 1
+        assert not out.exists(), command  # nothing made before the model loaded
+
+
+def test_issue30_16_a_float_image_in_0_1_is_a_photo_not_a_dark_one(tiny_model):
+    from normface.serving.normalizer import FaceNormalizer
+
+    normalizer = FaceNormalizer.from_pretrained(tiny_model)
+    photo = io_utils.read_rgb(SAMPLES / PHOTOS[0])
+    (expected,) = normalizer.normalize(photo)
+    for image in (photo / 255.0, (photo / 255.0).astype(np.float32), photo.astype(np.float64)):
+        (res,) = normalizer.normalize(image)
+        assert res.face_box == expected.face_box
+        np.testing.assert_array_equal(res.image, expected.image)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 255\]"):
+        normalizer.normalize(photo / 255.0 - 0.5)  # neither [0, 1] nor [0, 255]: refused, not guessed

@@ -34,7 +34,7 @@ import traceback
 from normface import __version__
 from normface.cli import adjust, avatar, normalize, serve, warp_demo
 from normface.cli.common import (EXIT_FAILED, EXIT_HELP, EXIT_OK, EXIT_USAGE, CommandError, Terminated, UsageError,
-                                 os_text)
+                                 one_line, os_text)
 from normface.cli.common import load_model as _load_normalizer  # the seam common.load_normalizer calls
 
 __all__ = ["EXIT_FAILED", "EXIT_HELP", "EXIT_OK", "EXIT_USAGE", "CommandError", "UsageError", "build_parser", "main"]
@@ -94,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as err:
-        print(f"usage: {prog} ... (see {prog} --help)\n{prog}: error: {err}", file=sys.stderr)
+        print(f"usage: {prog} ... (see {prog} --help)\n{prog}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (CommandError, OSError, ValueError) as err:
         if args.debug:
             traceback.print_exc()
         text = os_text(err) if isinstance(err, OSError) else str(err)
-        print(f"{prog}: error: {text}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(text)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 -- a bug: one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()
-        print(f"{prog}: error: unexpected {type(err).__name__}: {err} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"{prog}: error: unexpected {type(err).__name__}: {one_line(err)} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if previous is not None:

@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise CommandError("no input images found")
     single = len(files) == 1 and out.suffix.lower() in PHOTO_SUFFIXES
-    if not single:
-        make_output_folder(out)
     normalizer = load_normalizer(args)
+    if not single:
+        make_output_folder(out)  # after the model loaded: a model that fails leaves no empty folder behind
     from normface.apps import adjust
 
     done = failures = write_failures = 0
@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
             except OSError as err:
                 write_failures += 1
                 raise CommandError(f"cannot write {target}: {os_text(err)}") from err
-            print(f"wrote {target}" + (" (greyscale: exposure only)" if adjustment.exposure_only else ""))
+            print(batch_files.one_line(f"wrote {target}") + (" (greyscale: exposure only)"
+                                                             if adjustment.exposure_only else ""))
             done += 1
         except (ValueError, OSError, CommandError) as err:  # one bad photo must not stop the batch
             failures += 1
             text = batch_files.error_text(err).replace(f"{item.path}: ", "")
-            print(f"normface: {item.path}: {text}", file=sys.stderr)
+            print(batch_files.one_line(f"normface: {item.path}: {text}"), file=sys.stderr)
             if args.debug:
                 traceback.print_exception(err)
     if not done or write_failures or (args.strict and (failures or problems)):

@@ -17,7 +17,8 @@ EXIT_HELP = """exit status:
      unreadable file, ...); with --strict such a failure gives 1
   1  nothing was produced, an output could not be written, or the job failed (e.g. the model
      file is corrupt)
-  2  usage error: a bad option value or an unusable output path (checked before the model loads)
+  2  usage error: a bad option value, an unusable output path, or for serve an address that
+     cannot be bound (a port in use); all checked before the model loads
 errors are one line each, naming the file; --debug adds tracebacks and TensorFlow's log lines"""
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 MODEL_HELP = "export folder or .keras file (default: the shipped model)"
@@ -73,6 +74,13 @@ def os_text(err: OSError) -> str:
     from normface.utils import io_utils
 
     return io_utils.os_error_text(err)
+
+
+def one_line(text) -> str:
+    """An error message as one line: control characters in it (a newline in a file name) escaped."""
+    from normface.serving.batch_files import one_line as escape
+
+    return escape(str(text))
 
 
 # --- checks before the model loads ------------------------------------------------------------

@@ -77,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
             report({"input": p.input, "status": "error", "reason": p.reason})
         if not files:
             raise CommandError("no input images found")
-        make_output_folder(out)
         manifest = manifest or run_manifest.RunManifest(out)
-        stale = io_utils.remove_stale_temps(out)
-        if stale:
-            print(f"removed {len(stale)} temporary file(s) of an interrupted run in {out}")
         key = run_manifest.run_key(model_fingerprint(args.model), options.output_options())
         digests: dict[Path, str] = {}
         pending, done = [], []
@@ -102,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         sheet_path = out / batch_files.SHEET_FILE
         need_sheet = args.sheet and (pending or not sheet_path.is_file())
         normalizer = load_normalizer(args) if pending or need_sheet else None
+        make_output_folder(out)  # after the model loaded: a model that fails leaves no empty folder behind
+        stale = io_utils.remove_stale_temps(out)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) of an interrupted run in {out}")
 
         def record(item, outputs):
             if item.path not in digests:
@@ -119,20 +119,29 @@ def run(args: argparse.Namespace) -> int:
         report.close()
     sheet_failed = False
     if need_sheet:
-        pairs = list(summary.pairs)
-        for item, entry in done:
+        # The inputs' pairs in input order, as a clean run lists them, whichever run made them.
+        made: dict[Path, list] = {}
+        for path, pair in zip(summary.pair_inputs, summary.pairs):
+            made.setdefault(path, []).append(pair)
+        earlier = {item.path: entry for item, entry in done}
+        pairs = []
+        for item in files:
             if len(pairs) >= batch_files.SHEET_MAX:
                 break
+            if item.path not in earlier:
+                pairs += made.get(item.path, [])
+                continue
             try:
-                pairs += batch_files.sheet_pair_from_outputs(item, entry.outputs, options, normalizer)
+                pairs += batch_files.sheet_pair_from_outputs(item, earlier[item.path].outputs, options, normalizer)
             except (OSError, ValueError) as err:
-                print(f"normface: {item.path}: left off the sheet: {batch_files.error_text(err)}", file=sys.stderr)
+                print(batch_files.one_line(f"normface: {item.path}: left off the sheet: "
+                                           f"{batch_files.error_text(err)}"), file=sys.stderr)
         if pairs:
             try:
                 print(f"wrote {batch_files.write_sheet(sheet_path, pairs[:batch_files.SHEET_MAX])}")
             except OSError as err:
                 sheet_failed = True
-                print(f"normface: {err}", file=sys.stderr)
+                print(batch_files.one_line(f"normface: {err}"), file=sys.stderr)
     failed = summary.problems + len(problems)
     print(f"normalized {summary.faces} face(s) from {summary.processed} of {len(pending)} file(s) into {out}"
           + (f"; {len(done)} already done" if done else "")

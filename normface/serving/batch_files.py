@@ -48,7 +48,13 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.input}: {self.reason}"
+        return one_line(f"{self.input}: {self.reason}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters (a newline or an escape sequence in a file name) written
+    as Python writes them (``\\n``, ``\\x1b``), so a message naming a file stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
 
 
 def _link_problem(path: Path) -> str | None:
@@ -224,6 +230,7 @@ class BatchSummary:
     write_failures: int = 0  # inputs (or extra files) whose outputs could not be written
     outputs: list = dataclasses.field(default_factory=list)
     pairs: list = dataclasses.field(default_factory=list)
+    pair_inputs: list = dataclasses.field(default_factory=list)  # the input path of each of ``pairs``
 
 
 def _face_fields(faces) -> dict:
@@ -253,7 +260,7 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
     def problem(path, reason, err: BaseException | None = None, write: bool = False):
         summary.problems += 1
         summary.write_failures += write
-        print(f"normface: {path}: {reason}", file=sys.stderr)
+        print(one_line(f"normface: {path}: {reason}"), file=sys.stderr)
         if options.debug and err is not None:
             traceback.print_exception(err)
         if report:
@@ -298,6 +305,7 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
             for res in faces:
                 if options.keep_pairs and len(summary.pairs) < SHEET_MAX:
                     summary.pairs.append((item.rel.stem, res.aligned_input, res.image))
+                    summary.pair_inputs.append(item.path)
             if report:
                 report({"input": str(item.path), "status": "ok", "outputs": [str(p) for p in written],
                         **_face_fields(faces)})

@@ -12,7 +12,7 @@ Why a queue and not one call per request: the networks dominate the cost of a re
 The queue is bounded (``max_queue`` jobs): when it is full, :meth:`submit` raises
 :class:`QueueFull` at once and the server answers 503, instead of letting latency grow without
 limit. ``calls`` and ``faces`` count what ran (the tests check that two concurrent requests
-made one call).
+made one call), ``dropped`` the jobs whose caller gave up before their call.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class FaceBatcher:
         self.calls = 0  # network calls made
         self.faces = 0  # faces they normalized
         self.busy_s = 0.0  # time spent inside ``run``
+        self.dropped = 0  # jobs whose caller gave up before their call (never reached the network)
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
 
@@ -115,7 +116,9 @@ class FaceBatcher:
             while sum(len(j.aligned) for j in jobs) < self.max_batch and time.monotonic() < deadline:
                 await asyncio.sleep(min(0.001, max(0.0, deadline - time.monotonic())))
                 self._take(jobs)
-            jobs = [j for j in jobs if not j.future.done()]  # callers that gave up
+            waiting = [j for j in jobs if not j.future.done()]  # callers that gave up are dropped
+            self.dropped += len(jobs) - len(waiting)
+            jobs = waiting
             if not jobs:
                 continue
             aligned = np.concatenate([j.aligned for j in jobs])

@@ -145,6 +145,9 @@ class FaceNormalizer:
             model, metadata = packed.load(path)
             return cls(model, metadata, get_encoder(metadata.encoder_id or "dlib"), choose=choose)
         export_dir = path if path.is_dir() else path.parent
+        if (path / packed.METADATA_FILE).is_file() and not (path / export_format.KERAS_FILE).exists():
+            raise FileNotFoundError(f"{path}: no {packed.WEIGHTS_FILE} beside its {packed.METADATA_FILE} (a packed "
+                                    f"model needs both)")
         meta_file = export_dir / export_format.METADATA_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"{export_dir}: no {export_format.METADATA_FILE} (not a normface export)")
@@ -175,9 +178,16 @@ class FaceNormalizer:
         return self.template.size
 
     def align(self, image: np.ndarray, all_faces: bool = False):
-        """Detected faces aligned to the model's frame: list of (aligned, landmarks, detection)."""
+        """Detected faces aligned to the model's frame: list of (aligned, landmarks, detection).
+
+        ``image``: uint8 (or integer) 0-255, or float: in [0, 1] (how Keras, scikit-image and
+        matplotlib hold images; scaled to 0-255 by ``to_uint8``) or else 0-255."""
         from normface.faces.detection import as_rgb_uint8, find_faces68
 
+        image = np.asarray(image)
+        if (np.issubdtype(image.dtype, np.floating) and image.size and np.isfinite(image).all()
+                and image.min() >= 0.0 and image.max() <= 1.0):
+            image = to_uint8(image)
         faces = find_faces68(image, choose=self.choose)
         if not all_faces:
             faces = faces[:1]
@@ -196,6 +206,12 @@ class FaceNormalizer:
         aligned = np.asarray(aligned)
         if aligned.ndim != 4 or aligned.shape[1:3] != (self.output_size, self.output_size):
             raise ValueError(f"aligned faces must be [b, {self.output_size}, {self.output_size}, 3], got {aligned.shape}")
+        if len(aligned) == 1:
+            # A batch of one runs other CPU kernels than larger ones, and its face differs by a grey
+            # level; every batch of two or more gives a face the same bytes. Run it as two, so a
+            # face's outputs never depend on the batch it came in (a resumed run equals a clean one).
+            out = self.normalize_aligned(np.concatenate([aligned] * 2), np.concatenate([np.asarray(landmarks)] * 2))
+            return {name: value[:1] for name, value in out.items()}
         feats, image, lms, texture, dist, in_desc, out_desc = self._run(
             tf.constant(aligned, tf.float32), tf.constant(landmarks, tf.float32))
         return {"features": feats.numpy(), "image": to_uint8(image.numpy()), "landmarks": lms.numpy(),

@@ -5,7 +5,9 @@ Uploads a sample photo and checks what a visitor sees: the normalized image (non
 size), the landmark overlay (green points drawn on its canvas), the colour-corrected photo and
 the avatar in the 3-D viewer (WebGL through SwiftShader; the viewer's pixels are not all
 background), with no console errors. Without the Surrey model the page must hide the viewer and
-say why. ``NORMFACE_PAGE_SCREENSHOT=docs/serve_page.png`` also saves a screenshot of the page
+say why. The API's docs at ``/docs`` (Swagger UI, vendored) must load with no console error
+and nothing from elsewhere. The server's Content Security Policy stays on throughout (a violation
+is a console error). ``NORMFACE_PAGE_SCREENSHOT=docs/serve_page.png`` also saves a screenshot of the page
 (London samples only: never put LFW photos in docs/).
 """
 
@@ -89,14 +91,14 @@ def test_page_normalizes_a_photo(server, browser):
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((server, "data:", "blob:")) else None)
     page.goto(server + "/")
-    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=30_000)
+    _wait_for(page, "document.body.dataset.ready === 'true'", 30)
     page.set_input_files("#file-input", str(PHOTO))
 
-    page.wait_for_function("document.querySelector('img.normalized')?.naturalWidth > 0", timeout=120_000)
+    _wait_for(page, "document.querySelector('img.normalized')?.naturalWidth > 0", 120)
     size = page.evaluate("[document.querySelector('img.normalized').naturalWidth,"
                          " document.querySelector('img.normalized').naturalHeight]")
     assert size == [128, 128]
-    page.wait_for_function("document.querySelector('canvas.landmarks')?.dataset.drawn === '68'", timeout=30_000)
+    _wait_for(page, "document.querySelector('canvas.landmarks')?.dataset.drawn === '68'", 30)
     green = page.evaluate("""() => {
         const c = document.querySelector('canvas.landmarks');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -106,7 +108,7 @@ def test_page_normalizes_a_photo(server, browser):
     }""")
     assert green > 68 * 5  # 68 dots of a few pixels each
     assert "confidence" in page.inner_text(".confidence")
-    page.wait_for_function("document.querySelector('img.adjusted')?.naturalWidth > 0", timeout=120_000)
+    _wait_for(page, "document.querySelector('img.adjusted')?.naturalWidth > 0", 120)
 
     if has_avatar:
         page.wait_for_selector("model-viewer[data-loaded='true']", timeout=120_000)
@@ -119,7 +121,7 @@ def test_page_normalizes_a_photo(server, browser):
     else:
         assert page.is_visible("#avatar-note") and "Surrey" in page.inner_text("#avatar-note")
         assert page.query_selector("model-viewer") is None
-    page.wait_for_function("document.body.dataset.busy === 'false'", timeout=60_000)
+    _wait_for(page, "document.body.dataset.busy === 'false'", 60)
     assert "error" not in (page.get_attribute(".status", "class") or "")
     target = os.environ.get("NORMFACE_PAGE_SCREENSHOT")
     if target:
@@ -127,6 +129,33 @@ def test_page_normalizes_a_photo(server, browser):
     assert problems == []
     assert outside == []  # everything the page loads comes from this server
     page.close()
+
+
+def test_api_docs_work_offline_under_the_csp(server, browser):
+    """/docs: Swagger UI from the vendored files, its inline script allowed by its hash, every
+    operation listed, nothing loaded from elsewhere, no console error (a CSP violation is one)."""
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((server, "data:", "blob:")) else None)
+    page.goto(server + "/docs")
+    _wait_for(page, "document.querySelectorAll('.opblock').length >= 5", 60)
+    assert "/v1/normalize" in page.inner_text("#swagger-ui")
+    assert problems == [] and outside == []
+    page.close()
+
+
+def _wait_for(page, expression: str, timeout_s: float) -> None:
+    """Polls ``expression`` with page.evaluate (the DevTools protocol, which the page's Content
+    Security Policy does not govern) until it is true; Playwright's wait_for_function evaluates its
+    predicate with eval inside the page, which the server's CSP (rightly) refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true within {timeout_s:g} s: {expression}")
+        time.sleep(0.1)
 
 
 def _png(data: bytes):
