@@ -1,7 +1,7 @@
 """Load benchmark of ``normface serve``: N requests from C concurrent clients, then a flood; loopback only.
 
     python experiments/bench_serve.py [--requests=200] [--clients=8] [--endpoint=normalize]
-        [--flood-clients=40] [--flood-seconds=30] [--flood-photos=8] [--no-flood]
+        [--flood-clients=40] [--flood-seconds=30] [--flood-photos=8] [--no-flood] [--ignore-retry-after]
         [--reference=/path/to/another/checkout]
 
 Starts ``normface serve`` on 127.0.0.1 (a free port) as a child process, waits for ``/healthz``,
@@ -11,7 +11,8 @@ sends one warm-up request (the first traces the networks), then:
   ``--clients`` threads; prints the throughput, p50/p95 latency, the error count (anything but
   200), the network calls the server made and their mean batch;
 - flood (unless ``--no-flood``): ``--flood-clients`` threads each sending requests of
-  ``--flood-photos`` photos back to back for ``--flood-seconds``; prints the accepted-and-completed
+  ``--flood-photos`` photos back to back for ``--flood-seconds`` (after a 503 a client waits the
+  answer's Retry-After, unless ``--ignore-retry-after``); prints the accepted-and-completed
   throughput (photos/s of the 200 answers, and its share of the load phase's photos/s), the
   refusals (503) with their p50/p95 latency, other errors, and the p95 of the accepted requests;
 
@@ -57,7 +58,9 @@ def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def _post(url: str, files: list[tuple[str, bytes]], timeout: float) -> tuple[int, float]:
+def _post(url: str, files: list[tuple[str, bytes]], timeout: float, retry_after: list | None = None
+          ) -> tuple[int, float]:
+    """(status, seconds); -1 for a connection error. ``retry_after``: gets a 503's Retry-After."""
     body, ctype = _multipart(files)
     request = urllib.request.Request(url, data=body, headers={"Content-Type": ctype}, method="POST")
     start = time.perf_counter()
@@ -68,6 +71,8 @@ def _post(url: str, files: list[tuple[str, bytes]], timeout: float) -> tuple[int
     except urllib.error.HTTPError as err:
         err.read()
         status = err.code
+        if retry_after is not None and err.headers.get("Retry-After", "").isdigit():
+            retry_after.append(int(err.headers["Retry-After"]))
     except OSError:
         status = -1
     return status, time.perf_counter() - start
@@ -147,8 +152,11 @@ def load_phase(url: str, payloads: list, requests: int, clients: int, timeout: f
             "errors": sum(status != 200 for status, _ in outcomes)}
 
 
-def flood_phase(url: str, payloads: list, clients: int, seconds: float, photos: int, timeout: float) -> dict:
-    """``clients`` threads send ``photos``-photo requests back to back until ``seconds`` have passed."""
+def flood_phase(url: str, payloads: list, clients: int, seconds: float, photos: int, timeout: float,
+                honour_retry_after: bool = True) -> dict:
+    """``clients`` threads send ``photos``-photo requests back to back until ``seconds`` have passed;
+    after a 503 a client waits its Retry-After first (as a well-behaved client does) unless
+    ``honour_retry_after`` is False."""
     results: list[tuple[int, float]] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -157,10 +165,13 @@ def flood_phase(url: str, payloads: list, clients: int, seconds: float, photos: 
         i = k
         while time.perf_counter() < stop:
             files = [payloads[(i + j) % len(payloads)] for j in range(photos)]
-            outcome = _post(url, files, timeout)
+            wait: list[int] = []
+            outcome = _post(url, files, timeout, wait)
             with lock:
                 results.append(outcome)
             i += 1
+            if wait and honour_retry_after:
+                time.sleep(min(wait[0], max(0.0, stop - time.perf_counter())))
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
@@ -194,7 +205,7 @@ def measure(root: Path, args, payloads: list) -> dict:
         flood = None
         if not args.no_flood:
             flood = flood_phase(f"{base}/v1/normalize", payloads, args.flood_clients, args.flood_seconds,
-                                args.flood_photos, args.timeout)
+                                args.flood_photos, args.timeout, not args.ignore_retry_after)
             flood["share_of_load"] = flood["accepted_photos_per_s"] / load["photos_per_s"]
             flood["peak_mb"] = _peak_mb(server.pid)
     finally:
@@ -236,6 +247,8 @@ def main() -> int:
     parser.add_argument("--flood-seconds", type=float, default=30.0)
     parser.add_argument("--flood-photos", type=int, default=8, help="photos per flood request")
     parser.add_argument("--no-flood", action="store_true", help="the load phase only")
+    parser.add_argument("--ignore-retry-after", action="store_true",
+                        help="flood clients retry at once after a 503 (default: they wait its Retry-After)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="another checkout of normface to measure the same way, side by side")
     args = parser.parse_args()
