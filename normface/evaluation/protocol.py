@@ -147,10 +147,12 @@ GROUP_LABELS = ("race", "gender", "age_group")
 
 
 def group_table(own: dict[str, np.ndarray], labels: list[dict], keys: tuple[str, ...] = GROUP_LABELS,
-                min_photos: int = 20) -> dict:
+                min_photos: int = 20, judged: dict[str, np.ndarray] | None = None) -> dict:
     """Own-input identity by labelled group (e.g. FairFace's race, gender, age group): one row per
     ``key: value`` with at least ``min_photos`` photos, the share within 0.6 of each method in
-    ``own`` (name -> ``[n]`` distances of each output to its input photo) and their median."""
+    ``own`` (name -> ``[n]`` dlib distances of each output to its input photo) and their median,
+    and with ``judged`` (name -> ``[n]`` the independent judge's cosines of the same pairs) the
+    judge's mean cosine."""
     rows = {}
     for key in keys:
         values = np.array([str(lab.get(key, "")) for lab in labels])
@@ -162,6 +164,8 @@ def group_table(own: dict[str, np.ndarray], labels: list[dict], keys: tuple[str,
             for name, dist in own.items():
                 row[f"{name} within 0.6"] = metrics.share_within(dist[idx], SAME_PERSON_THRESHOLD)
                 row[f"{name} median"] = float(np.median(dist[idx]))
+                if judged is not None and name in judged:
+                    row[f"{name} judge cosine"] = float(np.mean(judged[name][idx]))
             rows[f"{key}: {value}"] = row
     return rows
 

@@ -192,7 +192,7 @@ def build_report(
     results["records"] = {split: records_table(models, records, split) for split in RECORDS_SPLITS} if records else None
     log("labelled groups (held-out FairFace photos)")
     results["groups"] = groups_table(models, aligned_root, max_people=QUICK_GROUP_PHOTOS if quick else None,
-                                     seed=seed)
+                                     seed=seed, judge=judge)
     output.mkdir(parents=True, exist_ok=True)
     own = {
         MODEL: np.linalg.norm(out["output_descriptor"] - real, axis=-1),
@@ -330,18 +330,23 @@ def records_table(models: dict, records_dir: str | Path, split: str = "validatio
     return rows
 
 
-def groups_table(models: dict, aligned_root: Path, max_people: int | None = None, seed: int = 0) -> dict:
+def groups_table(models: dict, aligned_root: Path, max_people: int | None = None, seed: int = 0,
+                 judge=None) -> dict:
     """Own-input identity of each model by FairFace's labelled groups, on the held-out FairFace
-    photos (one photo per person, so no cross-photo numbers); {} without such photos."""
+    photos (one photo per person, so no cross-photo numbers): dlib's distances and, with a
+    ``judge``, its cosines; {} without such photos."""
     try:
         photos = protocol.load_test_photos(aligned_root, GROUPS_PREFIX, max_people=max_people, seed=seed)
     except ValueError:
         return {}
-    own = {}
+    own, judged = {}, {}
+    real = judge.embed(photos.images, photos.landmarks) if judge is not None else None
     for name, normalizer in models.items():
         out = protocol.run_model(normalizer, photos)
         own[name] = np.linalg.norm(out["output_descriptor"] - out["input_descriptor"], axis=-1)
-    return protocol.group_table(own, photos.labels)
+        if judge is not None:
+            judged[name] = np.sum(judge.embed(out["image"], out["landmarks"]) * real, axis=-1)
+    return protocol.group_table(own, photos.labels, judged=judged or None)
 
 
 def render_markdown(r: dict) -> str:
@@ -424,7 +429,8 @@ def _groups_section(rows: dict | None) -> str:
     if not rows:
         return ""
     return ("## By labelled group: held-out FairFace photos\n\n"
-            "Output within 0.6 of its own input photo and the median distance, by FairFace's labels "
+            "Output within 0.6 of its own input photo and the median distance (dlib), and the independent "
+            "judge's mean cosine of the same pairs, by FairFace's labels "
             "(one photo per person: no cross-photo numbers; groups of 20+ photos).\n\n" + markdown_table(rows))
 
 

@@ -62,6 +62,11 @@ def test_group_table_known_answers():
     assert rows["race: A"]["new median"] == pytest.approx(0.4)
     assert rows["race: B"]["old within 0.6"] == 1.0 and rows["race: B"]["new within 0.6"] == 1.0
     assert rows["gender: male"]["old within 0.6"] == pytest.approx(0.5)
+    assert "new judge cosine" not in rows["race: A"]
+    judged = {"new": np.array([0.9, 0.5, 0.2, 0.4, 0.0])}
+    rows = protocol.group_table(own, labels, keys=("race", "gender"), min_photos=2, judged=judged)
+    assert rows["race: A"]["new judge cosine"] == pytest.approx(0.7)
+    assert rows["gender: male"]["new judge cosine"] == pytest.approx(0.55) and "old judge cosine" not in rows["race: B"]
 
 
 def test_judge_identity_table_known_answers():
