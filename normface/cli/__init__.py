@@ -3,6 +3,9 @@
     normface normalize photos/ -o out/  # frontal, neutral, evenly lit faces (the main job)
     normface adjust photos/ -o out/     # white balance and exposure from the normalized face
     normface avatar photo.jpg -o a.obj  # a 3-D face mesh fitted to the normalized face
+    normface portrait a.jpg b.jpg -o f.png # one face from several photos of a person
+    normface morph a.jpg b.jpg -o m.png # a morph between two normalized faces
+    normface explore p.jpg -o strip.png # what the encoder keeps of perceived age
     normface warp-demo -o out/          # the spline warp on a studio photo (paper Sec. 4)
     normface serve [--port 8000]        # the HTTP API and the web page (normface.serving.http_api)
     normface --version                  # normface <version>
@@ -10,7 +13,8 @@
 The one entry point above serving and the applications: it imports them lazily, per subcommand,
 and never imports training or evaluation code. One module per subcommand holds its options
 (``add_arguments``) and its handler (``run``): ``normalize`` (with the Apache Beam launcher in
-``beam``), ``adjust``, ``avatar``, ``serve``, ``warp_demo``; ``common`` holds what they share.
+``beam``), ``adjust``, ``avatar``, ``portrait``, ``morph``, ``explore``, ``serve``, ``warp_demo``;
+``common`` holds what they share.
 
 Errors are one line on stderr naming the file or argument and the reason; ``--debug`` adds the
 Python traceback and TensorFlow's own log lines (hidden otherwise). Exit codes (``EXIT_HELP``,
@@ -32,14 +36,14 @@ import threading
 import traceback
 
 from normface import __version__
-from normface.cli import adjust, avatar, normalize, serve, warp_demo
+from normface.cli import adjust, avatar, explore, morph, normalize, portrait, serve, warp_demo
 from normface.cli.common import (EXIT_FAILED, EXIT_HELP, EXIT_OK, EXIT_USAGE, CommandError, Terminated, UsageError,
                                  one_line, os_text)
 from normface.cli.common import load_model as _load_normalizer  # the seam common.load_normalizer calls
 
 __all__ = ["EXIT_FAILED", "EXIT_HELP", "EXIT_OK", "EXIT_USAGE", "CommandError", "UsageError", "build_parser", "main"]
 
-SUBCOMMANDS = (normalize, adjust, avatar, serve, warp_demo)  # in the order of the help
+SUBCOMMANDS = (normalize, adjust, avatar, portrait, morph, explore, serve, warp_demo)  # in the order of the help
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ and dlib descriptors of the input faces), ``to_results`` and the decoder ``norma
   (:class:`MergeError` with ``strict``). The independent judge never enters this path.
 * :func:`interpolate` decodes the straight line between two feature vectors (a morph); the
   decoder turns each point into its landmarks and texture, so both move together.
-* :func:`walk` decodes ``features + t * direction`` (the exploration of ``normface explore``).
+* :func:`decode` turns any feature vectors into faces (``normface explore`` walks a direction).
 """
 
 from __future__ import annotations
@@ -207,15 +207,6 @@ def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
 def morph(normalizer, a: np.ndarray, b: np.ndarray, steps: int = 8) -> Decoded:
     """Decoded faces along the line from features ``a`` to ``b`` (``steps`` of them, ends included)."""
     return decode(normalizer, interpolate(a, b, steps))
-
-
-def walk(normalizer, features: np.ndarray, direction: np.ndarray, offsets: Sequence[float]) -> Decoded:
-    """Decoded faces of ``features + t * direction`` for each ``t`` in ``offsets``."""
-    features = np.asarray(features, np.float32)
-    direction = np.asarray(direction, np.float32)
-    if features.shape != direction.shape:
-        raise ValueError(f"direction has shape {direction.shape}, the features {features.shape}")
-    return decode(normalizer, np.stack([features + np.float32(t) * direction for t in offsets]))
 
 
 def strip(images: Sequence[np.ndarray]) -> np.ndarray:

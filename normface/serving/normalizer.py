@@ -101,12 +101,8 @@ def model_fingerprint(path: str | os.PathLike | None) -> str:
 class FaceNormalizer:
     """The photo-to-normalized-face pipeline around a trained model."""
 
-    def __init__(self, model, metadata, encoder, choose: str = "largest"):
-        import tensorflow as tf
-
-        self.model = model
+    def __init__(self, model, metadata, encoder, choose: str = "largest", backend=None):
         self.metadata = metadata
-        self.encoder = encoder
         self.choose = choose
         template = metadata.alignment_template
         if template is None:
@@ -114,6 +110,16 @@ class FaceNormalizer:
         self.template: AlignmentTemplate = template
         if template.size != metadata.output_size:
             raise ValueError(f"template size {template.size} != model output size {metadata.output_size}")
+        # The networks' runner: a LiteRTBackend (normface.serving.litert_backend, no TensorFlow),
+        # or None for TensorFlow (the function below). With LiteRT, ``model`` and ``encoder`` are
+        # the TensorFlow ones, loaded on first use (__getattr__).
+        self.backend = backend
+        if backend is not None:
+            return
+        import tensorflow as tf
+
+        self.model = model
+        self.encoder = encoder
         from normface.encoders.face_encoding import face_chips
 
         @tf.function(reduce_retracing=True)
@@ -129,18 +135,39 @@ class FaceNormalizer:
 
         self._run = run
 
+    def __getattr__(self, name: str):
+        # A LiteRT normalizer's TensorFlow model and encoder, for callers that use them directly.
+        if name in ("model", "encoder") and self.__dict__.get("backend") is not None:
+            from normface.encoders import get_encoder
+            from normface.serving import packed
+
+            self.__dict__["model"], _ = packed.load(self.backend.packed_dir)
+            self.__dict__["encoder"] = get_encoder(self.metadata.encoder_id or "dlib")
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest") -> "FaceNormalizer":
+    def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest",
+                        backend: str = "auto") -> "FaceNormalizer":
         """Loads a packed model (:mod:`normface.serving.packed`; default: the one shipped in the
         package), an export folder or its ``.keras`` file.
 
+        ``backend``: ``"auto"`` runs a packed model with LiteRT files on LiteRT (no TensorFlow;
+        :mod:`normface.serving.litert_backend`) and anything else on TensorFlow; ``"litert"``
+        insists (ValueError naming the model when it cannot); ``"tensorflow"`` always uses
+        TensorFlow (a GPU, or the training code's exact graph).
+
         Raises FileNotFoundError for a missing model or file, ``packed.ModelFileError`` (a
         ValueError) naming the file that is corrupt, partial or unreadable."""
-        from normface.serving import packed
+        from normface.serving import litert_backend, packed
+
+        path = resolve_model_path(path)
+        if litert_backend.choose_backend(path, backend) == "litert":
+            runner = litert_backend.LiteRTBackend(path, packed.read_metadata(path))
+            return cls(None, runner.metadata, None, choose=choose, backend=runner)
         from normface.encoders import get_encoder
         from normface.serving import export_format
 
-        path = resolve_model_path(path)
         if packed.is_packed(path):
             model, metadata = packed.load(path)
             return cls(model, metadata, get_encoder(metadata.encoder_id or "dlib"), choose=choose)
@@ -201,8 +228,6 @@ class FaceNormalizer:
         """Runs encoder + decoder on already-aligned faces ``[b, S, S, 3]`` uint8 with landmarks
         ``[b, 68, 2]``; returns numpy arrays (features, image, landmarks, texture, confidence,
         input_descriptor, output_descriptor)."""
-        import tensorflow as tf
-
         aligned = np.asarray(aligned)
         if aligned.ndim != 4 or aligned.shape[1:3] != (self.output_size, self.output_size):
             raise ValueError(f"aligned faces must be [b, {self.output_size}, {self.output_size}, 3], got {aligned.shape}")
@@ -212,6 +237,10 @@ class FaceNormalizer:
             # face's outputs never depend on the batch it came in (a resumed run equals a clean one).
             out = self.normalize_aligned(np.concatenate([aligned] * 2), np.concatenate([np.asarray(landmarks)] * 2))
             return {name: value[:1] for name, value in out.items()}
+        if self.backend is not None:
+            return self.backend.run(aligned, landmarks)
+        import tensorflow as tf
+
         feats, image, lms, texture, dist, in_desc, out_desc = self._run(
             tf.constant(aligned, tf.float32), tf.constant(landmarks, tf.float32))
         return {"features": feats.numpy(), "image": to_uint8(image.numpy()), "landmarks": lms.numpy(),
@@ -259,3 +288,11 @@ class FaceNormalizer:
                        features=out["features"][j], confidence=float(out["confidence"][j]),
                        aligned_input=aligned, num_faces=det.num_faces, face_index=k)
                 for j, ((aligned, _, det), k) in enumerate(zip(faces, indices))]
+
+    def normalize_merged(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None,
+                         weighting: str = "mean", strict: bool = False, errors: dict[int, str] | None = None):
+        """One face from several photos of one person (their features combined, decoded once):
+        ``(MergedFace, single-photo results)``; see :func:`normface.serving.merge.normalize_merged`."""
+        from normface.serving import merge
+
+        return merge.normalize_merged(self, images, names=names, weighting=weighting, strict=strict, errors=errors)
