@@ -19,53 +19,9 @@ import tensorflow as tf
 
 from normface.faces.detection import as_rgb_uint8
 
-CHIP_SIZE = 150
-
-CHIP_PADDING = 0.25
-
-
-# dlib's get_face_chip_details template: where the 5-point landmarks land, in [0, 1] chip units
-# before padding. Order of shape_predictor_5_face_landmarks: outer and inner corner of the eye on
-# the image's right, outer and inner corner of the other eye, base of the nose.
-FIVE_POINT_TEMPLATE = np.array(
-    [
-        [0.8595674595992, 0.2134981538014],
-        [0.6460604764104, 0.2289674387677],
-        [0.1205750620789, 0.2137274526848],
-        [0.3340850613712, 0.2290642403242],
-        [0.4901123135679, 0.6277975316475],
-    ]
+from normface.faces.chip_geometry import (  # noqa: F401  (the TF-free geometry, re-exported)
+    CHIP_PADDING, CHIP_SIZE, FIVE_POINT_TEMPLATE, SIXTY_EIGHT_POINT_INDICES, SIXTY_EIGHT_POINT_TEMPLATE, chip_template,
 )
-
-# dlib's mean face shape for 68-point landmarks 17..67 (same function), x then y.
-_MEAN_FACE_X = [
-    0.000213256, 0.0752622, 0.18113, 0.29077, 0.393397, 0.586856, 0.689483, 0.799124,
-    0.904991, 0.98004, 0.490127, 0.490127, 0.490127, 0.490127, 0.36688, 0.426036,
-    0.490127, 0.554217, 0.613373, 0.121737, 0.187122, 0.265825, 0.334606, 0.260918,
-    0.182743, 0.645647, 0.714428, 0.793132, 0.858516, 0.79751, 0.719335, 0.254149,
-    0.340985, 0.428858, 0.490127, 0.551395, 0.639268, 0.726104, 0.642159, 0.556721,
-    0.490127, 0.423532, 0.338094, 0.290379, 0.428096, 0.490127, 0.552157, 0.689874,
-    0.553364, 0.490127, 0.42689,
-]
-
-_MEAN_FACE_Y = [
-    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891,
-    0.0187482, 0.038915, 0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326,
-    0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852, 0.231733,
-    0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099,
-    0.780233, 0.745405, 0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805,
-    0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
-    0.784792, 0.824182, 0.831803, 0.824182,
-]
-
-# dlib aligns 68-point shapes on points 27..54 and 60..64 (no eyebrows, jaw or lower lip).
-SIXTY_EIGHT_POINT_INDICES = np.array([i for i in range(27, 68) if not (55 <= i <= 59 or i >= 65)])
-
-SIXTY_EIGHT_POINT_TEMPLATE = np.stack(
-    [np.asarray(_MEAN_FACE_X)[SIXTY_EIGHT_POINT_INDICES - 17],
-     np.asarray(_MEAN_FACE_Y)[SIXTY_EIGHT_POINT_INDICES - 17]], axis=-1
-)
-
 
 
 def _as_landmarks(landmarks: np.ndarray, name: str = "landmarks") -> np.ndarray:
@@ -97,18 +53,6 @@ def dlib_face_chip(image: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SI
 
 
 # --- differentiable chips ------------------------------------------------------------------------
-
-
-def chip_template(num_points: int, size: int = CHIP_SIZE, padding: float = CHIP_PADDING
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(landmark indices, template ``[k, 2]`` (x, y) chip pixels) used to align ``num_points``."""
-    if num_points == 5:
-        indices, unit = np.arange(5), FIVE_POINT_TEMPLATE
-    elif num_points == 68:
-        indices, unit = SIXTY_EIGHT_POINT_INDICES, SIXTY_EIGHT_POINT_TEMPLATE
-    else:
-        raise ValueError(f"landmarks: expected 5 or 68 points per face; got {num_points}")
-    return indices, (padding + unit) / (2 * padding + 1) * size
 
 
 def chip_to_image_affine(landmarks: tf.Tensor, size: int = CHIP_SIZE,

@@ -58,16 +58,28 @@ Beyond the reference, for accuracy and speed:
   matmuls instead of autodiff through every ``[b, m, n]`` intermediate.
 """
 
-from normface.warp.common import rowcol_to_xy, xy_to_rowcol
-from normface.warp.layer import SplineWarp
-from normface.warp.resample import dense_image_warp, interpolate_bilinear, resample_bilinear
-from normface.warp.sparse import (
-    LANDMARK_REGULARIZATION,
-    boundary_points,
-    sparse_image_warp,
-    warp_to_landmarks,
-)
-from normface.warp.spline import EPSILON, fused_kernels_enabled, interpolate_spline, set_fused_kernels
+import importlib
+
+# Lazy (PEP 562): ``normface.warp.numpy_warp`` serves inference without TensorFlow, so importing
+# the package must not import the TensorFlow modules until one of their names is used.
+_SOURCES = {
+    "rowcol_to_xy": "common", "xy_to_rowcol": "common", "SplineWarp": "layer",
+    "dense_image_warp": "resample", "interpolate_bilinear": "resample", "resample_bilinear": "resample",
+    "LANDMARK_REGULARIZATION": "sparse", "boundary_points": "sparse", "sparse_image_warp": "sparse",
+    "warp_to_landmarks": "sparse", "EPSILON": "spline", "fused_kernels_enabled": "spline",
+    "interpolate_spline": "spline", "set_fused_kernels": "spline",
+}
+
+
+def __getattr__(name: str):
+    if name in _SOURCES:
+        return getattr(importlib.import_module(f"normface.warp.{_SOURCES[name]}"), name)
+    raise AttributeError(f"module 'normface.warp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))
+
 
 __all__ = [
     "EPSILON", "LANDMARK_REGULARIZATION", "SplineWarp", "boundary_points", "dense_image_warp",

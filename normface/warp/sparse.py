@@ -22,25 +22,14 @@ from normface.warp.spline import interpolate_validated
 # Default smoothing of the landmark-facing APIs (warp_to_landmarks, SplineWarp): dlib puts the
 # inner-lip points of a closed mouth on top of each other, and an exact spline through two
 # coincident control points is singular. This weight keeps the system solvable while moving
-# control points by < 0.006 px (measured on LFW landmarks at 128x128).
-LANDMARK_REGULARIZATION = 1e-3
+# control points by < 0.006 px (measured on LFW landmarks at 128x128). Defined with the NumPy
+# warp, which shares it; so is boundary_points.
+from normface.warp.numpy_warp import LANDMARK_REGULARIZATION, boundary_points  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------------------------
 # Sparse (control-point) warp.
 # ----------------------------------------------------------------------------------------------
-def boundary_points(height: int, width: int, num_boundary_points: int) -> np.ndarray:
-    """``[4k, 2]`` (row, col) zero-flow anchors: the 4 corners plus ``k - 1`` points per edge."""
-    if num_boundary_points <= 0:
-        return np.zeros([0, 2])
-    per_edge = num_boundary_points + 1  # corners included
-    ys = np.linspace(0, height - 1, per_edge)
-    xs = np.linspace(0, width - 1, per_edge)
-    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
-    on_edge = (grid_x == 0) | (grid_x == width - 1) | (grid_y == 0) | (grid_y == height - 1)
-    return np.stack([grid_y[on_edge], grid_x[on_edge]], axis=-1)
-
-
 def boundary_points_tf(height: tf.Tensor, width: tf.Tensor, num_boundary_points: int, dtype) -> tf.Tensor:
     """:func:`boundary_points` for a height and width known only when the graph runs.
 

@@ -22,10 +22,9 @@ from normface.warp.common import (
 
 # Clamp of the squared distance inside phi: keeps sqrt/log and their gradients finite at r = 0.
 # Same value as the reference, so results at control points agree with its golden outputs.
-EPSILON = 1e-10
-
-# Orders for which the spline is exactly scale-invariant (so the unit rescaling is safe).
-_SCALE_INVARIANT_EVEN_ORDERS = (2,)
+# Shared with the NumPy warp, as the orders for which the spline is exactly scale-invariant (so
+# the unit rescaling is safe).
+from normface.warp.numpy_warp import _SCALE_INVARIANT_EVEN_ORDERS, EPSILON  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,185 @@
+"""The spline warp in NumPy, for inference without TensorFlow (one face at a time).
+
+The same equations as :func:`normface.warp.sparse.warp_to_landmarks` (and the reference's
+``sparse_image_warp``): the polyharmonic spline through the control points' displacements
+(control points centred and scaled to unit size, the regularization weight and the kernel clamp
+rescaled to match, :mod:`normface.warp.spline`), solved and evaluated in float64, then bilinear
+resampling at ``grid - flow`` clamped at the border exactly as :mod:`normface.warp.resample`.
+Tested against the TensorFlow ops and the tensorflow-addons float64 fixtures
+(``tests/warp/test_numpy_warp.py``). Not differentiable; importing it does not import TensorFlow.
+
+Coordinates as in the TensorFlow modules: :func:`interpolate_spline` and
+:func:`sparse_image_warp` speak (row, col), :func:`warp_to_landmarks` and
+:func:`resample_bilinear` (x, y).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Clamp of the squared distance inside phi (the reference's value): see normface.warp.spline.
+EPSILON = 1e-10
+# Default smoothing of the landmark-facing warps (see normface.warp.sparse).
+LANDMARK_REGULARIZATION = 1e-3
+_SCALE_INVARIANT_EVEN_ORDERS = (2,)
+
+
+def boundary_points(height: int, width: int, num_boundary_points: int) -> np.ndarray:
+    """``[4k, 2]`` (row, col) zero-flow anchors: the 4 corners plus ``k - 1`` points per edge."""
+    if num_boundary_points <= 0:
+        return np.zeros([0, 2])
+    per_edge = num_boundary_points + 1  # corners included
+    ys = np.linspace(0, height - 1, per_edge)
+    xs = np.linspace(0, width - 1, per_edge)
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    on_edge = (grid_x == 0) | (grid_x == width - 1) | (grid_y == 0) | (grid_y == height - 1)
+    return np.stack([grid_y[on_edge], grid_x[on_edge]], axis=-1)
+
+
+def _phi(r2: np.ndarray, order: int, eps: float) -> np.ndarray:
+    """Polyharmonic basis of the squared distance (normface.warp.spline._phi)."""
+    clamped = np.maximum(r2, eps)
+    if order == 1:
+        return np.sqrt(clamped)
+    if order % 2 == 1:
+        return clamped ** (0.5 * order)
+    power = r2 if order == 2 else r2 ** (0.5 * order)
+    return 0.5 * power * np.log(clamped)
+
+
+def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``[m, n]`` squared distances between ``x`` ``[m, d]`` and ``y`` ``[n, d]``, summed over explicit
+    per-coordinate differences (as normface.warp.spline's; no cancellation)."""
+    total = np.zeros((len(x), len(y)))
+    for i in range(x.shape[1]):
+        total += np.square(x[:, i, None] - y[None, :, i])
+    return total
+
+
+def _check_points(name: str, points: np.ndarray, rank: int = 2) -> np.ndarray:
+    points = np.asarray(points, np.float64)
+    if points.ndim != rank:
+        raise ValueError(f"{name} must have rank {rank}, got shape {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return points
+
+
+def interpolate_spline(train_points: np.ndarray, train_values: np.ndarray, query_points: np.ndarray,
+                       order: int = 1, regularization_weight: float = 0.0) -> np.ndarray:
+    """One (unbatched) polyharmonic spline: fit at ``train_points`` ``[n, d]`` with values
+    ``[n, k]``, evaluate at ``query_points`` ``[m, d]`` -> ``[m, k]`` float64.
+
+    :func:`normface.warp.interpolate_spline`'s equations for one batch element. Raises
+    ValueError for mismatched shapes, too few points, a bad order or weight, non-finite inputs."""
+    c0 = _check_points("train_points", train_points)
+    f = _check_points("train_values", train_values)
+    q0 = _check_points("query_points", query_points)
+    if int(order) != order or order < 1:
+        raise ValueError(f"order must be a positive integer, got {order}")
+    if regularization_weight < 0:
+        raise ValueError(f"regularization_weight must be >= 0, got {regularization_weight}")
+    n, d = c0.shape
+    if f.shape[0] != n or q0.shape[1] != d:
+        raise ValueError(f"shapes do not fit: train_points {c0.shape}, train_values {f.shape}, "
+                         f"query_points {q0.shape}")
+    if n < d + 1:
+        raise ValueError(f"train_points: need at least d + 1 = {d + 1} control points for a {d}-D spline, got {n}")
+    order = int(order)
+    center = c0.mean(axis=0, keepdims=True)
+    scale = 1.0
+    if not (order % 2 == 0 and order not in _SCALE_INVARIANT_EVEN_ORDERS):
+        extent = float(np.abs(c0 - center).max())
+        scale = extent if extent > 0 else 1.0
+    c, q = (c0 - center) / scale, (q0 - center) / scale
+    eps = EPSILON / scale**2
+    a = _phi(_squared_distances(c, c), order, eps)
+    if regularization_weight > 0:
+        a = a + regularization_weight * scale ** (-float(order)) * np.eye(n)
+    b = np.concatenate([c, np.ones((n, 1))], axis=1)
+    lhs = np.block([[a, b], [b.T, np.zeros((d + 1, d + 1))]])
+    rhs = np.concatenate([f, np.zeros((d + 1, f.shape[1]))])
+    w_v = np.linalg.solve(lhs, rhs)
+    w, v = w_v[:n], w_v[n:]
+    return _phi(_squared_distances(q, c), order, eps) @ w + q @ v[:-1] + v[-1:]
+
+
+def pixel_grid(height: int, width: int) -> np.ndarray:
+    """``[height * width, 2]`` (row, col) of every pixel, row-major."""
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    return np.stack([rows.ravel(), cols.ravel()], axis=-1).astype(np.float64)
+
+
+def interpolate_bilinear_rowcol(image: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Samples ``image`` ``[h, w, c]`` at ``query`` ``[..., 2]`` (row, col) -> ``[..., c]``, border-
+    clamped as :func:`normface.warp.resample._bilinear` (corner index in ``[0, size - 2]``,
+    fraction in ``[0, 1]``); computed in the image's float dtype."""
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    if h < 2 or w < 2:
+        raise ValueError(f"image must be at least 2x2 pixels, got {h}x{w}")
+    dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float32
+    image = image.astype(dtype, copy=False)
+
+    def floor_and_alpha(x, size):
+        floor = np.clip(np.floor(x), 0, size - 2)
+        alpha = np.clip((x - floor).astype(dtype), 0, 1)
+        return floor.astype(np.intp), alpha[..., None]
+
+    r0, ar = floor_and_alpha(query[..., 0], h)
+    c0, ac = floor_and_alpha(query[..., 1], w)
+    top_left, top_right = image[r0, c0], image[r0, c0 + 1]
+    bottom_left, bottom_right = image[r0 + 1, c0], image[r0 + 1, c0 + 1]
+    top = ac * (top_right - top_left) + top_left
+    bottom = ac * (bottom_right - bottom_left) + bottom_left
+    return ar * (bottom - top) + top
+
+
+def resample_bilinear(image: np.ndarray, coords_xy: np.ndarray) -> np.ndarray:
+    """:func:`normface.warp.resample_bilinear` for one image: ``[h, w, c]`` sampled at ``[..., 2]``
+    (x, y) pixels -> ``[..., c]``."""
+    coords = np.asarray(coords_xy)
+    return interpolate_bilinear_rowcol(image, coords[..., ::-1])
+
+
+def dense_image_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``out[i, j] = image[(i, j) - flow[i, j]]``: ``[h, w, c]`` image, ``[h, w, 2]`` (row, col) flow."""
+    h, w = image.shape[:2]
+    if flow.shape != (h, w, 2):
+        raise ValueError(f"flow must be [{h}, {w}, 2] (row, col) for a {h}x{w} image, got {flow.shape}")
+    query = pixel_grid(h, w).reshape(h, w, 2) - flow
+    return interpolate_bilinear_rowcol(image, query)
+
+
+def sparse_image_warp(image: np.ndarray, source_rowcol: np.ndarray, dest_rowcol: np.ndarray,
+                      interpolation_order: int = 2, regularization_weight: float = 0.0,
+                      num_boundary_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`normface.warp.sparse_image_warp` for one ``[h, w, c]`` image and ``[n, 2]`` (row, col)
+    points: returns ``(warped [h, w, c] in the image's dtype, flow [h, w, 2] float64)``."""
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must be [height, width, channels], got shape {image.shape}")
+    src = _check_points("source_control_point_locations", source_rowcol)
+    dst = _check_points("dest_control_point_locations", dest_rowcol)
+    if src.shape != dst.shape or src.shape[1:] != (2,):
+        raise ValueError(f"control points must both be [n, 2] (row, col), got {src.shape} and {dst.shape}")
+    if num_boundary_points < 0:
+        raise ValueError(f"num_boundary_points must be >= 0, got {num_boundary_points}")
+    h, w = image.shape[:2]
+    anchors = boundary_points(h, w, num_boundary_points)
+    points = np.concatenate([dst, anchors])
+    values = np.concatenate([dst - src, np.zeros_like(anchors)])
+    flow = interpolate_spline(points, values, pixel_grid(h, w), interpolation_order,
+                              regularization_weight).reshape(h, w, 2)
+    warped = dense_image_warp(image, flow.astype(image.dtype) if np.issubdtype(image.dtype, np.floating) else flow)
+    return warped.astype(image.dtype, copy=False), flow
+
+
+def warp_to_landmarks(image: np.ndarray, source_xy: np.ndarray, dest_xy: np.ndarray,
+                      interpolation_order: int = 1, regularization_weight: float = LANDMARK_REGULARIZATION,
+                      num_boundary_points: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) front end, as :func:`normface.warp.warp_to_landmarks` for one ``[h, w, c]`` image and
+    ``[n, 2]`` (x, y) landmarks: ``(warped [h, w, c], flow_xy [h, w, 2])``."""
+    warped, flow = sparse_image_warp(image, np.asarray(source_xy)[:, ::-1], np.asarray(dest_xy)[:, ::-1],
+                                     interpolation_order, regularization_weight, num_boundary_points)
+    return warped, flow[..., ::-1]
