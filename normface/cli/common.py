@@ -191,12 +191,21 @@ def quiet_tensorflow(debug: bool) -> None:
 
 
 def load_model(args, choose: str = "largest"):
-    """The normalizer of ``--model`` (default: the shipped one), TensorFlow quieted first."""
-    from normface.serving.normalizer import FaceNormalizer
+    """The normalizer of ``--model`` (default: the shipped one): on LiteRT when the model has its
+    files (no TensorFlow imported), else on TensorFlow, quieted first, with a one-line notice;
+    ``--device gpu`` always on TensorFlow."""
+    from normface.serving import litert_backend
+    from normface.serving.normalizer import FaceNormalizer, resolve_model_path
 
-    quiet_tensorflow(args.debug)
+    backend = "tensorflow" if getattr(args, "device", "cpu") == "gpu" else "auto"
     try:
-        return FaceNormalizer.from_pretrained(args.model, choose=choose)
+        reason = litert_backend.litert_unavailable(resolve_model_path(args.model)) if backend == "auto" else None
+        if backend == "tensorflow" or reason is not None:
+            if reason is not None:
+                print(f"normface: running on TensorFlow (slower to start): {reason}", file=sys.stderr)
+            backend = "tensorflow"
+            quiet_tensorflow(args.debug)
+        return FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend)
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err
 

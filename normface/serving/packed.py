@@ -127,12 +127,9 @@ def merge_cards(generated: str, existing: str) -> str:
     return generated.rstrip("\n") + "\n\n" + "".join(t.rstrip("\n") + "\n\n" for t in extra).rstrip("\n") + "\n"
 
 
-def load(packed_dir: str | Path):
-    """``(keras model, ExportMetadata)`` of a packed model.
-
-    Raises FileNotFoundError when a file is missing, :class:`ModelFileError` (a ValueError)
-    naming the file when it is corrupt, partial or does not fit the model config."""
-    from normface.models import ModelConfig, build_normalizer
+def read_metadata(packed_dir: str | Path):
+    """The ``ExportMetadata`` of a packed model, after checking its weights' recorded size and
+    SHA-256 (no TensorFlow: the LiteRT path reads only this). Raises as :func:`load`."""
     from normface.serving.export_format import ExportMetadata
 
     packed_dir = Path(packed_dir)
@@ -148,6 +145,19 @@ def load(packed_dir: str | Path):
     except (ValueError, UnicodeDecodeError) as err:
         raise ModelFileError(f"{meta_path}: not a readable model metadata file ({err})") from err
     verify_checksums(packed_dir, recorded)
+    return metadata
+
+
+def load(packed_dir: str | Path):
+    """``(keras model, ExportMetadata)`` of a packed model.
+
+    Raises FileNotFoundError when a file is missing, :class:`ModelFileError` (a ValueError)
+    naming the file when it is corrupt, partial or does not fit the model config."""
+    from normface.models import ModelConfig, build_normalizer
+
+    packed_dir = Path(packed_dir)
+    meta_path, weights_path = packed_dir / METADATA_FILE, packed_dir / WEIGHTS_FILE
+    metadata = read_metadata(packed_dir)
     try:
         with np.load(weights_path) as arrays:
             weights = [arrays[k].astype(np.float32) for k in sorted(arrays.files)]

@@ -1,0 +1,230 @@
+"""The shipped model's networks on LiteRT: photo-to-face inference without TensorFlow.
+
+:class:`LiteRTBackend` runs what :class:`normface.serving.normalizer.FaceNormalizer`'s TensorFlow
+function runs, for a packed model that holds ``encoder.tflite`` and ``decoder.tflite``
+(:mod:`normface.serving.litert_export`): face chips (NumPy,
+:mod:`normface.faces.chip_geometry`), the encoder, the decoder, the spline warp of each texture
+onto its landmarks (NumPy, :mod:`normface.warp.numpy_warp`), the output's chips and encoding, and
+the confidence. Outputs equal the TensorFlow path's within a grey level and 0.05 px
+(``tests/serving/test_litert_backend.py``).
+
+LiteRT interpreters are not thread-safe: each thread that calls :meth:`LiteRTBackend.run` gets
+its own pair of interpreters (the HTTP server's worker threads, the CLI's stages).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from normface.faces.chip_geometry import extract_chips
+from normface.serving.litert_export import DECODER_FILE, ENCODER_FILE, WEIGHT_MAP_FILE
+from normface.utils.pictures import to_uint8
+from normface.warp.numpy_warp import LANDMARK_REGULARIZATION, warp_to_landmarks
+
+# Threads per interpreter: the CLI overlaps detection on one core with the networks on the other.
+DEFAULT_THREADS = int(os.environ.get("NORMFACE_LITERT_THREADS", "1"))
+
+
+def litert_available() -> bool:
+    """Whether LiteRT (``ai-edge-litert``) is installed."""
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def has_tflite(packed_dir: str | os.PathLike) -> bool:
+    """Whether a (packed) model folder holds the LiteRT files (both networks and the weight map)."""
+    packed_dir = Path(packed_dir)
+    return packed_dir.is_dir() and all((packed_dir / f).is_file() for f in (ENCODER_FILE, DECODER_FILE, WEIGHT_MAP_FILE))
+
+
+def decoder_bytes(packed_dir: str | os.PathLike) -> bytes:
+    """``decoder.tflite`` with its weights put back from ``weights.npz`` (:func:`litert_export.strip_weights`
+    emptied them), after checking the three files against ``litert.json``'s SHA-256: a model
+    re-packed without re-exporting its LiteRT files, or a damaged file, is a ModelFileError
+    naming the file."""
+    import json
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from normface.serving import packed
+
+    packed_dir = Path(packed_dir)
+    map_path = packed_dir / WEIGHT_MAP_FILE
+    try:
+        info = json.loads(map_path.read_text())
+        mapping, files = info["decoder_weights"], info["files"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise packed.ModelFileError(f"{map_path}: not a readable LiteRT weight map ({err})") from err
+    packed.verify_checksums(packed_dir, files)
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs((packed_dir / DECODER_FILE).read_bytes(), 0))
+    size = 1 << 20
+    with np.load(packed_dir / packed.WEIGHTS_FILE) as arrays:
+        for entry in mapping:
+            data = np.ascontiguousarray(arrays[entry["weight"]].astype(np.float16).transpose(entry["perm"]))
+            model.buffers[entry["buffer"]].data = data.view(np.uint8).ravel()
+            size += data.nbytes
+    builder = flatbuffers.Builder(size)  # one allocation: growing it copies the weights each time
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+BACKENDS = ("auto", "litert", "tensorflow")
+
+
+def litert_unavailable(path: str | os.PathLike) -> str | None:
+    """Why the model at ``path`` cannot run on LiteRT (a one-line reason), or None when it can."""
+    if not has_tflite(path):
+        return (f"{path} has no LiteRT files ({ENCODER_FILE}, {DECODER_FILE}, {WEIGHT_MAP_FILE}: only packed "
+                "models shipped with them do)")
+    if not litert_available():
+        return "LiteRT (ai-edge-litert) is not installed"
+    return None
+
+
+def choose_backend(path: str | os.PathLike, backend: str = "auto") -> str:
+    """``"litert"`` or ``"tensorflow"`` for the model at ``path`` (see
+    :meth:`FaceNormalizer.from_pretrained`). ValueError for an unknown ``backend``, or for
+    ``"litert"`` when the model cannot run on it (the message says why)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "tensorflow":
+        return backend
+    reason = litert_unavailable(path)
+    if reason is None:
+        return "litert"
+    if backend == "litert":
+        raise ValueError(f"backend='litert': {reason}")
+    return "tensorflow"
+
+
+class _Interpreter:
+    """One ``.tflite`` file: inputs and outputs addressed by their rank / order (see
+    :mod:`litert_export`); batches of any size."""
+
+    def __init__(self, path: Path, num_threads: int, content: bytes | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if content is None and not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        try:
+            if content is None:
+                self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            else:
+                self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"{path}: not a loadable .tflite model, corrupt or partial? ({err})") from err
+        self.path = path
+        self.inputs = self.interpreter.get_input_details()
+        # Outputs come out of the converter named Identity, Identity_1, ... in the sorted order of
+        # the exported dict's keys.
+        self.outputs = sorted(self.interpreter.get_output_details(),
+                              key=lambda d: int(d["name"].rsplit("_", 1)[1]) if "_" in d["name"] else 0)
+        self._batch = int(self.inputs[0]["shape"][0])
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        batch = len(arrays[0])
+        if batch != self._batch:
+            for detail, array in zip(self.inputs, arrays):
+                if detail["shape_signature"][0] < 0:
+                    self.interpreter.resize_tensor_input(detail["index"], list(array.shape))
+            self.interpreter.allocate_tensors()
+            self._batch = batch
+        for detail, array in zip(self.inputs, arrays):
+            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(array, np.float32))
+        self.interpreter.invoke()
+        return [np.array(self.interpreter.get_tensor(d["index"])) for d in self.outputs]
+
+
+class LiteRTNetworks:
+    """The encoder and the decoder of one packed model on LiteRT (one thread's interpreters).
+
+    ``encode(chips [b, 150, 150, 3] float32 in [0, 255]) -> (features [b, F], descriptor [b, D])``;
+    ``decode(features [b, F]) -> (landmarks [b, 68, 2] (x, y), texture [b, S, S, 3])``.
+    """
+
+    def __init__(self, packed_dir: str | os.PathLike, mean_landmarks: np.ndarray, num_threads: int = DEFAULT_THREADS,
+                 decoder: bytes | None = None):
+        packed_dir = Path(packed_dir)
+        self.encoder = _Interpreter(packed_dir / ENCODER_FILE, num_threads)
+        self._decoder_bytes = decoder_bytes(packed_dir) if decoder is None else decoder  # alive as long as it
+        self.decoder = _Interpreter(packed_dir / DECODER_FILE, num_threads, self._decoder_bytes)
+        self.mean = np.asarray(mean_landmarks, np.float32)[None]
+        # The decoder's inputs: features [b, F] (rank 2), mean landmarks [1, n, 2] (rank 3).
+        self.decoder.inputs = sorted(self.decoder.inputs, key=lambda d: len(d["shape"]))
+        if [len(d["shape"]) for d in self.decoder.inputs] != [2, 3]:
+            raise ValueError(f"{self.decoder.path}: expected inputs features [b, F] and mean_landmarks [1, n, 2]")
+
+    def encode(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        descriptor, features = self.encoder(chips)  # outputs in key order: descriptor, features
+        return features, descriptor
+
+    def decode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        landmarks, texture = self.decoder(features, self.mean)
+        return landmarks, texture
+
+
+class LiteRTBackend:
+    """:class:`FaceNormalizer`'s networks (and warp) for a packed model with LiteRT files.
+
+    Args:
+      packed_dir: the packed model folder (``encoder.tflite``, ``decoder.tflite``).
+      metadata: its :class:`~normface.serving.export_format.ExportMetadata` (model config, mean
+        landmarks, chip parameters).
+      num_threads: interpreter threads.
+    """
+
+    def __init__(self, packed_dir: str | os.PathLike, metadata, num_threads: int = DEFAULT_THREADS):
+        self.packed_dir = Path(packed_dir)
+        self.metadata = metadata
+        config = metadata.model_config
+        if config.get("plain_cnn", False):
+            raise ValueError(f"{self.packed_dir}: LiteRT runs warped decoders only (this is a plain CNN)")
+        self.mean_landmarks = np.asarray(metadata.mean_landmarks, np.float32)
+        self.warp_order = int(config.get("warp_order", 1))
+        self.boundary_points = int(config.get("warp_boundary_points", 4))
+        chip = metadata.chip or {}
+        self.chip_size, self.chip_padding = int(chip.get("size", 150)), float(chip.get("padding", 0.25))
+        self.num_threads = num_threads
+        self._decoder = decoder_bytes(self.packed_dir)  # once; every thread's interpreter reads it
+        self._local = threading.local()
+        self.networks()  # load now: a damaged file fails here, naming itself
+
+    def networks(self) -> LiteRTNetworks:
+        """This thread's interpreters (made on its first call)."""
+        nets = getattr(self._local, "networks", None)
+        if nets is None:
+            nets = self._local.networks = LiteRTNetworks(self.packed_dir, self.mean_landmarks,
+                                                                 self.num_threads, self._decoder)
+        return nets
+
+    def warp(self, textures: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The model's SplineWarp in NumPy: ``[b, S, S, 3]`` textures moved from the mean landmarks
+        onto ``[b, 68, 2]`` landmarks, clipped to [0, 1] (float32)."""
+        out = np.empty_like(textures, dtype=np.float32)
+        for i, (texture, lms) in enumerate(zip(textures, landmarks)):
+            warped, _ = warp_to_landmarks(texture.astype(np.float32), self.mean_landmarks, lms, self.warp_order,
+                                          LANDMARK_REGULARIZATION, self.boundary_points)
+            out[i] = np.clip(warped, 0.0, 1.0)
+        return out
+
+    def run(self, aligned: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
+        """``[b, S, S, 3]`` aligned faces (0-255) + ``[b, 68, 2]`` landmarks -> the dict of
+        :meth:`FaceNormalizer.normalize_aligned` (uint8 image and texture)."""
+        nets = self.networks()
+        aligned = np.asarray(aligned, np.float32)
+        features, in_desc = nets.encode(extract_chips(aligned, landmarks, self.chip_size, self.chip_padding))
+        out_lms, texture = nets.decode(features)
+        image = self.warp(texture, out_lms)
+        _, out_desc = nets.encode(extract_chips(image * 255.0, out_lms, self.chip_size, self.chip_padding))
+        return {"features": features, "image": to_uint8(image), "landmarks": out_lms,
+                "texture": to_uint8(np.clip(texture, 0.0, 1.0)), "confidence": np.linalg.norm(out_desc - in_desc, axis=-1),
+                "input_descriptor": in_desc, "output_descriptor": out_desc}

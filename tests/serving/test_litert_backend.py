@@ -1,0 +1,110 @@
+"""The shipped model on LiteRT (issue 31): the same faces as on TensorFlow, no TensorFlow imported,
+one interpreter pair per thread, damaged files named, a clear fallback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+
+from normface.cli import common
+from normface.serving import litert_backend, litert_export, packed
+from normface.serving.normalizer import DEFAULT_MODEL, PRETRAINED_DIR, FaceNormalizer
+from normface.utils import io_utils, paths
+
+SHIPPED = PRETRAINED_DIR / DEFAULT_MODEL
+pytestmark = pytest.mark.skipif(not litert_backend.has_tflite(SHIPPED), reason="the shipped model has no LiteRT files")
+
+
+@pytest.fixture(scope="module")
+def normalizers():
+    return FaceNormalizer.from_pretrained(), FaceNormalizer.from_pretrained(backend="tensorflow")
+
+
+@pytest.fixture(scope="module")
+def sample_faces(normalizers):
+    faces = [face for p in sorted((paths.REPO_ROOT / "samples").glob("*.jpg"))
+             for face in normalizers[0].align(io_utils.read_rgb(p))]
+    return np.stack([f[0] for f in faces]), np.stack([f[1] for f in faces])
+
+
+def test_samples_equal_the_tensorflow_path(normalizers, sample_faces):
+    lite, tf_path = normalizers
+    assert lite.backend is not None and tf_path.backend is None
+    ours, theirs = lite.normalize_aligned(*sample_faces), tf_path.normalize_aligned(*sample_faces)
+    for key in ("image", "texture"):
+        diff = np.abs(ours[key].astype(int) - theirs[key].astype(int))
+        assert ours[key].dtype == np.uint8 and np.percentile(diff, 99) <= 1, f"{key}: {np.percentile(diff, 99)}"
+    assert np.abs(ours["landmarks"] - theirs["landmarks"]).max() <= 0.05
+    assert np.abs(ours["confidence"] - theirs["confidence"]).max() <= 2e-3
+    assert np.abs(ours["features"] - theirs["features"]).max() <= 1e-2
+
+
+def test_each_thread_gets_its_own_interpreters(normalizers, sample_faces):
+    lite = normalizers[0]
+    aligned, landmarks = sample_faces[0][:2], sample_faces[1][:2]
+    want = lite.normalize_aligned(aligned, landmarks)["image"]
+    seen, images = [], []
+
+    def work():
+        seen.append(lite.backend.networks())
+        images.append(lite.normalize_aligned(aligned, landmarks)["image"])
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(n) for n in seen}) == 2 and lite.backend.networks() not in seen
+    assert all(np.array_equal(image, want) for image in images)
+
+
+def test_backend_choice_and_errors(tmp_path):
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        FaceNormalizer.from_pretrained(backend="onnx")
+    export = paths.REPO_ROOT / "tests" / "fixtures" / "export_095725b"
+    assert litert_backend.choose_backend(export) == "tensorflow"
+    with pytest.raises(ValueError, match="backend='litert'.*no LiteRT files"):
+        litert_backend.choose_backend(export, "litert")
+    assert litert_backend.choose_backend(SHIPPED, "tensorflow") == "tensorflow"
+
+
+def test_damaged_or_stale_litert_files_are_named(tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED, model)
+    metadata = packed.read_metadata(model)
+    (model / litert_export.DECODER_FILE).write_bytes(b"\0" * 100)
+    with pytest.raises(packed.ModelFileError, match=litert_export.DECODER_FILE):
+        litert_backend.LiteRTBackend(model, metadata)
+    shutil.copy2(SHIPPED / litert_export.DECODER_FILE, model / litert_export.DECODER_FILE)
+    (model / litert_export.WEIGHT_MAP_FILE).write_text("{")
+    with pytest.raises(packed.ModelFileError, match=litert_export.WEIGHT_MAP_FILE):
+        litert_backend.LiteRTBackend(model, metadata)
+
+
+def test_cli_notice_when_falling_back(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(common, "quiet_tensorflow", lambda debug: calls.append("quiet"))
+    monkeypatch.setattr(FaceNormalizer, "from_pretrained", classmethod(lambda cls, path, choose, backend: backend))
+    export = str(paths.REPO_ROOT / "tests" / "fixtures" / "export_095725b")
+    assert common.load_model(types.SimpleNamespace(model=export, debug=False)) == "tensorflow"
+    assert "running on TensorFlow" in capsys.readouterr().err and calls == ["quiet"]
+    assert common.load_model(types.SimpleNamespace(model=None, debug=False)) == "auto"
+    assert capsys.readouterr().err == "" and calls == ["quiet"]
+    assert common.load_model(types.SimpleNamespace(model=None, debug=False, device="gpu")) == "tensorflow"
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_normalizes_without_importing_tensorflow(tmp_path):
+    code = ("import sys; from normface.cli import main; rc = main(['normalize', sys.argv[1], '-o', sys.argv[2]]); "
+            "sys.exit(rc or 10 * ('tensorflow' in sys.modules))")
+    sample = paths.REPO_ROOT / "samples" / "london_005_08.jpg"
+    result = subprocess.run([sys.executable, "-c", code, str(sample), str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "london_005_08_face0.png").is_file()
