@@ -160,7 +160,8 @@ def markdown(table: dict, names: dict[str, str]) -> str:
              + " | majority class |", "|---|---|" + "---|" * (len(cols) + 1)]
     for attr, entry in table.items():
         lines.append(f"| **{attr}** (accuracy) | {entry['test']} | "
-                     + " | ".join(f"{entry['accuracy'][c]:.3f}" for c in cols) + f" | {entry['majority_baseline']:.3f} |")
+                     + " | ".join(f"{entry['accuracy'][c]:.3f}" for c in cols)
+                     + f" | {entry['majority_baseline']:.3f} |")
         for group, row in entry["groups"].items():
             lines.append(f"| {attr}: {group} (recall) | {row['photos']} | "
                          + " | ".join(f"{row[c]:.3f}" for c in cols) + " | |")

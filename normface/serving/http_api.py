@@ -462,9 +462,20 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
         error: str | None = Field(None, description="what went wrong, naming the file")
         faces: list[Face] = []
 
+    class Merged(BaseModel):
+        image_png_base64: str = Field(description="the merged face, PNG, base64")
+        width: int
+        height: int
+        confidence: float = Field(description="mean dlib distance of the merged face to the photos' faces")
+        landmarks: list[list[float]]
+        photos: list[dict] = Field(description="per merged photo: name, weight, dlib distance to the others, "
+                                               "outlier (> 0.6: someone else?)")
+        warnings: list[str] = Field(description="photos that look like someone else, named")
+
     class NormalizeResponse(BaseModel):
         model: str
         files: list[FileResult]
+        merged: Merged | None = Field(None, description="with merge=true: one face from all the photos")
 
     class ErrorResponse(BaseModel):
         error: str = Field(description="what went wrong, naming the file or the argument")
@@ -571,7 +582,7 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
         except QueueFull as err:
             raise InputProblem(503, f"{name}: the server is busy ({err}); retry later",
                                {"Retry-After": str(limits.retry_after_s)}) from err
-        return name, photo, normalizer.to_results(faces, out, range(len(faces)))
+        return name, photo, normalizer.to_results(faces, out, range(len(faces))), out["input_descriptor"]
 
     def check_count(files: list[UploadFile], most: int) -> None:
         if len(files) > most:
@@ -650,16 +661,24 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
         request: Request,
         files: Annotated[list[UploadFile], files_param(limits.max_files, f"one to {limits.max_files} photos")],
         all_faces: Annotated[bool, Query(description="every face, not just the largest (CLI --all-faces)")] = False,
+        merge: Annotated[bool, Query(description="also one face from all the photos (their largest faces' "
+                                                 "features merged; normface portrait); with Accept: image/png, "
+                                                 "that face alone")] = False,
+        strict: Annotated[bool, Query(description="with merge: 422 when a photo looks like someone else")] = False,
     ):
         async def work():
             check_count(files, limits.max_files)
             png_only = _wants_png(request.headers.get("accept"))
-            if png_only and len(files) != 1:
+            if merge and all_faces:
+                raise InputProblem(400, "merge takes the largest face of each photo: leave all_faces off")
+            if merge and len(files) < 2:
+                raise InputProblem(400, f"merge needs two or more photos of the person, got {len(files)}")
+            if png_only and len(files) != 1 and not merge:
                 raise InputProblem(400, f"Accept: image/png returns one image: send one file, not {len(files)}")
             with admission.hold(len(files), limits.retry_after_s) as jobs:
                 outcomes = await asyncio.gather(*(normalize_upload(f, all_faces, jobs) for f in files),
                                                 return_exceptions=True)
-                rows = []
+                rows, kept = [], []
                 for upload, outcome in zip(files, outcomes):
                     name = upload.filename or "upload"
                     if isinstance(outcome, InputProblem):
@@ -668,7 +687,10 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
                         continue
                     if isinstance(outcome, BaseException):
                         raise outcome
-                    _, _, results = outcome
+                    _, _, results, descriptors = outcome
+                    kept.append((name, results[0], descriptors[0]))
+                    if png_only and merge:
+                        continue
                     if png_only:
                         return Response(await run_in(prep_pool, _png, results[0].image), media_type="image/png")
                     faces = []
@@ -682,15 +704,39 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
                 busy = [r for r in failed if r["code"] == 503]
                 return _error(failed[0]["code"], "; ".join(r["error"] for r in failed), rows,
                               headers={"Retry-After": str(limits.retry_after_s)} if busy else None)
-            return JSONResponse({"model": model_dir.name, "files": rows})
+            if not merge:
+                return JSONResponse({"model": model_dir.name, "files": rows})
+            merged = await run_in(app_pool, merge_faces, kept, strict)
+            encoded = await run_in(prep_pool, _png, merged.image)
+            if png_only:
+                return Response(encoded, media_type="image/png", headers={
+                    "X-Normface-Merge-Warnings": str(len(merged.warnings)),
+                    "Content-Disposition": content_disposition("inline", "merged.png")})
+            return JSONResponse({"model": model_dir.name, "files": rows, "merged": {
+                **merged.to_json([k[0] for k in kept]), "image_png_base64": base64.b64encode(encoded).decode(),
+                "width": int(merged.image.shape[1]), "height": int(merged.image.shape[0])}})
 
         return await answer(request, work())
+
+    def merge_faces(kept: list, strict: bool):
+        """One face from the photos' (name, result, dlib descriptor); 422 naming the odd photo out
+        with ``strict``, or when fewer than two photos had a face."""
+        from normface.serving import merge as merge_lib
+
+        if len(kept) < 2:
+            raise InputProblem(422, "merge needs two or more photos with a face, got "
+                                    f"{len(kept)}" + (f" ({kept[0][0]})" if kept else ""))
+        try:
+            return merge_lib.merge_arrays(normalizer, np.stack([k[1].features for k in kept]),
+                                          np.stack([k[2] for k in kept]), [k[0] for k in kept], strict=strict)
+        except merge_lib.MergeError as err:
+            raise InputProblem(422, str(err)) from err
 
     async def one_photo(files: list[UploadFile], jobs: list):
         check_count(files, 1)
         if not files:
             raise InputProblem(400, "no file: send one photo as multipart field 'files'")
-        return await normalize_upload(files[0], False, jobs)
+        return (await normalize_upload(files[0], False, jobs))[:3]
 
     @app.post("/v1/adjust", **upload_route,
               summary="white balance and exposure of a photo from its normalized face",

@@ -205,3 +205,44 @@ def test_morph_moves_from_a_to_b_for_the_judge():
     steps = np.arange(8)
     assert spearman(steps, sims[:, 0]) <= -0.9 and spearman(steps, sims[:, 1]) >= 0.9
     assert sims[0, 0] - sims[-1, 0] >= 0.2 and sims[-1, 1] - sims[0, 1] >= 0.2
+
+
+def test_http_normalize_merge(tiny, faces):
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from normface.serving import http_api
+
+    app = http_api.create_app(tiny, applications=http_api.Applications(), allowed_hosts=["testserver"])
+
+    def up(name):
+        return ("files", (name, (faces / name).read_bytes(), "image/jpeg"))
+
+    same = [up(f"powell{i}.jpg") for i in (1, 2, 3)]
+    with TestClient(app) as client:
+        r = client.post("/v1/normalize?merge=true", files=same)
+        assert r.status_code == 200, r.text
+        merged = r.json()["merged"]
+        assert merged["warnings"] == [] and [p["name"] for p in merged["photos"]] == ["powell1.jpg", "powell2.jpg",
+                                                                                      "powell3.jpg"]
+        image = np.asarray(Image.open(io.BytesIO(base64.b64decode(merged["image_png_base64"]))))
+        expected, _ = tiny.normalize_merged([read(faces / f"powell{i}.jpg") for i in (1, 2, 3)])
+        # the server's batch queue may group the photos otherwise: features equal to float rounding
+        assert np.abs(image.astype(int) - expected.image).max() <= 1
+        png = client.post("/v1/normalize?merge=true", files=same, headers={"Accept": "image/png"})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert np.abs(np.asarray(Image.open(io.BytesIO(png.content))).astype(int) - expected.image).max() <= 1
+        odd = same + [up("cook.jpg"), ("files", ("noface.png", (faces / "noface.png").read_bytes(), "image/png"))]
+        r = client.post("/v1/normalize?merge=true", files=odd)
+        assert r.status_code == 200
+        body = r.json()
+        assert "cook.jpg looks like someone else" in body["merged"]["warnings"][0]
+        assert body["files"][4]["status"] == "error" and "no face" in body["files"][4]["error"]
+        r = client.post("/v1/normalize?merge=true&strict=true", files=odd[:4])
+        assert r.status_code == 422 and "cook.jpg" in r.json()["error"]
+        r = client.post("/v1/normalize?merge=true", files=same[:1])
+        assert r.status_code == 400 and "two or more" in r.json()["error"]
+        r = client.post("/v1/normalize?merge=true", files=[same[0], odd[4]])
+        assert r.status_code == 422 and "two or more photos with a face" in r.json()["error"], r.text[:300]
