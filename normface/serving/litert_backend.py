@@ -8,15 +8,19 @@ onto its landmarks (NumPy, :mod:`normface.warp.numpy_warp`), the output's chips 
 the confidence. Outputs equal the TensorFlow path's within a grey level and 0.05 px
 (``tests/serving/test_litert_backend.py``).
 
-LiteRT interpreters are not thread-safe: each thread that calls :meth:`LiteRTBackend.run` gets
-its own pair of interpreters (the HTTP server's worker threads, the CLI's stages).
+LiteRT interpreters are not thread-safe: a call to :meth:`LiteRTBackend.run` borrows a pair of
+interpreters no other call is using, from a pool that grows to the number of calls running at
+once (the HTTP server's batch queue runs one at a time on whichever worker thread is free, so it
+keeps one pair instead of one per thread, each ~100 MB and a second to make).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -128,20 +132,34 @@ class _Interpreter:
         # the exported dict's keys.
         self.outputs = sorted(self.interpreter.get_output_details(),
                               key=lambda d: int(d["name"].rsplit("_", 1)[1]) if "_" in d["name"] else 0)
+        signature = self.inputs[0].get("shape_signature", self.inputs[0]["shape"])
+        self.fixed_batch = None if int(signature[0]) < 0 else int(self.inputs[0]["shape"][0])
         self._batch = int(self.inputs[0]["shape"][0])
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         batch = len(arrays[0])
-        if batch != self._batch:
-            for detail, array in zip(self.inputs, arrays):
-                if detail["shape_signature"][0] < 0:
-                    self.interpreter.resize_tensor_input(detail["index"], list(array.shape))
+        if self.fixed_batch is None and batch != self._batch:
+            self.interpreter.resize_tensor_input(self.inputs[0]["index"], list(arrays[0].shape))
             self.interpreter.allocate_tensors()
             self._batch = batch
         for detail, array in zip(self.inputs, arrays):
             self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(array, np.float32))
         self.interpreter.invoke()
         return [np.array(self.interpreter.get_tensor(d["index"])) for d in self.outputs]
+
+    def __call__(self, batched: np.ndarray, *constant: np.ndarray) -> list[np.ndarray]:
+        """Runs ``batched`` (the first input, ``[n, ...]``) with the other inputs as given, in
+        chunks of the file's fixed batch (the last one padded)."""
+        if self.fixed_batch is None:
+            return self._run([batched, *constant])
+        step, outs = self.fixed_batch, []
+        for start in range(0, len(batched), step):
+            chunk = batched[start:start + step]
+            pad = step - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            outs.append([o[:step - pad] for o in self._run([chunk, *constant])])
+        return [np.concatenate(parts) for parts in zip(*outs)]
 
 
 class LiteRTNetworks:
@@ -194,17 +212,28 @@ class LiteRTBackend:
         chip = metadata.chip or {}
         self.chip_size, self.chip_padding = int(chip.get("size", 150)), float(chip.get("padding", 0.25))
         self.num_threads = num_threads
-        self._decoder = decoder_bytes(self.packed_dir)  # once; every thread's interpreter reads it
-        self._local = threading.local()
-        self.networks()  # load now: a damaged file fails here, naming itself
+        self._decoder = decoder_bytes(self.packed_dir)  # once; every interpreter reads it
+        self._lock = threading.Lock()
+        self._idle: list[LiteRTNetworks] = [self._make()]  # load now: a damaged file fails here, naming itself
+        self.pairs = 1
 
-    def networks(self) -> LiteRTNetworks:
-        """This thread's interpreters (made on its first call)."""
-        nets = getattr(self._local, "networks", None)
+    def _make(self) -> LiteRTNetworks:
+        return LiteRTNetworks(self.packed_dir, self.mean_landmarks, self.num_threads, self._decoder)
+
+    @contextlib.contextmanager
+    def networks(self) -> Iterator[LiteRTNetworks]:
+        """A pair of interpreters for this call alone (``with backend.networks() as nets``)."""
+        with self._lock:
+            nets = self._idle.pop() if self._idle else None
+            if nets is None:
+                self.pairs += 1
         if nets is None:
-            nets = self._local.networks = LiteRTNetworks(self.packed_dir, self.mean_landmarks,
-                                                                 self.num_threads, self._decoder)
-        return nets
+            nets = self._make()
+        try:
+            yield nets
+        finally:
+            with self._lock:
+                self._idle.append(nets)
 
     def warp(self, textures: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The model's SplineWarp in NumPy: ``[b, S, S, 3]`` textures moved from the mean landmarks
@@ -219,12 +248,12 @@ class LiteRTBackend:
     def run(self, aligned: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
         """``[b, S, S, 3]`` aligned faces (0-255) + ``[b, 68, 2]`` landmarks -> the dict of
         :meth:`FaceNormalizer.normalize_aligned` (uint8 image and texture)."""
-        nets = self.networks()
         aligned = np.asarray(aligned, np.float32)
-        features, in_desc = nets.encode(extract_chips(aligned, landmarks, self.chip_size, self.chip_padding))
-        out_lms, texture = nets.decode(features)
-        image = self.warp(texture, out_lms)
-        _, out_desc = nets.encode(extract_chips(image * 255.0, out_lms, self.chip_size, self.chip_padding))
+        with self.networks() as nets:
+            features, in_desc = nets.encode(extract_chips(aligned, landmarks, self.chip_size, self.chip_padding))
+            out_lms, texture = nets.decode(features)
+            image = self.warp(texture, out_lms)
+            _, out_desc = nets.encode(extract_chips(image * 255.0, out_lms, self.chip_size, self.chip_padding))
         return {"features": features, "image": to_uint8(image), "landmarks": out_lms,
                 "texture": to_uint8(np.clip(texture, 0.0, 1.0)), "confidence": np.linalg.norm(out_desc - in_desc, axis=-1),
                 "input_descriptor": in_desc, "output_descriptor": out_desc}

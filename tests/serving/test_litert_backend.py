@@ -45,14 +45,16 @@ def test_samples_equal_the_tensorflow_path(normalizers, sample_faces):
     assert np.abs(ours["features"] - theirs["features"]).max() <= 1e-2
 
 
-def test_each_thread_gets_its_own_interpreters(normalizers, sample_faces):
+def test_concurrent_calls_never_share_interpreters(normalizers, sample_faces):
     lite = normalizers[0]
     aligned, landmarks = sample_faces[0][:2], sample_faces[1][:2]
     want = lite.normalize_aligned(aligned, landmarks)["image"]
-    seen, images = [], []
+    inside, images, barrier = [], [], threading.Barrier(2)
 
     def work():
-        seen.append(lite.backend.networks())
+        with lite.backend.networks() as nets:
+            inside.append(nets)
+            barrier.wait(timeout=60)  # both hold a pair at once
         images.append(lite.normalize_aligned(aligned, landmarks)["image"])
 
     threads = [threading.Thread(target=work) for _ in range(2)]
@@ -60,8 +62,10 @@ def test_each_thread_gets_its_own_interpreters(normalizers, sample_faces):
         t.start()
     for t in threads:
         t.join()
-    assert len({id(n) for n in seen}) == 2 and lite.backend.networks() not in seen
-    assert all(np.array_equal(image, want) for image in images)
+    assert len({id(n) for n in inside}) == 2 and lite.backend.pairs == 2
+    assert len(images) == 2 and all(np.array_equal(image, want) for image in images)
+    with lite.backend.networks() as nets:  # a pair is reused, none made
+        assert nets in inside and lite.backend.pairs == 2
 
 
 def test_backend_choice_and_errors(tmp_path):
