@@ -1,11 +1,13 @@
-"""End-to-end speed of ``normface normalize`` on CPU, per stage.
+"""End-to-end speed of ``normface normalize`` on CPU, per stage, TensorFlow and LiteRT side by side.
 
     python benchmarks/bench_normalize.py --photos=200
 
-On the first --photos LFW photos (sorted), times: reading, detection + 68 landmarks + alignment,
-the networks (chip + encoder + decoder + warp + encoding the output for the confidence), the
-decoder + warp alone on stored features, and writing the PNGs; prints faces/second for each and
-for the whole pipeline, and which stage dominates.
+On the first --photos LFW photos (sorted; ``--photos_dir`` for another folder), for each backend
+(``--backends``; default the old TensorFlow path and the LiteRT one, issue 31) in one run: reading,
+detection + 68 landmarks + alignment, the networks (chip + encoder + decoder + warp + encoding the
+output for the confidence), the decoder + warp alone on stored features, and writing the PNGs;
+prints faces/second for each and for the whole pipeline, the stages one after another, and the
+LiteRT path's speed-up over TensorFlow's.
 """
 
 from __future__ import annotations
@@ -20,58 +22,91 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from normface.utils import io_utils
-from normface.utils import paths
+from normface.utils import io_utils  # noqa: E402
+from normface.utils import paths  # noqa: E402
 from normface.serving.normalizer import FaceNormalizer  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("photos", 200, "LFW photos to normalize.")
-flags.DEFINE_integer("batch_size", 16, "Faces per network batch.")
+flags.DEFINE_integer("photos", 200, "LFW photos to normalize.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 16, "Faces per network batch.", lower_bound=1)
 flags.DEFINE_string("model", None, "Model (default: the shipped one).")
+flags.DEFINE_string("photos_dir", None, "Read the photos from this folder (*.jpg, sorted) instead of LFW.")
+flags.DEFINE_list("backends", ["tensorflow", "litert"], "Backends to time, in this order.")
+
+STAGES = ("read", "detect + landmarks + align", "chip + encoder + decoder + warp + confidence", "write PNG")
+DECODER_ROW = "decoder + warp alone"
 
 
-def main(argv):
-    del argv
-    import tensorflow as tf
+def decoder_alone(normalizer, features: np.ndarray, bs: int) -> float:
+    """Seconds for the decoder + warp on stored features (the backend's own way)."""
+    if normalizer.backend is not None:
+        backend = normalizer.backend
 
-    files = sorted((paths.require_data_dir() / "lfw").glob("*/*.jpg"))[: FLAGS.photos]
-    normalizer = FaceNormalizer.from_pretrained(FLAGS.model)
+        def run(f):
+            with backend.networks() as nets:
+                landmarks, texture = nets.decode(f)
+            return backend.warp(texture, landmarks)
+    else:
+        import tensorflow as tf
+
+        decode = tf.function(lambda f: normalizer.model(f, training=False))
+
+        def run(f):
+            return decode(tf.constant(f))["image"].numpy()
+    run(features[:bs])
+    start = time.perf_counter()
+    for i in range(0, len(features), bs):
+        run(features[i:i + bs])
+    return time.perf_counter() - start
+
+
+def time_backend(backend: str, files: list[Path], bs: int) -> tuple[dict[str, float], int]:
+    normalizer = FaceNormalizer.from_pretrained(FLAGS.model, backend=backend)
     times = {}
     start = time.perf_counter()
     photos = [io_utils.read_rgb(f) for f in files]
     times["read"] = time.perf_counter() - start
+    normalizer.align(photos[0])  # warm-up: dlib's detector and landmark files load on first use
     start = time.perf_counter()
     prepared = [normalizer.align(p) for p in photos]
     times["detect + landmarks + align"] = time.perf_counter() - start
     faces = [p[0] for p in prepared if p]
+    if not faces:
+        raise SystemExit("bench_normalize.py: error: no faces found in the photos")
     aligned = np.stack([f[0] for f in faces])
     landmarks = np.stack([f[1] for f in faces])
-    bs = FLAGS.batch_size
-    normalizer.normalize_aligned(aligned[:bs], landmarks[:bs])  # warm-up (tracing)
+    normalizer.normalize_aligned(aligned[:bs], landmarks[:bs])  # warm-up (tracing, interpreter allocation)
     start = time.perf_counter()
     outs = [normalizer.normalize_aligned(aligned[i:i + bs], landmarks[i:i + bs]) for i in range(0, len(faces), bs)]
     times["chip + encoder + decoder + warp + confidence"] = time.perf_counter() - start
-    features = np.concatenate([o["features"] for o in outs])
-    decode = tf.function(lambda f: normalizer.model(f, training=False))
-    decode(tf.constant(features[:bs]))
-    start = time.perf_counter()
-    for i in range(0, len(faces), bs):
-        decode(tf.constant(features[i:i + bs]))["image"].numpy()
-    times["decoder + warp alone"] = time.perf_counter() - start
+    times[DECODER_ROW] = decoder_alone(normalizer, np.concatenate([o["features"] for o in outs]), bs)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         for i, img in enumerate(np.concatenate([o["image"] for o in outs])):
             io_utils.save_image_atomic(Path(tmp) / f"{i}.png", img)
         times["write PNG"] = time.perf_counter() - start
-    n = len(faces)
-    pipeline = sum(v for k, v in times.items() if k != "decoder + warp alone")
-    print(f"{len(files)} LFW photos, {n} faces, batch {bs}, {os.cpu_count()} CPUs")
-    print(f"{'stage':<46} {'s':>7} {'faces/s':>8}")
-    for name, seconds in times.items():
-        print(f"{name:<46} {seconds:>7.2f} {n / seconds:>8.1f}")
-    print(f"{'end to end (all but the decoder-alone row)':<46} {pipeline:>7.2f} {n / pipeline:>8.1f}")
-    slowest = max((k for k in times if k != "decoder + warp alone"), key=times.get)
-    print(f"dominant stage: {slowest} ({100 * times[slowest] / pipeline:.0f}% of the time)")
+    return times, len(faces)
+
+
+def main(argv):
+    del argv
+    root = Path(FLAGS.photos_dir) if FLAGS.photos_dir else paths.require_data_dir() / "lfw"
+    files = sorted(root.glob("*.jpg" if FLAGS.photos_dir else "*/*.jpg"))[: FLAGS.photos]
+    if not files:
+        raise SystemExit(f"bench_normalize.py: error: --photos_dir: no *.jpg in {root}")
+    bs = FLAGS.batch_size
+    results = {b: time_backend(b, files, bs) for b in FLAGS.backends}
+    n = next(iter(results.values()))[1]
+    print(f"{len(files)} photos ({root}), {n} faces, batch {bs}, {os.cpu_count()} CPUs; faces/s (seconds)")
+    print(f"{'stage':<46} " + " ".join(f"{b:>20}" for b in results))
+    for stage in STAGES + (DECODER_ROW,):
+        cells = [f"{n / t[stage]:>9.1f} ({t[stage]:>7.2f}s)" for t, _ in results.values()]
+        print(f"{stage:<46} " + " ".join(f"{c:>20}" for c in cells))
+    totals = {b: sum(t[s] for s in STAGES) for b, (t, _) in results.items()}
+    print(f"{'end to end (the stages one after another)':<46} "
+          + " ".join(f"{n / totals[b]:>9.1f} ({totals[b]:>7.2f}s)" for b in results))
+    if "tensorflow" in totals and "litert" in totals:
+        print(f"LiteRT / TensorFlow end to end: {totals['tensorflow'] / totals['litert']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ sends one warm-up request (the first traces the networks), then:
   throughput (photos/s of the 200 answers, and its share of the load phase's photos/s), the
   refusals (503) with their p50/p95 latency, other errors, and the p95 of the accepted requests;
 
-and, for both, the server's peak resident memory (its ``VmHWM``). ``--reference`` runs the same
+and, for both, the server's peak resident memory (its ``VmHWM``); and the start-up (process start
+to a passing ``/healthz``) and the first request's latency. ``--backends`` (default
+``litert,tensorflow``) measures this checkout once per ``NORMFACE_BACKEND``, one after the other,
+and prints the start-ups, first requests and load phases side by side. ``--reference`` runs the same
 measurements, one after the other (never at the same time), against the server of another
 checkout of normface (e.g. ``git worktree add ../normface-main <commit>``), started with its
 own code, and prints the two side by side with the ratios. Bounded: every request has a timeout,
@@ -121,8 +124,10 @@ def _commit(root: Path) -> str:
         return "?"
 
 
-def _start(root: Path, port: int) -> subprocess.Popen:
+def _start(root: Path, port: int, backend: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    if backend:
+        env["NORMFACE_BACKEND"] = backend  # normface.cli.common.load_model (issue 31)
     return subprocess.Popen([sys.executable, "-m", "normface.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -188,12 +193,14 @@ def flood_phase(url: str, payloads: list, clients: int, seconds: float, photos: 
             "errors": sum(status not in (200, 503) for status, _ in results)}
 
 
-def measure(root: Path, args, payloads: list) -> dict:
+def measure(root: Path, args, payloads: list, backend: str | None = None) -> dict:
     port = args.port or _free_port()
     base = f"http://127.0.0.1:{port}"
-    server = _start(root, port)
+    start = time.perf_counter()
+    server = _start(root, port, backend)
     try:
         _wait_ready(server, base)
+        startup = time.perf_counter() - start
         url = f"{base}/v1/{args.endpoint}"
         warm_status, warm = _post(url, [payloads[0]], args.timeout)
         before = _get_json(base + "/healthz")
@@ -215,12 +222,13 @@ def measure(root: Path, args, payloads: list) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
     return {"root": str(root), "commit": _commit(root), "warm_ms": warm * 1000, "warm_status": warm_status,
-            "load": load, "flood": flood}
+            "load": load, "flood": flood, "backend": backend or "default", "startup_s": startup}
 
 
 def report(run: dict, args) -> None:
     load, flood = run["load"], run["flood"]
-    print(f"== {run['root']} (commit {run['commit']}; warm-up {run['warm_ms']:.0f} ms, status {run['warm_status']})")
+    print(f"== {run['root']} (commit {run['commit']}, backend {run['backend']}; start-up to a passing /healthz "
+          f"{run['startup_s']:.1f} s; first request {run['warm_ms']:.0f} ms, status {run['warm_status']})")
     print(f"load: POST /v1/{args.endpoint}, {load['requests']} requests of one photo from {args.clients} clients: "
           f"{load['rps']:.1f} requests/s; p50 {load['p50_ms']:.0f} ms, p95 {load['p95_ms']:.0f} ms, "
           f"max {load['max_ms']:.0f} ms; errors {load['errors']}"
@@ -249,6 +257,9 @@ def main() -> int:
     parser.add_argument("--no-flood", action="store_true", help="the load phase only")
     parser.add_argument("--ignore-retry-after", action="store_true",
                         help="flood clients retry at once after a 503 (default: they wait its Retry-After)")
+    parser.add_argument("--backends", default="litert,tensorflow",
+                        help="NORMFACE_BACKEND values to measure this checkout with, one after the other "
+                             "(comma-separated; the start-up and first-request table compares them)")
     parser.add_argument("--reference", type=Path, default=None,
                         help="another checkout of normface to measure the same way, side by side")
     args = parser.parse_args()
@@ -263,16 +274,23 @@ def main() -> int:
         parser.error(f"no sample photos in {ROOT / 'samples'}")
     payloads = [(p.name, p.read_bytes()) for p in photos]
     print(f"machine: {_machine()}")
+    backends = [b for b in args.backends.split(",") if b]
+    if not backends or any(b not in ("auto", "litert", "tensorflow") for b in backends):
+        parser.error(f"--backends {args.backends}: a comma-separated list of auto, litert, tensorflow")
     runs = []
-    for root in [ROOT] + ([args.reference.resolve()] if args.reference else []):
+    for root, backend in [(ROOT, b) for b in backends] + ([(args.reference.resolve(), None)] if args.reference else []):
         try:
-            runs.append(measure(root, args, payloads))
+            runs.append(measure(root, args, payloads, backend))
         except RuntimeError as err:
-            print(f"bench_serve: {root}: {err}", file=sys.stderr)
+            print(f"bench_serve: {root} ({backend or 'default'}): {err}", file=sys.stderr)
             return 1
         report(runs[-1], args)
-    if len(runs) == 2:
-        this, ref = runs
+    print(f"{'server':<40} {'start-up s':>10} {'first request ms':>17} {'load p95 ms':>12} {'requests/s':>11}")
+    for run in runs:
+        print(f"{Path(run['root']).name + ' ' + run['backend']:<40} {run['startup_s']:>10.1f} {run['warm_ms']:>17.0f} "
+              f"{run['load']['p95_ms']:>12.0f} {run['load']['rps']:>11.1f}")
+    if args.reference:
+        this, ref = runs[0], runs[-1]
         print(f"== this / reference: load p95 {this['load']['p95_ms'] / ref['load']['p95_ms']:.2f}x, "
               f"throughput {this['load']['rps'] / ref['load']['rps']:.2f}x"
               + (f"; flood accepted photos/s {this['flood']['accepted_photos_per_s']:.1f} vs "

@@ -193,13 +193,18 @@ def quiet_tensorflow(debug: bool) -> None:
 def load_model(args, choose: str = "largest"):
     """The normalizer of ``--model`` (default: the shipped one): on LiteRT when the model has its
     files (no TensorFlow imported), else on TensorFlow, quieted first, with a one-line notice;
-    ``--device gpu`` always on TensorFlow."""
+    ``--device gpu`` always on TensorFlow; ``$NORMFACE_BACKEND`` (auto, litert, tensorflow) chooses
+    otherwise (benchmarks compare the two)."""
     from normface.serving import litert_backend
     from normface.serving.normalizer import FaceNormalizer, resolve_model_path
 
-    backend = "tensorflow" if getattr(args, "device", "cpu") == "gpu" else "auto"
+    backend = "tensorflow" if getattr(args, "device", "cpu") == "gpu" else os.environ.get("NORMFACE_BACKEND", "auto")
+    if backend not in litert_backend.BACKENDS:
+        raise CommandError(f"NORMFACE_BACKEND: expected one of {', '.join(litert_backend.BACKENDS)}, got {backend!r}")
     try:
         reason = litert_backend.litert_unavailable(resolve_model_path(args.model)) if backend == "auto" else None
+        if backend == "litert":
+            litert_backend.choose_backend(resolve_model_path(args.model), backend)  # ValueError: why not
         if backend == "tensorflow" or reason is not None:
             if reason is not None:
                 print(f"normface: running on TensorFlow (slower to start): {reason}", file=sys.stderr)

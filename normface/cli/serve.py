@@ -11,7 +11,7 @@ import errno
 import sys
 
 from normface.cli.common import (EXIT_OK, CommandError, UsageError, add_model_option, check_model_arg,
-                                 load_normalizer, os_text, port, positive_float, positive_int)
+                                 load_normalizer, os_text, port, positive_float, positive_int, quiet_tensorflow)
 
 NAME = "serve"
 HELP = "serve the HTTP API (/v1/normalize, /v1/adjust, /v1/avatar, /docs) and the web page (/) from one process"
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
                   f"(docs/serving.md, 'Before exposing it'); Host names served: {', '.join(allowed)} "
                   "(--allowed-hosts)", file=sys.stderr, flush=True)
         normalizer = load_normalizer(args)
-        from normface.apps import adjust, avatar  # imports TensorFlow: after load_normalizer has quieted it
+        quiet_tensorflow(args.debug)  # the applications import TensorFlow (the LiteRT path has not quieted it)
+        from normface.apps import adjust, avatar
 
         apps = http_api.Applications(adjust=adjust.adjust_with_result, avatar=avatar.avatar_bytes,
                                      avatar_missing=avatar.surrey_model_missing())
