@@ -26,6 +26,7 @@ import numpy as np
 
 from normface.faces.chip_geometry import extract_chips
 from normface.serving.litert_export import DECODER_FILE, ENCODER_FILE, WEIGHT_MAP_FILE
+from normface.serving.packed import WEIGHTS_FILE
 from normface.utils.pictures import to_uint8
 from normface.warp.numpy_warp import LANDMARK_REGULARIZATION, warp_to_landmarks
 
@@ -90,7 +91,24 @@ def litert_unavailable(path: str | os.PathLike) -> str | None:
                 "models shipped with them do)")
     if not litert_available():
         return "LiteRT (ai-edge-litert) is not installed"
+    if _stale(Path(path)):
+        return (f"{Path(path) / WEIGHT_MAP_FILE} was written for other weights than its {WEIGHTS_FILE} (re-packed "
+                "without experiments/ship_model.py?)")
     return None
+
+
+def _stale(packed_dir: Path) -> bool:
+    """Whether ``litert.json`` records another ``weights.npz`` than the one beside it (a damaged map
+    is not stale: loading it names the file)."""
+    import json
+
+    from normface.serving import packed
+
+    try:
+        want = json.loads((packed_dir / WEIGHT_MAP_FILE).read_text())["files"][WEIGHTS_FILE]
+        return packed.file_digest(packed_dir / WEIGHTS_FILE) != {"bytes": want["bytes"], "sha256": want["sha256"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def choose_backend(path: str | os.PathLike, backend: str = "auto") -> str:

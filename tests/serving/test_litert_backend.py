@@ -91,6 +91,18 @@ def test_damaged_or_stale_litert_files_are_named(tmp_path):
         litert_backend.LiteRTBackend(model, metadata)
 
 
+def test_a_repacked_model_falls_back_to_tensorflow(tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED, model)
+    assert litert_backend.choose_backend(model) == "litert"
+    with np.load(model / packed.WEIGHTS_FILE) as arrays:
+        weights = {k: arrays[k] for k in arrays.files}
+    weights["w000"] = weights["w000"] * np.float16(0.5)  # other weights of the same size
+    np.savez_compressed(model / packed.WEIGHTS_FILE, **weights)
+    reason = litert_backend.litert_unavailable(model)
+    assert reason and "written for other weights" in reason and litert_backend.choose_backend(model) == "tensorflow"
+
+
 def test_cli_notice_when_falling_back(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(common, "quiet_tensorflow", lambda debug: calls.append("quiet"))
