@@ -8,7 +8,7 @@ from pathlib import Path
 
 from normface.cli.common import (EXIT_OK, CommandError, UsageError, add_model_option, check_model_arg,
                                  check_output_arg, load_normalizer)
-from normface.cli.portrait import check_image_output, read_photos, save
+from normface.cli.portrait import check_image_output, largest_faces, read_photos, save
 
 NAME = "morph"
 HELP = "a morph between the normalized faces of two photos (strip and animation)"
@@ -55,12 +55,8 @@ def run(args: argparse.Namespace) -> int:
     check_model_arg(args.model)
     photos = read_photos(args.photos)
     normalizer = load_normalizer(args)
-    errors: dict[int, str] = {}
-    results = normalizer.normalize_many(photos, errors=errors)
-    for i, path in enumerate(args.photos):
-        if i in errors or not results[i]:
-            raise CommandError(f"{path}: {errors.get(i, 'no face found')}")
-    faces = merge.morph(normalizer, results[0][0].features, results[1][0].features, args.steps)
+    a, b = largest_faces(normalizer, photos, args.photos)
+    faces = merge.morph(normalizer, a.features, b.features, args.steps)
     save(out, merge.strip(faces.image))
     if animation is not None:
         save_animation(animation, faces.image)

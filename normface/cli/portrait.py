@@ -49,6 +49,17 @@ def read_photos(paths: list[str]) -> list:
     return photos
 
 
+def largest_faces(normalizer, photos: list, paths: list[str]) -> list:
+    """The largest face's :class:`~normface.serving.normalizer.Result` of each photo;
+    CommandError naming the first photo without a usable face."""
+    errors: dict[int, str] = {}
+    results = normalizer.normalize_many(photos, errors=errors)
+    for i, path in enumerate(paths):
+        if i in errors or not results[i]:
+            raise CommandError(f"{path}: {errors.get(i, 'no face found')}")
+    return [r[0] for r in results]
+
+
 def save(out: Path, image) -> None:
     from normface.utils import io_utils
 

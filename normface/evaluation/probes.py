@@ -15,7 +15,6 @@ direction ``normface explore`` walks (shipped as ``normface/apps/assets/age_dire
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -167,9 +166,3 @@ def markdown(table: dict, names: dict[str, str]) -> str:
                          + " | ".join(f"{row[c]:.3f}" for c in cols) + " | |")
     return "\n".join(lines)
 
-
-def group_counts(labels: list[dict], attr: str) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for lab in labels:
-        counts[str(lab.get(attr, ""))] += 1
-    return dict(counts)

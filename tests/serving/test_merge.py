@@ -159,7 +159,9 @@ def test_cli_morph_and_explore(tiny_export, tiny, faces, tmp_path, capsys):
     strip_path = tmp_path / "age.png"
     assert cli.main(["explore", str(a), "-o", str(strip_path), "--steps", "3"] + model) == cli.EXIT_OK
     assert np.asarray(Image.open(strip_path)).shape == (SIZE, 3 * SIZE, 3)
+    capsys.readouterr()
     assert cli.main(["explore", str(a), "-o", str(strip_path), "--attribute", "gender"] + model) == cli.EXIT_USAGE
+    assert "no direction is offered for gender or race" in capsys.readouterr().err
     assert cli.main(["explore", str(a), "-o", str(strip_path), "--span", "-1"] + model) == cli.EXIT_USAGE
 
 
