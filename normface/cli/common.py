@@ -171,23 +171,13 @@ def quiet_tensorflow(debug: bool) -> None:
     warnings.filterwarnings("ignore")  # Keras' and TensorFlow's Python warnings (shown with --debug)
     if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
+    from normface.utils.quiet import hidden_native_stderr
 
-            tf.get_logger().setLevel("ERROR")
-            tf.config.list_physical_devices()  # the device probe logs too
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with hidden_native_stderr():
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+        tf.config.list_physical_devices()  # the device probe logs too
 
 
 def load_model(args, choose: str = "largest"):
@@ -205,14 +195,16 @@ def load_model(args, choose: str = "largest"):
         reason = litert_backend.litert_unavailable(resolve_model_path(args.model)) if backend == "auto" else None
         if backend == "litert":
             litert_backend.choose_backend(resolve_model_path(args.model), backend)  # ValueError: why not
-        if backend == "tensorflow" or reason is not None:
-            if reason is not None:
-                print(f"normface: running on TensorFlow (slower to start): {reason}", file=sys.stderr)
+        if reason is not None:
             backend = "tensorflow"
+        if backend == "tensorflow":
             quiet_tensorflow(args.debug)
-        return FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend)
+        normalizer = FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend)
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err
+    if reason is not None:  # after the load, so a model that fails to load gets its one error line only
+        print(f"normface: running on TensorFlow (slower to start): {reason}", file=sys.stderr)
+    return normalizer
 
 
 def load_normalizer(args, choose: str = "largest"):

@@ -28,6 +28,7 @@ from normface.faces.chip_geometry import extract_chips
 from normface.serving.litert_export import DECODER_FILE, ENCODER_FILE, WEIGHT_MAP_FILE
 from normface.serving.packed import WEIGHTS_FILE
 from normface.utils.pictures import to_uint8
+from normface.utils.quiet import hidden_native_stderr
 from normface.warp.numpy_warp import LANDMARK_REGULARIZATION, warp_to_landmarks
 
 # Threads per interpreter: the CLI overlaps detection on one core with the networks on the other.
@@ -137,11 +138,12 @@ class _Interpreter:
         if content is None and not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         try:
-            if content is None:
-                self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            else:
-                self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with hidden_native_stderr():  # LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line
+                if content is None:
+                    self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+                else:
+                    self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise ValueError(f"{path}: not a loadable .tflite model, corrupt or partial? ({err})") from err
         self.path = path
