@@ -77,7 +77,9 @@ def test_normalize_prints_no_tensorflow_log_lines_unless_debug(tmp_path):
     assert quiet.stderr == "", quiet.stderr  # not one TensorFlow line (nor anything else)
     assert "normalized 1 face(s) from 1 of 1 file(s)" in quiet.stdout
     assert (tmp_path / "out" / "london_005_08_face0.png").is_file()
-    loud = _run_cli("normalize", "--debug", "--overwrite", str(photo), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    # The shipped model runs on LiteRT, without TensorFlow: --device gpu takes the TensorFlow path.
+    loud = _run_cli("normalize", "--debug", "--overwrite", "--device", "gpu", str(photo), "-o", str(tmp_path / "out"),
+                    cwd=tmp_path)
     assert loud.returncode == 0
     assert any(marker in loud.stderr for marker in TF_LOG_MARKERS), loud.stderr[:2000]
 

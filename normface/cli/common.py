@@ -180,6 +180,10 @@ def quiet_tensorflow(debug: bool) -> None:
         tf.config.list_physical_devices()  # the device probe logs too
 
 
+# The one line a model LiteRT cannot run prints before it runs on TensorFlow (issue 31).
+FALLBACK_NOTICE = "normface: running on TensorFlow (slower to start): "
+
+
 def load_model(args, choose: str = "largest"):
     """The normalizer of ``--model`` (default: the shipped one): on LiteRT when the model has its
     files (no TensorFlow imported), else on TensorFlow, quieted first, with a one-line notice;
@@ -203,7 +207,7 @@ def load_model(args, choose: str = "largest"):
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err
     if reason is not None:  # after the load, so a model that fails to load gets its one error line only
-        print(f"normface: running on TensorFlow (slower to start): {reason}", file=sys.stderr)
+        print(f"{FALLBACK_NOTICE}{reason}", file=sys.stderr)
     return normalizer
 
 

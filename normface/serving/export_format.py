@@ -97,6 +97,7 @@ def load_keras(path: str | os.PathLike) -> "keras.Model":
     import keras
 
     import normface.models  # noqa: F401  (registers the custom layers)
+    import normface.warp.layer  # noqa: F401  (registers SplineWarp, which the file names)
 
     path = Path(path)
     return keras.models.load_model(path if path.suffix == ".keras" else path / KERAS_FILE, compile=False)

@@ -59,6 +59,7 @@ Beyond the reference, for accuracy and speed:
 """
 
 import importlib
+import sys
 
 # Lazy (PEP 562): ``normface.warp.numpy_warp`` serves inference without TensorFlow, so importing
 # the package must not import the TensorFlow modules until one of their names is used.
@@ -79,6 +80,12 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(_SOURCES))
+
+
+# Once Keras is loaded the TensorFlow modules cost nothing more: import them now, so SplineWarp is
+# registered with Keras before any ``.keras`` file that holds it is deserialized.
+if "keras" in sys.modules or "tensorflow" in sys.modules:
+    from normface.warp import layer as _layer  # noqa: E402,F401
 
 
 __all__ = [

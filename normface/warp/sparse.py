@@ -5,7 +5,6 @@ then the image is resampled at ``grid - flow``.
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
 from normface.warp.common import (

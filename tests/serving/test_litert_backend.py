@@ -109,7 +109,7 @@ def test_cli_notice_when_falling_back(monkeypatch, capsys):
     monkeypatch.setattr(FaceNormalizer, "from_pretrained", classmethod(lambda cls, path, choose, backend: backend))
     export = str(paths.REPO_ROOT / "tests" / "fixtures" / "export_095725b")
     assert common.load_model(types.SimpleNamespace(model=export, debug=False)) == "tensorflow"
-    assert "running on TensorFlow" in capsys.readouterr().err and calls == ["quiet"]
+    assert common.FALLBACK_NOTICE in capsys.readouterr().err and calls == ["quiet"]
     assert common.load_model(types.SimpleNamespace(model=None, debug=False)) == "auto"
     assert capsys.readouterr().err == "" and calls == ["quiet"]
     assert common.load_model(types.SimpleNamespace(model=None, debug=False, device="gpu")) == "tensorflow"
