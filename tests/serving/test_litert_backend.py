@@ -124,3 +124,26 @@ def test_cli_normalizes_without_importing_tensorflow(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out" / "london_005_08_face0.png").is_file()
+
+
+def test_ship_model_writes_litert_files_equal_to_tensorflow(tmp_path):
+    """ship() end to end on a tiny export: the LiteRT files are written, verified, loadable, and
+    the LiteRT path's faces equal the TensorFlow path's."""
+    import importlib.util
+
+    from normface.testing import synthetic
+
+    spec = importlib.util.spec_from_file_location("ship_model", paths.REPO_ROOT / "experiments" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    target = tmp_path / "pretrained" / "tiny"
+    ship_model.ship(synthetic.tiny_export(tmp_path / "export", size=32), target, max_mb=60.0)
+    assert litert_backend.has_tflite(target) and (target / litert_export.DECODER_FILE).stat().st_size < 200_000
+    lite, tf_path = FaceNormalizer.from_pretrained(target), FaceNormalizer.from_pretrained(target, backend="tensorflow")
+    assert lite.backend is not None and tf_path.backend is None
+    rng = np.random.default_rng(0)
+    aligned = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    landmarks = np.stack([np.asarray(lite.metadata.mean_landmarks, np.float32)] * 2)
+    ours, theirs = lite.normalize_aligned(aligned, landmarks), tf_path.normalize_aligned(aligned, landmarks)
+    assert np.percentile(np.abs(ours["image"].astype(int) - theirs["image"].astype(int)), 99) <= 1
+    assert np.abs(ours["landmarks"] - theirs["landmarks"]).max() <= 0.05
