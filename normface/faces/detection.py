@@ -13,6 +13,7 @@ right/bottom.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -93,12 +94,18 @@ def _model_file(filename: str) -> str:
     return str(dlib_model_file(filename))
 
 
-@functools.lru_cache(maxsize=1)
+_THREAD = threading.local()
+
+
 def _hog_detector():
+    """dlib's HOG detector is not thread-safe (concurrent calls crashed the server's decode pool):
+    one detector per thread."""
     import dlib
 
-    detector = dlib.get_frontal_face_detector()
-    return lambda rgb, upsample: list(detector(rgb, upsample))
+    if not hasattr(_THREAD, "hog"):
+        detector = dlib.get_frontal_face_detector()
+        _THREAD.hog = lambda rgb, upsample: list(detector(rgb, upsample))
+    return _THREAD.hog
 
 
 @functools.lru_cache(maxsize=1)
