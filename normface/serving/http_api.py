@@ -582,7 +582,7 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
         except QueueFull as err:
             raise InputProblem(503, f"{name}: the server is busy ({err}); retry later",
                                {"Retry-After": str(limits.retry_after_s)}) from err
-        return name, photo, normalizer.to_results(faces, out, range(len(faces))), out["input_descriptor"]
+        return name, photo, normalizer.to_results(faces, out, range(len(faces))), out.get("input_descriptor")
 
     def check_count(files: list[UploadFile], most: int) -> None:
         if len(files) > most:
@@ -688,7 +688,7 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
                     if isinstance(outcome, BaseException):
                         raise outcome
                     _, _, results, descriptors = outcome
-                    kept.append((name, results[0], descriptors[0]))
+                    kept.append((name, results[0], None if descriptors is None else descriptors[0]))
                     if png_only and merge:
                         continue
                     if png_only:
