@@ -205,6 +205,38 @@ MUTATIONS = (
         (("                error = error * self.pixel_weights", "                error = error * 1.0"),),
         ("tests/training/test_recipe_losses.py::test_pixel_weighted_texture_l1",),
     ),
+    Mutation(
+        "batch_stages_in_turn", "a batch run's networks wait for every photo's detection (no overlap)",
+        "normface/serving/batch_files.py",
+        (("            if count >= self.options.batch_size:\n", "            if count >= len(self.files):\n"),),
+        ("tests/serving/test_batch_pipeline.py::test_stages_overlap_and_outcomes_come_in_input_order",),
+    ),
+    Mutation(
+        "batch_out_of_order", "a batch run hands a batch's inputs on in reverse order",
+        "normface/serving/batch_files.py",
+        (("            o.faces = None  # the aligned photos are in the results; free the rest\n        return group\n",
+          "            o.faces = None  # the aligned photos are in the results; free the rest\n        return group[::-1]\n"),),
+        ("tests/serving/test_batch_pipeline.py::test_stages_overlap_and_outcomes_come_in_input_order",
+         "tests/serving/test_batch_pipeline.py::test_on_litert_two_batches_run_through_the_networks_at_once_and_keep_input_order"),
+    ),
+    Mutation(
+        "batch_deaf_to_ctrl_c", "a batch run's caller waits for a batch without waking for a signal",
+        "normface/serving/batch_files.py",
+        (("            return wait(timeout=0.1)\n", "            return wait()\n"),),
+        ("tests/serving/test_batch_pipeline.py::test_ctrl_c_while_waiting_for_the_networks_stops_every_stage",),
+    ),
+    Mutation(
+        "batch_one_network_worker", "a batch run on LiteRT runs one batch through the networks at a time",
+        "normface/serving/batch_files.py",
+        (("    return 2 if getattr(normalizer", "    return 1 if getattr(normalizer"),),
+        ("tests/serving/test_batch_pipeline.py::test_on_litert_two_batches_run_through_the_networks_at_once_and_keep_input_order",),
+    ),
+    Mutation(
+        "batch_ctrl_c_runs_on", "Ctrl-C in a batch run leaves the detection and network stages running",
+        "normface/serving/batch_files.py",
+        (("        self.stop.set()\n        for thread in self.threads:", "        for thread in self.threads:"),),
+        ("tests/serving/test_batch_pipeline.py::test_ctrl_c_while_waiting_for_the_networks_stops_every_stage",),
+    ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}
 

@@ -13,13 +13,16 @@ are skipped.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import errno
 import glob
 import json
 import os
+import queue
 import stat
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Callable, Iterable
@@ -214,6 +217,7 @@ class BatchOptions:
     all_faces: bool = False
     keep_pairs: bool = False  # keep (aligned input, output) pairs for a contact sheet
     debug: bool = False  # print the traceback of each per-file error
+    network_workers: int | None = None  # batches in the networks at once (None: network_workers(normalizer))
 
     def output_options(self) -> dict:
         """The options that change what is written (part of the run manifest's key)."""
@@ -241,17 +245,203 @@ def _face_fields(faces) -> dict:
     return fields
 
 
+# How far a stage of :func:`run_batch` may run ahead of the next, in network batches: enough to
+# keep both cores busy across uneven photos, little enough to bound the faces held in memory.
+QUEUE_BATCHES = 2
+
+
+def network_workers(normalizer) -> int:
+    """Batches :func:`run_batch` runs through the networks at once: two on LiteRT (each call takes
+    its own interpreter pair, one thread each, so the networks use the core that detection and
+    writing leave idle), one on TensorFlow (its ops already use every core)."""
+    return 2 if getattr(normalizer, "backend", None) is not None and (os.cpu_count() or 1) > 1 else 1
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """One input on its way through :func:`run_batch`'s stages: its aligned faces (detection),
+    then their results (the networks), or the reason it failed."""
+
+    item: InputFile
+    faces: list | None = None  # FaceNormalizer.align's (aligned, landmarks, detection) tuples
+    results: list | None = None  # Result per face
+    reason: str | None = None
+    error: BaseException | None = None
+
+
+class _Failed:
+    """A stage died of an unexpected exception (a bug): handed down so the caller's thread raises it."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_DONE = object()  # the end of a stage's stream
+
+
+def _poll(wait: Callable, timeout_error: type[Exception]):
+    """``wait(timeout=...)`` again and again until it answers: the caller's thread wakes every 0.1 s,
+    so Ctrl-C or SIGTERM (which Linux may hand to any thread; Python runs the handler in the main
+    thread when it next runs) stops the run at once rather than when the batch it waits for ends."""
+    while True:
+        try:
+            return wait(timeout=0.1)
+        except timeout_error:
+            continue
+
+
+class _Pipeline:
+    """The stages of :func:`run_batch`: reading + detection + landmarks + alignment in one thread,
+    the networks in a pool of :func:`network_workers` threads (a dispatcher thread forms the
+    batches), then writing in the caller's thread, joined by bounded FIFO queues. Batches are
+    formed in input order and their results taken in the order they were formed, so outcomes
+    reach the caller in input order whatever the timing. dlib, OpenCV, LiteRT, TensorFlow, NumPy
+    and Pillow's encoders release the GIL, so the stages run on both cores at once."""
+
+    def __init__(self, normalizer, files: list[InputFile], options: "BatchOptions",
+                 read: Callable[[InputFile], np.ndarray] | None):
+        self.normalizer, self.files, self.options, self.read = normalizer, files, options, read
+        workers = options.network_workers or network_workers(normalizer)
+        self.aligned: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * options.batch_size)
+        self.batches: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES + workers)  # futures, in batch order
+        self.stop = threading.Event()
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="normface-batch_networks")
+        self.threads = [threading.Thread(target=self._guarded, args=(stage, out), name=f"normface-batch{stage.__name__}",
+                                         daemon=True)
+                        for stage, out in ((self._prepare, self.aligned), (self._dispatch, self.batches))]
+
+    def __enter__(self) -> "_Pipeline":
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # Also on Ctrl-C or SIGTERM in the caller's thread: the stages stop after the photo or
+        # batch in hand (they write nothing), batches not started are dropped, and no thread
+        # outlives the run.
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def outcomes(self):
+        """The inputs' outcomes, in input order (raises a stage's unexpected exception)."""
+        while True:
+            batch = _poll(self.batches.get, queue.Empty)
+            if batch is _DONE:
+                return
+            if isinstance(batch, _Failed):
+                raise batch.error
+            yield from _poll(batch.result, concurrent.futures.TimeoutError)
+
+    # -- the stages' threads ------------------------------------------------------------------
+
+    def _put(self, q: queue.Queue, value) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue):
+        while not self.stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _DONE
+
+    def _guarded(self, stage, out: queue.Queue) -> None:
+        try:
+            stage()
+        except BaseException as err:  # noqa: BLE001 -- a bug: the caller's thread raises it
+            self._put(out, _Failed(err))
+            return
+        self._put(out, _DONE)
+
+    def _prepare(self) -> None:
+        """Reads each photo and finds, marks and aligns its faces."""
+        for item in self.files:
+            if self.stop.is_set():
+                return
+            outcome = _Outcome(item)
+            try:
+                image = self.read(item) if self.read is not None else read_photo(item.path)
+            except (ValueError, OSError) as err:
+                outcome.reason, outcome.error = error_text(err).replace(f"{item.path}: ", ""), err
+            else:
+                try:
+                    outcome.faces = self.normalizer.align(image, self.options.all_faces)
+                except ValueError as err:  # an unusable image, degenerate landmarks
+                    outcome.reason, outcome.error = str(err), err
+                except Exception as err:  # noqa: BLE001 -- recorded for this file, the run goes on
+                    outcome.reason, outcome.error = f"normalization failed: {err!r}", err
+            if not self._put(self.aligned, outcome):
+                return
+
+    def _dispatch(self) -> None:
+        """Groups the inputs, in order, into batches of ``batch_size`` faces (or more: an input's
+        faces stay together) and hands each to the networks' pool."""
+        group, count = [], 0
+        while True:
+            outcome = self._get(self.aligned)
+            if outcome is _DONE or isinstance(outcome, _Failed):
+                if group and not self.stop.is_set():
+                    self._put(self.batches, self.pool.submit(self._run, group))
+                if isinstance(outcome, _Failed):
+                    raise outcome.error
+                return
+            group.append(outcome)
+            count += len(outcome.faces or ())
+            if count >= self.options.batch_size:
+                if not self._put(self.batches, self.pool.submit(self._run, group)):
+                    return
+                group, count = [], 0
+
+    def _run(self, group: list[_Outcome]) -> list[_Outcome]:
+        """The networks on a group's faces, ``batch_size`` at a time (a pool thread)."""
+        faces = [(o, k, face) for o in group if o.faces for k, face in enumerate(o.faces)]
+        for o in group:
+            if o.faces is not None:
+                o.results = []
+        bs = self.options.batch_size
+        try:
+            for start in range(0, len(faces), bs):
+                chunk = faces[start:start + bs]
+                out = self.normalizer.normalize_aligned(np.stack([c[2][0] for c in chunk]),
+                                                        np.stack([c[2][1] for c in chunk]))
+                for (o, _, _), res in zip(chunk, self.normalizer.to_results([c[2] for c in chunk], out,
+                                                                            [c[1] for c in chunk])):
+                    o.results.append(res)
+        except Exception as err:  # noqa: BLE001 -- a failure of the networks themselves: every file of the batch
+            for o in group:
+                if o.faces:
+                    o.results, o.reason, o.error = None, f"normalization failed: {err!r}", err
+        for o in group:
+            o.faces = None  # the aligned photos are in the results; free the rest
+        return group
+
+
 def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
               report: Callable[[dict], None] | None = None, progress: Callable[[int, int], None] | None = None,
               on_done: Callable[[InputFile, list[Path]], None] | None = None,
               read: Callable[[InputFile], np.ndarray] | None = None) -> BatchSummary:
     """Normalizes ``files`` with ``normalizer``; reports problems; returns counts.
 
-    ``report`` gets one dict per input; ``on_done(item, outputs)`` is called once all of an
+    The stages overlap (:class:`_Pipeline`): reading, detection and alignment in one thread, the
+    networks (``batch_size`` faces at a time, :func:`network_workers` batches at once) in a pool,
+    and writing, ``report``, ``on_done`` and ``progress`` in the caller's thread, each input in
+    input order whatever the timing, so the outputs, the report and the run manifest are those
+    of a run done one stage after another. ``report`` gets one dict per input; ``on_done(item, outputs)`` is called once all of an
     input's outputs are written (the run manifest records it there; an OSError it raises is
-    counted as a write failure). ``read(item)``: the photo's pixels (default :func:`read_photo`
-    of its local path; the Beam pipeline reads through Beam's filesystems). The one home of a
-    batch's work: ``normface normalize`` and ``normface.pipelines.normalize`` both call it."""
+    counted as a write failure); ``progress(done, total)`` after each input. ``read(item)``: the
+    photo's pixels (default :func:`read_photo` of its local path; the Beam pipeline reads through
+    Beam's filesystems). A problem with one input (unreadable, no face, a failed write) is
+    reported and the run goes on; Ctrl-C or SIGTERM stops every stage after the file in hand. The
+    one home of a batch's work: ``normface normalize`` and ``normface.pipelines.normalize`` both
+    call it."""
     if options.fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {options.fmt!r}")
     inputs = {f.path.resolve() for f in files}
@@ -266,61 +456,42 @@ def run_batch(normalizer, files: list[InputFile], options: BatchOptions,
         if report:
             report({"input": str(path), "status": "error", "reason": reason})
 
-    pending: list[tuple[InputFile, np.ndarray]] = []
-
-    def flush():
-        if not pending:
+    def finish(outcome: _Outcome):
+        item, faces = outcome.item, outcome.results
+        if outcome.reason is not None:
+            problem(item.path, outcome.reason, outcome.error)
             return
-        errors: dict[int, str] = {}
+        if not faces:
+            problem(item.path, "no face found")
+            return
+        written: list[Path] = []
         try:
-            results = normalizer.normalize_many([img for _, img in pending], all_faces=options.all_faces,
-                                                batch_size=options.batch_size, errors=errors)
-        except Exception as err:  # a failure of the networks themselves: record every file of the batch
-            for item, _ in pending:
-                problem(item.path, f"normalization failed: {err!r}", err)
-            pending.clear()
-            return
-        for j, ((item, _), faces) in enumerate(zip(pending, results)):
-            if j in errors:
-                problem(item.path, errors[j])
-                continue
-            if not faces:
-                problem(item.path, "no face found")
-                continue
-            written: list[Path] = []
-            try:
-                for res in faces:
-                    written += write_result(item, res, options, inputs)
-                if on_done:
-                    on_done(item, written)
-            except OutputWriteError as err:
-                problem(item.path, str(err), err, write=True)
-                continue
-            except ValueError as err:
-                problem(item.path, str(err), err)
-                continue
-            summary.processed += 1
-            summary.faces += len(faces)
-            summary.outputs.extend(written)
             for res in faces:
-                if options.keep_pairs and len(summary.pairs) < SHEET_MAX:
-                    summary.pairs.append((item.rel.stem, res.aligned_input, res.image))
-                    summary.pair_inputs.append(item.path)
-            if report:
-                report({"input": str(item.path), "status": "ok", "outputs": [str(p) for p in written],
-                        **_face_fields(faces)})
-        pending.clear()
+                written += write_result(item, res, options, inputs)
+            if on_done:
+                on_done(item, written)
+        except OutputWriteError as err:
+            problem(item.path, str(err), err, write=True)
+            return
+        except ValueError as err:
+            problem(item.path, str(err), err)
+            return
+        summary.processed += 1
+        summary.faces += len(faces)
+        summary.outputs.extend(written)
+        for res in faces:
+            if options.keep_pairs and len(summary.pairs) < SHEET_MAX:
+                summary.pairs.append((item.rel.stem, res.aligned_input, res.image))
+                summary.pair_inputs.append(item.path)
+        if report:
+            report({"input": str(item.path), "status": "ok", "outputs": [str(p) for p in written],
+                    **_face_fields(faces)})
 
-    for n, item in enumerate(files, 1):
-        try:
-            pending.append((item, read(item) if read is not None else read_photo(item.path)))
-        except (ValueError, OSError) as err:
-            problem(item.path, error_text(err).replace(f"{item.path}: ", ""), err)
-        if len(pending) >= options.batch_size:
-            flush()
-        if progress:
-            progress(n, len(files))
-    flush()
+    with _Pipeline(normalizer, files, options, read) as pipeline:
+        for n, outcome in enumerate(pipeline.outcomes(), 1):
+            finish(outcome)
+            if progress:
+                progress(n, len(files))
     return summary
 
 
