@@ -238,6 +238,12 @@ MUTATIONS = (
         ("tests/serving/test_batch_pipeline.py::test_ctrl_c_while_waiting_for_the_networks_stops_every_stage",),
     ),
     Mutation(
+        "fingerprint_without_backend", "the run manifest's key ignores the backend (a resumed run mixes both)",
+        "normface/serving/normalizer.py",
+        (('        digest.update(f"backend\\0{backend}\\0".encode())\n', "        pass\n"),),
+        ("tests/serving/test_litert_backend.py::test_a_run_resumed_on_the_other_backend_redoes_its_inputs",),
+    ),
+    Mutation(
         "equality_ignores_landmarks", "the LiteRT-against-TensorFlow comparison passes whatever the landmarks",
         "normface/evaluation/backends.py",
         (('and out["landmarks_px"]["max"] <= LANDMARK_LIMIT)', ")"),),

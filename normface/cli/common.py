@@ -184,23 +184,38 @@ def quiet_tensorflow(debug: bool) -> None:
 FALLBACK_NOTICE = "normface: running on TensorFlow (slower to start): "
 
 
-def load_model(args, choose: str = "largest"):
-    """The normalizer of ``--model`` (default: the shipped one): on LiteRT when the model has its
-    files (no TensorFlow imported), else on TensorFlow, quieted first, with a one-line notice;
-    ``--device gpu`` always on TensorFlow; ``$NORMFACE_BACKEND`` (auto, litert, tensorflow) chooses
-    otherwise (benchmarks compare the two)."""
+def model_backend(args) -> tuple[str, str | None]:
+    """What :func:`load_model` runs ``--model`` on, found without loading it: ``("litert", None)``,
+    ``("tensorflow", None)`` (``--device gpu``, ``$NORMFACE_BACKEND=tensorflow``) or
+    ``("tensorflow", reason)`` when the automatic choice falls back (the notice's reason).
+    CommandError for a bad ``$NORMFACE_BACKEND`` or a model ``litert`` cannot run."""
     from normface.serving import litert_backend
-    from normface.serving.normalizer import FaceNormalizer, resolve_model_path
+    from normface.serving.normalizer import resolve_model_path
 
     backend = "tensorflow" if getattr(args, "device", "cpu") == "gpu" else os.environ.get("NORMFACE_BACKEND", "auto")
     if backend not in litert_backend.BACKENDS:
         raise CommandError(f"NORMFACE_BACKEND: expected one of {', '.join(litert_backend.BACKENDS)}, got {backend!r}")
+    if backend == "tensorflow":
+        return backend, None
     try:
-        reason = litert_backend.litert_unavailable(resolve_model_path(args.model)) if backend == "auto" else None
+        path = resolve_model_path(args.model)
         if backend == "litert":
-            litert_backend.choose_backend(resolve_model_path(args.model), backend)  # ValueError: why not
-        if reason is not None:
-            backend = "tensorflow"
+            return litert_backend.choose_backend(path, backend), None  # ValueError: why not
+        reason = litert_backend.litert_unavailable(path)
+    except (OSError, ValueError) as err:
+        raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err
+    return ("tensorflow", reason) if reason is not None else ("litert", None)
+
+
+def load_model(args, choose: str = "largest"):
+    """The normalizer of ``--model`` (default: the shipped one): on LiteRT when the model has its
+    files (no TensorFlow imported), else on TensorFlow, quieted first, with a one-line notice;
+    ``--device gpu`` always on TensorFlow; ``$NORMFACE_BACKEND`` (auto, litert, tensorflow) chooses
+    otherwise (benchmarks compare the two). :func:`model_backend` says which, before loading."""
+    from normface.serving.normalizer import FaceNormalizer
+
+    backend, reason = model_backend(args)
+    try:
         if backend == "tensorflow":
             quiet_tensorflow(args.debug)
         normalizer = FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend)

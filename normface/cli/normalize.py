@@ -9,8 +9,8 @@ from pathlib import Path
 
 from normface.cli import beam
 from normface.cli.common import (EXIT_FAILED, EXIT_OK, CommandError, Report, UsageError, add_model_option,
-                                 check_model_arg, check_output_arg, load_normalizer, make_output_folder, os_text,
-                                 positive_int)
+                                 check_model_arg, check_output_arg, load_normalizer, make_output_folder, model_backend,
+                                 os_text, positive_int)
 
 NAME = "normalize"
 HELP = "normalize the faces in photos (files, folders, globs)"
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 if any input fails")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo every input; by default a rerun into the same output folder with the same "
-                             "model and options skips inputs whose outputs are complete (recorded in "
+                             "model, backend and options skips inputs whose outputs are complete (recorded in "
                              "<output>/.normface-run.jsonl)")
     parser.add_argument("--runner", default=None,
                         help="run on Apache Beam (the beam extra): DirectRunner, DataflowRunner, FlinkRunner, "
@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         if not files:
             raise CommandError("no input images found")
         manifest = manifest or run_manifest.RunManifest(out)
-        key = run_manifest.run_key(model_fingerprint(args.model), options.output_options())
+        # The backend is part of the key: its faces differ from the other's by a grey level, so a run
+        # resumed on the other backend redoes the inputs rather than mixing the two in one folder.
+        backend, _ = model_backend(args)
+        key = run_manifest.run_key(model_fingerprint(args.model, backend), options.output_options())
         digests: dict[Path, str] = {}
         pending, done = [], []
         for item in files:
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             (done.append((item, entry)) if entry else pending.append(item))
         if done:
             print(f"resuming in {out}: {len(done)} of {len(files)} input(s) already done by an earlier run with "
-                  f"the same model and options (--overwrite redoes them); normalizing {len(pending)}")
+                  f"the same model, backend and options (--overwrite redoes them); normalizing {len(pending)}")
         for item, entry in done:
             report({"input": str(item.path), "status": "skipped", "reason": "outputs complete from an earlier run",
                     "outputs": [str(out / o) for o in entry.outputs]})

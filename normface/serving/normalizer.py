@@ -78,9 +78,14 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
     return path
 
 
-def model_fingerprint(path: str | os.PathLike | None) -> str:
+def model_fingerprint(path: str | os.PathLike | None, backend: str | None = None) -> str:
     """A digest of the files that define a model (its metadata and weights), read without
-    loading it: equal for the same model wherever it lies, different after any change."""
+    loading it: equal for the same model wherever it lies, different after any change.
+
+    ``backend``: what runs the networks (``"litert"`` or ``"tensorflow"``, as
+    :meth:`FaceNormalizer.from_pretrained` resolves it). Their faces differ by up to a grey level,
+    so the fingerprint (the run manifest's key) differs between them too: a run resumed on the other
+    backend redoes its inputs instead of mixing both backends' faces in one folder."""
     import hashlib
 
     from normface.serving import export_format, packed, run_manifest
@@ -93,6 +98,8 @@ def model_fingerprint(path: str | os.PathLike | None) -> str:
         files = [export_dir / export_format.METADATA_FILE,
                  path if path.suffix == ".keras" else path / export_format.KERAS_FILE]
     digest = hashlib.sha256()
+    if backend is not None:
+        digest.update(f"backend\0{backend}\0".encode())
     for f in files:
         digest.update(f.name.encode() + b"\0" + (run_manifest.file_sha256(f) if f.is_file() else "-").encode())
     return digest.hexdigest()

@@ -2,10 +2,11 @@
 
 ``<output>/.normface-run.jsonl`` gets one JSON line per input whose outputs were all written:
 the input's real path, its SHA-256, the name its outputs take (``rel``), the run key (a digest of
-the model's files and of the options that change the outputs: format, side-by-side, JSON,
-all faces) and the outputs with their sizes. A rerun skips an input when a line matches its path,
-content, name and run key and every listed output is still there with its size; anything else
-(another model, other options, a changed photo, a deleted output) is normalized again, and
+the model's files, of the backend that runs it, LiteRT or TensorFlow, whose faces differ by up to
+a grey level, and of the options that change the outputs: format, side-by-side, JSON, all faces)
+and the outputs with their sizes. A rerun skips an input when a line matches its path, content,
+name and run key and every listed output is still there with its size; anything else (another
+model or backend, other options, a changed photo, a deleted output) is normalized again, and
 ``--overwrite`` redoes everything. Lines are appended, so a killed run keeps the lines of the
 inputs it finished; a torn last line is ignored.
 """
@@ -28,7 +29,8 @@ file_sha256 = io_utils.file_sha256  # the run manifest's content key of an input
 
 
 def run_key(model_fingerprint: str, options: dict) -> str:
-    """A short digest of what makes the outputs: the model and the output options."""
+    """A short digest of what makes the outputs: the model (with its backend:
+    ``normalizer.model_fingerprint(path, backend)``) and the output options."""
     text = json.dumps({"format": FORMAT, "model": model_fingerprint, "options": options}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -110,10 +110,30 @@ def test_cli_notice_when_falling_back(monkeypatch, capsys):
     export = str(paths.REPO_ROOT / "tests" / "fixtures" / "export_095725b")
     assert common.load_model(types.SimpleNamespace(model=export, debug=False)) == "tensorflow"
     assert common.FALLBACK_NOTICE in capsys.readouterr().err and calls == ["quiet"]
-    assert common.load_model(types.SimpleNamespace(model=None, debug=False)) == "auto"
+    assert common.load_model(types.SimpleNamespace(model=None, debug=False)) == "litert"
     assert capsys.readouterr().err == "" and calls == ["quiet"]
     assert common.load_model(types.SimpleNamespace(model=None, debug=False, device="gpu")) == "tensorflow"
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_resumed_on_the_other_backend_redoes_its_inputs(normalizers, tmp_path, monkeypatch, capsys):
+    """The backend is part of the run manifest's key (model_fingerprint): a folder never mixes the
+    two backends' faces, which differ by a grey level."""
+    from normface import cli
+    from normface.serving.normalizer import model_fingerprint
+
+    assert model_fingerprint(None, "litert") == model_fingerprint(SHIPPED, "litert")
+    assert model_fingerprint(None, "litert") != model_fingerprint(None, "tensorflow") != model_fingerprint(None)
+    sample = paths.REPO_ROOT / "samples" / "london_005_08.jpg"
+    face = tmp_path / "london_005_08_face0.png"
+    for backend, normalizer, resumed in (("litert", normalizers[0], False), ("litert", normalizers[0], True),
+                                         ("tensorflow", normalizers[1], False), ("tensorflow", normalizers[1], True)):
+        monkeypatch.setenv("NORMFACE_BACKEND", backend)
+        monkeypatch.setattr(cli, "_load_normalizer", lambda args, choose="largest": normalizer)
+        assert cli.main(["normalize", str(sample), "-o", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert ("1 of 1 input(s) already done" in out) == resumed, (backend, out)
+        np.testing.assert_array_equal(io_utils.read_rgb(face), normalizer.normalize(io_utils.read_rgb(sample))[0].image)
 
 
 def test_cli_normalizes_without_importing_tensorflow(tmp_path):
