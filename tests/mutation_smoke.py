@@ -244,6 +244,12 @@ MUTATIONS = (
         ("tests/serving/test_litert_backend.py::test_a_run_resumed_on_the_other_backend_redoes_its_inputs",),
     ),
     Mutation(
+        "merge_decodes_on_tensorflow", "merge and morph decode on TensorFlow even for a LiteRT normalizer",
+        "normface/serving/merge.py",
+        (('    if getattr(normalizer, "backend", None) is not None:\n', "    if False:\n"),),
+        ("tests/serving/test_merge.py::test_merge_and_morph_on_litert_equal_tensorflow_without_loading_it",),
+    ),
+    Mutation(
         "equality_ignores_landmarks", "the LiteRT-against-TensorFlow comparison passes whatever the landmarks",
         "normface/evaluation/backends.py",
         (('and out["landmarks_px"]["max"] <= LANDMARK_LIMIT)', ")"),),

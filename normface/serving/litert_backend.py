@@ -265,15 +265,26 @@ class LiteRTBackend:
             out[i] = np.clip(warped, 0.0, 1.0)
         return out
 
+    def _decode(self, nets: LiteRTNetworks, features: np.ndarray) -> dict[str, np.ndarray]:
+        landmarks, texture = nets.decode(features)
+        image = self.warp(texture, landmarks)
+        _, descriptor = nets.encode(extract_chips(image * 255.0, landmarks, self.chip_size, self.chip_padding))
+        return {"image": to_uint8(image), "landmarks": landmarks, "texture": to_uint8(np.clip(texture, 0.0, 1.0)),
+                "output_descriptor": descriptor}
+
+    def decode(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """``[b, F]`` features -> the decoded faces: uint8 ``image`` and ``texture``, ``landmarks``
+        and the dlib ``output_descriptor`` of each output (what :mod:`normface.serving.merge` needs
+        of the decoder and the encoder; the TensorFlow path runs ``normalizer.model`` there)."""
+        with self.networks() as nets:
+            return self._decode(nets, np.asarray(features, np.float32))
+
     def run(self, aligned: np.ndarray, landmarks: np.ndarray) -> dict[str, np.ndarray]:
         """``[b, S, S, 3]`` aligned faces (0-255) + ``[b, 68, 2]`` landmarks -> the dict of
         :meth:`FaceNormalizer.normalize_aligned` (uint8 image and texture)."""
         aligned = np.asarray(aligned, np.float32)
         with self.networks() as nets:
             features, in_desc = nets.encode(extract_chips(aligned, landmarks, self.chip_size, self.chip_padding))
-            out_lms, texture = nets.decode(features)
-            image = self.warp(texture, out_lms)
-            _, out_desc = nets.encode(extract_chips(image * 255.0, out_lms, self.chip_size, self.chip_padding))
-        return {"features": features, "image": to_uint8(image), "landmarks": out_lms,
-                "texture": to_uint8(np.clip(texture, 0.0, 1.0)), "confidence": np.linalg.norm(out_desc - in_desc, axis=-1),
-                "input_descriptor": in_desc, "output_descriptor": out_desc}
+            out = self._decode(nets, features)
+        return {"features": features, **out, "confidence": np.linalg.norm(out["output_descriptor"] - in_desc, axis=-1),
+                "input_descriptor": in_desc}

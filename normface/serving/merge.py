@@ -3,7 +3,8 @@ direction (issue 32).
 
 Everything here works in the encoder's feature space, through the public pieces of
 :class:`normface.serving.normalizer.FaceNormalizer`: ``align``, ``normalize_aligned`` (features
-and dlib descriptors of the input faces), ``to_results`` and the decoder ``normalizer.model``.
+and dlib descriptors of the input faces), ``to_results`` and the decoder (``normalizer.backend``'s
+on LiteRT, ``normalizer.model`` on TensorFlow).
 
 * :func:`merge_results` combines several photos' features into one (their mean, or a mean
   weighted by how well each photo agrees with the others) and decodes it once. Photos whose dlib
@@ -74,18 +75,22 @@ class MergedFace:
 
 def decode(normalizer, features: np.ndarray) -> Decoded:
     """Decodes ``[b, F]`` feature vectors with ``normalizer``'s model into faces (and re-encodes
-    them for their dlib descriptors). Runs through :meth:`FaceNormalizer.normalize_aligned`'s
-    compiled path's pieces, a batch of one as two (so a face never depends on its batch)."""
-    import tensorflow as tf
-
-    from normface.encoders.face_encoding import face_chips
-
+    them for their dlib descriptors), on its backend: LiteRT's decoder, NumPy warp and encoder
+    (:meth:`LiteRTBackend.decode`, no TensorFlow) or the pieces of the TensorFlow path's compiled
+    function; a batch of one as two (so a face never depends on its batch)."""
     features = np.asarray(features, np.float32)
     if features.ndim != 2:
         raise ValueError(f"features must be [b, F], got shape {features.shape}")
     if len(features) == 1:
         out = decode(normalizer, np.concatenate([features] * 2))
         return Decoded(out.image[:1], out.landmarks[:1], out.texture[:1], out.descriptor[:1])
+    if getattr(normalizer, "backend", None) is not None:
+        out = normalizer.backend.decode(features)
+        return Decoded(out["image"], out["landmarks"], out["texture"], out["output_descriptor"])
+    import tensorflow as tf
+
+    from normface.encoders.face_encoding import face_chips
+
     out = normalizer.model(tf.constant(features), training=False)
     image = tf.clip_by_value(out["image"], 0.0, 1.0)
     encoder = normalizer.encoder

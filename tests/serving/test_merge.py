@@ -209,6 +209,26 @@ def test_morph_moves_from_a_to_b_for_the_judge():
     assert sims[0, 0] - sims[-1, 0] >= 0.2 and sims[-1, 1] - sims[0, 1] >= 0.2
 
 
+def test_merge_and_morph_on_litert_equal_tensorflow_without_loading_it(faces):
+    """Issue 31: the shipped model decodes merged and morphed features on LiteRT (no Keras model
+    loaded), within the LiteRT path's tolerance of the TensorFlow path: 1 grey level at the 99th
+    percentile, 0.05 px of landmarks."""
+    lite, tf_path = FaceNormalizer.from_pretrained(), FaceNormalizer.from_pretrained(backend="tensorflow")
+    assert lite.backend is not None and tf_path.backend is None
+    photos = [read(faces / f"powell{i}.jpg") for i in (1, 2, 3)] + [read(faces / "cook.jpg")]
+    ours, singles = lite.normalize_merged(photos[:3])
+    theirs, _ = tf_path.normalize_merged(photos[:3])
+    morphs = [merge.morph(n, singles[0].features, lite.normalize(photos[3])[0].features, 3) for n in (lite, tf_path)]
+    assert "model" not in vars(lite) and "encoder" not in vars(lite)  # no TensorFlow model behind the LiteRT path
+    for a, b in [(ours, theirs)] + [(morphs[0], morphs[1])]:
+        for key in ("image", "texture"):
+            diff = np.abs(getattr(a, key).astype(int) - getattr(b, key).astype(int))
+            assert np.percentile(diff, 99) <= 1, (key, np.percentile(diff, 99))
+        assert np.abs(a.landmarks - b.landmarks).max() <= 0.05
+    assert abs(ours.confidence - theirs.confidence) <= 2e-3
+    np.testing.assert_allclose(morphs[0].descriptor, morphs[1].descriptor, atol=2e-3)
+
+
 def test_http_normalize_merge(tiny, faces):
     import base64
     import io
