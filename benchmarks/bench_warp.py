@@ -1,10 +1,11 @@
 """Benchmark of the spline warp, side by side with tensorflow-addons: speed and float32 accuracy.
 
 The workload (``benchmarks/warp_workload.py``) is the model's: batch 32, 68 landmarks plus 16
-zero-flow boundary points, ``sparse_image_warp`` of order 1, forward and forward + backward
-(gradients w.r.t. the image and both point sets), under ``tf.function``. Prints a table: median ms
-per batch, the float32 flow's largest deviation from a float64 run of the same inputs, and the
-speed-up of normface over the reference.
+zero-flow boundary points, ``sparse_image_warp`` of order 1, under ``tf.function``, timed three
+ways: forward; forward + backward (gradients w.r.t. the image and both point sets); and the
+gradient of the mean warped image w.r.t. the source points alone (issue 31). Prints a table per
+size, one row per way: median ms per batch for each implementation and the speed-up of normface
+over the reference; and the float32 flow's largest deviation from a float64 run of the same inputs.
 
     python benchmarks/bench_warp.py --sizes=128,224 [--reference=/work/venv_tfa/bin/python] [--profile]
 
@@ -32,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from warp_workload import make_inputs, median_seconds, workload  # noqa: E402
+from warp_workload import TIMINGS, make_inputs, median_seconds, workload  # noqa: E402
 
 from normface import warp  # noqa: E402
 from normface.utils.tables import markdown_table  # noqa: E402
@@ -73,35 +74,43 @@ def flow_error(size: int) -> float:
     return float(np.abs(flows[0] - flows[1]).max())
 
 
+# The rows of each size's table: the key of warp_workload.TIMINGS, and what it times.
+WAYS = {
+    "fwd_s": "forward",
+    "fwd_bwd_s": "forward + backward (image, both point sets)",
+    "src_grad_s": "gradient w.r.t. the source points only",
+}
+
+
 def speed_rows() -> dict:
+    """Per size, a table: one row per way of WAYS, median ms per batch and the speed-up."""
     rows = {}
+    ours_label = f"normface (TF {tf.__version__}) ms"
     for size in (int(s) for s in FLAGS.sizes):
-        fwd, fwd_bwd = workload(warp.sparse_image_warp, size, FLAGS.batch, FLAGS.landmarks, FLAGS.boundary, FLAGS.seed)
+        runs = workload(warp.sparse_image_warp, size, FLAGS.batch, FLAGS.landmarks, FLAGS.boundary, FLAGS.seed)
         ours, theirs = [], []
         for _ in range(FLAGS.rounds):
             if FLAGS.reference:
                 theirs.append(reference_round(size))
-            ours.append({"fwd_s": median_seconds(fwd, FLAGS.repeats), "fwd_bwd_s": median_seconds(fwd_bwd, FLAGS.repeats)})
-        nf = {k: float(np.median([r[k] for r in ours])) for k in ("fwd_s", "fwd_bwd_s")}
-        rows[f"{size} normface (TF {tf.__version__})"] = {
-            "fwd ms": 1000 * nf["fwd_s"], "fwd+bwd ms": 1000 * nf["fwd_bwd_s"],
-            "f32 flow err px": f"{flow_error(size):.1e}", "fwd+bwd speed-up": "",
-        }
-        if theirs:
-            ref = {k: float(np.median([r[k] for r in theirs])) for k in ("fwd_s", "fwd_bwd_s")}
-            label = f"TF {theirs[0]['tensorflow']}, tfa {theirs[0]['tensorflow_addons']}"
-            rows[f"{size} tensorflow-addons ({label})"] = {
-                "fwd ms": 1000 * ref["fwd_s"], "fwd+bwd ms": 1000 * ref["fwd_bwd_s"], "f32 flow err px": "",
-                "fwd+bwd speed-up": "",
-            }
-            rows[f"{size} normface (TF {tf.__version__})"]["fwd+bwd speed-up"] = f"{ref['fwd_bwd_s'] / nf['fwd_bwd_s']:.2f}x"
-        print(markdown_table({k: v for k, v in rows.items() if k.startswith(str(size))}, "size, implementation",
-                             floatfmt=".0f"), flush=True)
+            ours.append({key: median_seconds(run, FLAGS.repeats) for key, run in zip(TIMINGS, runs)})
+        table = {}
+        for key, way in WAYS.items():
+            nf = float(np.median([r[key] for r in ours]))
+            row = table[f"{size} {way}"] = {ours_label: 1000 * nf}
+            if theirs:
+                ref = float(np.median([r[key] for r in theirs]))
+                label = f"tensorflow-addons (TF {theirs[0]['tensorflow']}, tfa {theirs[0]['tensorflow_addons']}) ms"
+                row[label] = 1000 * ref
+                row["speed-up"] = f"{ref / nf:.2f}x"
+        print(markdown_table(table, "size, timed", floatfmt=".0f"))
+        print(f"{size}x{size} normface float32 flow, largest error vs float64: {flow_error(size):.1e} px\n", flush=True)
+        rows.update(table)
     return rows
 
 
-def timed_pair(fn, *args):
-    """(forward ms, forward+backward ms) of ``fn(*args) -> tensor``, gradients w.r.t. all args."""
+def timed_parts(fn, *args, source: int | None = None) -> dict:
+    """Forward ms and forward+backward ms (gradients w.r.t. all args) of ``fn(*args) -> tensor``;
+    with ``source``, also the ms of the gradient of its mean w.r.t. ``args[source]`` alone."""
     forward = tf.function(fn)
 
     @tf.function
@@ -111,9 +120,19 @@ def timed_pair(fn, *args):
             loss = tf.reduce_sum(tf.square(fn(*xs)))
         return tape.gradient(loss, xs)
 
+    @tf.function
+    def source_gradient(*xs):
+        with tf.GradientTape() as tape:
+            tape.watch(xs[source])
+            loss = tf.reduce_mean(fn(*xs))
+        return tape.gradient(loss, xs[source])
+
     fwd = median_seconds(lambda: forward(*args).numpy(), FLAGS.repeats)
     bwd = median_seconds(lambda: [g.numpy() for g in forward_backward(*args)], FLAGS.repeats)
-    return {"fwd ms": 1000 * fwd, "fwd+bwd ms": 1000 * bwd}
+    row = {"fwd ms": 1000 * fwd, "fwd+bwd ms": 1000 * bwd, "src grad ms": ""}
+    if source is not None:
+        row["src grad ms"] = 1000 * median_seconds(lambda: source_gradient(*args).numpy(), FLAGS.repeats)
+    return row
 
 
 def profile_rows(size: int) -> dict:
@@ -127,12 +146,12 @@ def profile_rows(size: int) -> dict:
     flow = flow_of(src, dst)
     n = FLAGS.landmarks
     return {
-        f"kernel matrix + solve ({n} points, evaluated at them)": timed_pair(
-            lambda s, d: warp.interpolate_spline(d, d - s, d, 1, 0.0), src, dst),
-        "spline on every pixel (solve + dense flow)": timed_pair(flow_of, src, dst),
-        "bilinear resampling (dense_image_warp)": timed_pair(warp.dense_image_warp, image, flow),
-        "whole warp (sparse_image_warp)": timed_pair(
-            lambda im, s, d: warp.sparse_image_warp(im, s, d, 1, 0.0, bp)[0], image, src, dst),
+        f"kernel matrix + solve ({n} points, evaluated at them)": timed_parts(
+            lambda s, d: warp.interpolate_spline(d, d - s, d, 1, 0.0), src, dst, source=0),
+        "spline on every pixel (solve + dense flow)": timed_parts(flow_of, src, dst, source=0),
+        "bilinear resampling (dense_image_warp)": timed_parts(warp.dense_image_warp, image, flow),
+        "whole warp (sparse_image_warp)": timed_parts(
+            lambda im, s, d: warp.sparse_image_warp(im, s, d, 1, 0.0, bp)[0], image, src, dst, source=1),
     }
 
 

@@ -7,9 +7,15 @@ JSON line of timings; ``bench_warp.py`` itself times normface with the same func
     PYTHON benchmarks/warp_workload.py --size=224 --batch=32 --landmarks=68 --boundary=4 --repeats=5
 
 The workload is the model's: batch 32, 68 landmarks moved by a few pixels plus 16 zero-flow
-boundary points (84 control points), ``sparse_image_warp`` with order 1, and forward + backward:
-the gradients of a loss on the warped image w.r.t. the image, the source and the destination
-points, all under ``tf.function``.
+boundary points (84 control points), ``sparse_image_warp`` with order 1, all under
+``tf.function``, three ways:
+
+- forward;
+- forward + backward: the gradients of a loss on the warped image w.r.t. the image, the source and
+  the destination points;
+- the gradient of the mean warped image w.r.t. the source points alone (issue 31: what fitting
+  landmarks through a fixed image asks; an implementation that computes the other gradients
+  anyway pays for them here).
 """
 
 from __future__ import annotations
@@ -47,29 +53,45 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def workload(sparse_image_warp, size: int, batch: int, landmarks: int, boundary: int, seed: int = 0):
-    """``(forward, forward_backward)`` zero-argument callables on float32 inputs, for any
-    implementation of tensorflow-addons' ``sparse_image_warp`` signature."""
+    """``(forward, forward_backward, source_gradient)`` zero-argument callables on float32 inputs,
+    for any implementation of tensorflow-addons' ``sparse_image_warp`` signature."""
     image, src, dst = (tf.constant(a, tf.float32) for a in make_inputs(size, batch, landmarks, seed))
+
+    def warp(im, s, d):
+        return sparse_image_warp(im, s, d, interpolation_order=1, num_boundary_points=boundary)[0]
 
     @tf.function
     def forward(im, s, d):
-        return sparse_image_warp(im, s, d, interpolation_order=1, num_boundary_points=boundary)
+        return warp(im, s, d)
 
     @tf.function
     def forward_backward(im, s, d):
         with tf.GradientTape() as tape:
             tape.watch([im, s, d])
-            warped, _ = sparse_image_warp(im, s, d, interpolation_order=1, num_boundary_points=boundary)
-            loss = tf.reduce_sum(tf.square(warped))
+            loss = tf.reduce_sum(tf.square(warp(im, s, d)))
         return tape.gradient(loss, [im, s, d])
 
+    @tf.function
+    def source_gradient(im, s, d):
+        with tf.GradientTape() as tape:
+            tape.watch(s)  # the source points only: the image and the destination points are constants
+            loss = tf.reduce_mean(warp(im, s, d))
+        return tape.gradient(loss, s)
+
     def run_forward():
-        return forward(image, src, dst)[0].numpy()
+        return forward(image, src, dst).numpy()
 
     def run_forward_backward():
         return [g.numpy() for g in forward_backward(image, src, dst)]
 
-    return run_forward, run_forward_backward
+    def run_source_gradient():
+        return source_gradient(image, src, dst).numpy()
+
+    return run_forward, run_forward_backward, run_source_gradient
+
+
+# The timed callables of ``workload``, in its order, by the keys of the JSON line and of bench_warp.py.
+TIMINGS = ("fwd_s", "fwd_bwd_s", "src_grad_s")
 
 
 def main() -> None:
@@ -83,14 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     import tensorflow_addons as tfa  # the reference; only this interpreter has it
 
-    fwd, fwd_bwd = workload(tfa.image.sparse_image_warp, args.size, args.batch, args.landmarks, args.boundary,
-                            args.seed)
-    print(json.dumps({
-        "fwd_s": median_seconds(fwd, args.repeats),
-        "fwd_bwd_s": median_seconds(fwd_bwd, args.repeats),
-        "tensorflow": tf.__version__,
-        "tensorflow_addons": tfa.__version__,
-    }))
+    runs = workload(tfa.image.sparse_image_warp, args.size, args.batch, args.landmarks, args.boundary, args.seed)
+    timings = {key: median_seconds(run, args.repeats) for key, run in zip(TIMINGS, runs)}
+    print(json.dumps({**timings, "tensorflow": tf.__version__, "tensorflow_addons": tfa.__version__}))
 
 
 if __name__ == "__main__":
