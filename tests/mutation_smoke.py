@@ -39,6 +39,7 @@ class Mutation:
 
 TRAINING = "tests/training/test_training.py"
 METRICS = "tests/evaluation/test_metrics.py"
+TFA_SHAPES = "tests/warp/test_tfa_shapes.py"
 MUTATIONS = (
     Mutation(
         "texture_sign", "the texture term enters the training loss with the wrong sign",
@@ -87,6 +88,36 @@ MUTATIONS = (
         (("warped = dense_image_warp(image, dense_flow)", "warped = image"),),
         ("tests/warp/test_warp.py::test_sparse_image_warp_matches_reference",
          "tests/warp/test_warp.py::test_warp_to_landmarks_uses_xy_and_moves_content"),
+    ),
+    Mutation(
+        "warp_unknown_rank_refused", "sparse_image_warp refuses an image traced with an unknown rank again",
+        "normface/warp/sparse.py",
+        (("        check = tf.debugging.assert_rank_in(image, [2, 3, 4], message=IMAGE_RANK_MESSAGE)\n",
+          '        raise ValueError(f"image must have a known rank (2, 3 or 4), got shape {image.shape}")\n'),),
+        (f"{TFA_SHAPES}::test_runs_as_the_reference[sparse_image4_unknown_rank]",
+         f"{TFA_SHAPES}::test_fails_as_the_reference[sparse_image5_unknown_rank]"),
+    ),
+    Mutation(
+        "spline_unknown_rank_accepted",
+        "interpolate_spline runs train points of unknown rank, where the reference raises",
+        "normface/warp/spline.py",
+        (('        check_known_rank(train_points, 3, "train_points", "[batch, n, d]", "interpolate_spline")\n', ""),),
+        (f"{TFA_SHAPES}::test_fails_as_the_reference[spline_all_unknown_rank]",),
+    ),
+    Mutation(
+        "spline_gradients_swapped", "the spline's per-input gradients come back in the wrong order (d/dc for d/dw)",
+        "normface/warp/spline.py",
+        (("return dq, grad_centers(q, c, w, g, eps, order), grad_weights(q, c, g, eps, order)",
+          "return dq, grad_weights(q, c, g, eps, order), grad_centers(q, c, w, g, eps, order)"),),
+        (f"{TFA_SHAPES}::test_runs_as_the_reference[sparse_source_only_gradient]",),
+    ),
+    Mutation(
+        "spline_gradients_one_kernel", "d/dw of the spline needs d/dc again, as in one backward kernel (no pruning)",
+        "normface/warp/spline.py",
+        (("return dq, grad_centers(q, c, w, g, eps, order), grad_weights(q, c, g, eps, order)",
+          "dc = grad_centers(q, c, w, g, eps, order); "
+          "return dq, dc, grad_weights(q, c, g, eps, order) + 0.0 * tf.reduce_sum(dc)"),),
+        (f"{TFA_SHAPES}::test_source_only_gradient_computes_no_other_gradient",),
     ),
     Mutation(
         "split_checks_off", "the split checks are disabled (a person may sit in two splits)",

@@ -21,7 +21,13 @@ defaults, conventions and outputs, so that reference's golden outputs check ours
   ``tf.function``.
 
 Batch, height, width and channels may be unknown when traced (``tf.function`` with an
-``input_signature`` of ``None`` dimensions); under ``jit_compile=True`` XLA needs them static.
+``input_signature`` of ``None`` dimensions); under ``jit_compile=True`` XLA needs them static. So may
+the rank of an image, as in the reference (``tf.TensorSpec(shape=None)``): ``sparse_image_warp``
+checks it when the graph runs (the reference's ``InvalidArgumentError`` "`image` must be 2/3/4D
+tensor" unless 2, 3 or 4) and returns the warped image with an unknown static rank, as the
+reference does; ``dense_image_warp`` and ``interpolate_bilinear`` take a grid of unknown rank too.
+``interpolate_spline`` raises the reference's ``ValueError`` when ``train_points`` or
+``train_values`` has an unknown rank (naming it); ``query_points`` may.
 Image and flow (or grid and query points) may have different float dtypes: the query points are
 formed in the flow's dtype and the result has the image's, as in the reference. A too-small image
 raises the reference's ``InvalidArgumentError`` ("Grid height must be at least 2." / "Grid width
@@ -38,9 +44,12 @@ Deliberate differences from the reference:
   eagerly, ``InvalidArgumentError`` inside a graph, so always the latter from the
   ``tf.function`` ops ``dense_image_warp`` and ``interpolate_bilinear``).
 - ``interpolate_spline``: ``order`` defaults to 1 (the reference requires it); values and query
-  points are cast to ``train_points``' float dtype (the reference fails on mixed dtypes).
+  points are cast to ``train_points``' float dtype (the reference fails on mixed dtypes); rank-3
+  inputs whose point or value dimension (d, k) is unknown when traced run (the reference raises
+  ``ValueError``; issue 19).
 - ``sparse_image_warp``: control points are cast to the image's float dtype (the reference
-  needs them to match it); an image of unknown rank is refused (ranks 2-4 must be static).
+  needs them to match it); control points of unknown rank run without boundary points too (they
+  are ``[batch, n, 2]``; the reference's spline cannot tell the 2 there and raises ``ValueError``).
 
 Coordinates: those three speak (row, col) for compatibility. The rest of normface speaks (x, y);
 :func:`warp_to_landmarks`, :func:`resample_bilinear` and :class:`SplineWarp` (:mod:`.layer`) take
@@ -56,6 +65,9 @@ Beyond the reference, for accuracy and speed:
   better conditioned.
 - The kernel evaluation ``phi(|q - c|) @ w`` has a hand-written gradient that needs two batched
   matmuls instead of autodiff through every ``[b, m, n]`` intermediate.
+- Each input's gradient, of the kernel evaluation and of the bilinear resampling, is its own
+  (XLA-compiled) kernel, so inside a graph only the gradients asked for are computed: the
+  gradient w.r.t. the source points alone skips the image's and the destination points' (issue 31).
 """
 
 import importlib

@@ -30,6 +30,16 @@ def check_rank(x: tf.Tensor, rank: int, name: str, shape_doc: str) -> None:
         raise ValueError(f"{name} must have rank {rank} {shape_doc}, got shape {x.shape}")
 
 
+def check_known_rank(x: tf.Tensor, rank: int, name: str, shape_doc: str, function: str) -> None:
+    """Refuses a tensor traced with an unknown rank (``tf.TensorSpec(shape=None)``) where
+    tensorflow-addons' ``function`` raises ``ValueError`` too."""
+    if x.shape.rank is None:
+        raise ValueError(
+            f"{name} has an unknown rank; {function} needs it known when traced (rank {rank}, {shape_doc}), as "
+            f"tensorflow-addons does: a signature such as tf.TensorSpec({[None] * rank}) will do"
+        )
+
+
 def check_same_dim(a: tf.Tensor, b: tf.Tensor, axis: int, what: str, name_a: str, name_b: str) -> None:
     da, db = a.shape[axis], b.shape[axis]
     if da is not None and db is not None and da != db:

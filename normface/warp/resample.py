@@ -1,6 +1,7 @@
 """Bilinear resampling: ``resample_bilinear`` in (x, y) and tfa's ``dense_image_warp`` in (row, col).
 
-Samples are border-clamped, as in the reference; the bilinear kernel is XLA-fused when
+Samples are border-clamped, as in the reference; the bilinear kernel and its two gradients (image,
+query points: separate, so a graph computes only the one it uses) are XLA-fused when
 :func:`normface.warp.spline.fused_kernels_enabled`.
 """
 
@@ -23,10 +24,24 @@ from normface.warp.spline import fused_kernels_enabled
 # Bilinear resampling.
 # ----------------------------------------------------------------------------------------------
 def interpolate_bilinear_rowcol(image: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
-    """Samples ``image`` ``[b, h, w, c]`` at ``query`` ``[b, m, 2]`` (row, col) -> ``[b, m, c]``."""
+    """Samples ``image`` ``[b, h, w, c]`` at ``query`` ``[b, m, 2]`` (row, col) -> ``[b, m, c]``.
+
+    Differentiable in both; each gradient is its own kernel (:func:`_bilinear_grad_image`,
+    :func:`_bilinear_grad_query`), so a graph that needs one never computes the other.
+    """
     # XLA turns the backward scatter into one fast loop (5x faster than TF's CPU segment sum).
-    kernel = _bilinear_xla if fused_kernels_enabled() else _bilinear
-    return kernel(image, query)
+    fused = fused_kernels_enabled()
+    forward = _bilinear_xla if fused else _bilinear
+    grad_image, grad_query = _BILINEAR_GRADS_XLA if fused else _BILINEAR_GRADS
+
+    @tf.custom_gradient
+    def sample(image, query):
+        def grad(g):
+            return grad_image(image, query, g), grad_query(image, query, g)
+
+        return forward(image, query), grad
+
+    return sample(image, query)
 
 
 def _bilinear(image: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
@@ -70,6 +85,31 @@ def _bilinear(image: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
 
 
 _bilinear_xla = tf.function(_bilinear, jit_compile=True, autograph=False)
+
+
+# The gradients of _bilinear, by autodiff, one function per input: inside a graph TensorFlow
+# prunes the ops of a gradient nobody uses, but not part of one compiled kernel (issue 31: the
+# gradient w.r.t. the control points alone needs no scatter into the image). Each recomputes the
+# forward pass it needs (the query gradient re-gathers the four neighbours; the image gradient
+# only the indices and fractions) instead of storing it.
+def _bilinear_grad_image(image: tf.Tensor, query: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
+    """d/dimage of ``sum(_bilinear(image, query) * g)``: ``[b, h, w, c]`` in the image's dtype."""
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        out = _bilinear(image, query)
+    return tape.gradient(out, image, output_gradients=g)
+
+
+def _bilinear_grad_query(image: tf.Tensor, query: tf.Tensor, g: tf.Tensor) -> tf.Tensor:
+    """d/dquery of ``sum(_bilinear(image, query) * g)``: ``[b, m, 2]`` in the query's dtype."""
+    with tf.GradientTape() as tape:
+        tape.watch(query)
+        out = _bilinear(image, query)
+    return tape.gradient(out, query, output_gradients=g)
+
+
+_BILINEAR_GRADS = (_bilinear_grad_image, _bilinear_grad_query)
+_BILINEAR_GRADS_XLA = tuple(tf.function(fn, jit_compile=True, autograph=False) for fn in _BILINEAR_GRADS)
 
 
 def check_image(image: tf.Tensor, name: str = "image") -> tf.Tensor:
@@ -204,6 +244,10 @@ def dense_image_warp(image, flow, name: str | None = None) -> tf.Tensor:
         query = pixel_grid(height, width, flow.dtype)[None] - flow
         out = interpolate_bilinear_rowcol(image, tf.reshape(query, [batch, -1, 2]))
         out = tf.reshape(out, shape)
-        # Keep the static shape the inputs give (reshape by a dynamic shape forgets it).
-        out.set_shape(image.shape.merge_with(flow.shape[:-1].concatenate([None])))
+        # Keep the static shape the inputs give (reshape by a dynamic shape forgets it), rank 4
+        # even for inputs traced with an unknown rank (as the reference's).
+        static = tf.TensorShape([None] * 4).merge_with(image.shape)
+        if flow.shape.rank is not None:
+            static = static.merge_with(flow.shape[:-1].concatenate([None]))
+        out.set_shape(static)
         return out

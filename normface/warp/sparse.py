@@ -44,11 +44,30 @@ def boundary_points_tf(height: tf.Tensor, width: tf.Tensor, num_boundary_points:
     return tf.where(far, tf.cast(tf.stack([height - 1, width - 1]), dtype)[None], points)
 
 
+# tensorflow-addons' message (its InvalidArgumentError when the rank is checked as the graph runs).
+IMAGE_RANK_MESSAGE = (
+    "`image` must be 2/3/4D tensor ([height, width], [height, width, channels] or [batch, height, width, channels])"
+)
+
+
 def _to_4d(image: tf.Tensor) -> tf.Tensor:
-    """tensorflow-addons' image ranks: ``[h, w]`` and ``[h, w, c]`` become ``[1, h, w, c]``."""
+    """tensorflow-addons' image ranks: ``[h, w]`` and ``[h, w, c]`` become ``[1, h, w, c]``.
+
+    An image of unknown rank (traced with ``tf.TensorSpec(shape=None)``) is accepted as by the
+    reference: its rank is checked when the graph runs (``InvalidArgumentError`` unless 2, 3 or
+    4) and the leading / trailing 1s are padded onto its runtime shape. The result is rank 4.
+    """
     rank = image.shape.rank
     if rank is None:
-        raise ValueError(f"image must have a known rank (2, 3 or 4), got shape {image.shape}")
+        check = tf.debugging.assert_rank_in(image, [2, 3, 4], message=IMAGE_RANK_MESSAGE)
+        with tf.control_dependencies([check]):
+            dynamic_rank = tf.rank(image)
+            lead = tf.cast(dynamic_rank <= 3, tf.int32)  # rank 2 or 3: no batch axis
+            trail = tf.cast(dynamic_rank == 2, tf.int32)  # rank 2: no channel axis
+            shape = tf.pad(tf.shape(image), tf.reshape(tf.stack([lead, trail]), [1, 2]), constant_values=1)
+            image = tf.reshape(image, shape)
+        image.set_shape([None, None, None, None])
+        return image
     if rank == 2:
         return image[None, :, :, None]
     if rank == 3:
@@ -57,12 +76,30 @@ def _to_4d(image: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def _from_4d(image: tf.Tensor, rank: int) -> tf.Tensor:
+def _from_4d(image: tf.Tensor, original: tf.Tensor) -> tf.Tensor:
+    """``image`` ``[b, h, w, c]`` back in the rank of ``original`` (the input of :func:`_to_4d`)."""
+    rank = original.shape.rank
+    if rank is None:
+        # Unknown when traced: drop the padded axes by the rank the graph sees (as the reference).
+        dynamic_rank = tf.rank(original)
+        begin = tf.cast(dynamic_rank <= 3, tf.int32)
+        end = 4 - tf.cast(dynamic_rank == 2, tf.int32)
+        return tf.reshape(image, tf.shape(image)[begin:end])
     if rank == 2:
         return image[0, :, :, 0]
     if rank == 3:
         return image[0]
     return image
+
+
+def _points(x, name: str, dtype: tf.DType) -> tf.Tensor:
+    """Control points as a ``[batch, n, 2]`` float tensor of ``dtype``; rank 3 when traced with an
+    unknown rank (checked when the graph runs)."""
+    x = as_float_tensor(x, name, dtype)
+    if x.shape.rank is None:
+        return tf.ensure_shape(x, [None, None, 2], name=name)
+    check_rank(x, 3, name, "[batch, n, 2]")
+    return x
 
 
 def sparse_image_warp(
@@ -85,8 +122,10 @@ def sparse_image_warp(
     Args:
       image: ``[batch, height, width, channels]``, ``[height, width, channels]`` or
         ``[height, width]`` float image; batch, height, width and channels may be unknown when
-        traced (not under ``jit_compile``, where XLA needs them static).
-      source_control_point_locations: ``[batch, n, 2]`` (row, col) points in ``image``.
+        traced (not under ``jit_compile``, where XLA needs them static), and so may its rank
+        (``tf.TensorSpec(shape=None)``, as the reference): then it is checked when the graph runs.
+      source_control_point_locations: ``[batch, n, 2]`` (row, col) points in ``image`` (float;
+        cast to the image's dtype). Any of its dimensions, or its rank, may be unknown when traced.
       dest_control_point_locations: ``[batch, n, 2]`` (row, col) where they should land.
       interpolation_order: polyharmonic order (1 = the paper's ``phi(r) = r``, 2 = thin plate).
       regularization_weight: smoothing ``lambda`` (0 = exact interpolation).
@@ -95,23 +134,23 @@ def sparse_image_warp(
       name: name scope.
 
     Returns:
-      ``(warped_image, dense_flow)``: the warped image in the input's rank and dtype, and the
-      ``[batch, height, width, 2]`` (row, col) flow in the image's dtype.
+      ``(warped_image, dense_flow)``: the warped image in the input's rank and dtype (its static
+      rank unknown when the input's was, as the reference's), and the ``[batch, height, width, 2]``
+      (row, col) flow in the image's dtype (batch 1 for an unbatched image).
 
     Raises:
       ValueError: wrong ranks, mismatched sizes, too few control points, bad order or
         regularization weight, non-float inputs; NaN/Inf inputs (eagerly).
-      InvalidArgumentError: an image smaller than 2x2 (as the reference); NaN/Inf inside a graph.
+      InvalidArgumentError: an image smaller than 2x2 (as the reference); an image traced with an
+        unknown rank that is not 2, 3 or 4 when the graph runs (the reference's "`image` must be
+        2/3/4D tensor"); NaN/Inf inside a graph.
     """
     with tf.name_scope(name):
-        image = as_float_tensor(image, "image")
-        original_rank = image.shape.rank
-        image = _to_4d(image)
+        original = as_float_tensor(image, "image")
+        image = _to_4d(original)
         # Control points in the image's dtype (the reference casts its grid to it).
-        src = as_float_tensor(source_control_point_locations, "source_control_point_locations", image.dtype)
-        dst = as_float_tensor(dest_control_point_locations, "dest_control_point_locations", image.dtype)
-        check_rank(src, 3, "source_control_point_locations", "[batch, n, 2]")
-        check_rank(dst, 3, "dest_control_point_locations", "[batch, n, 2]")
+        src = _points(source_control_point_locations, "source_control_point_locations", image.dtype)
+        dst = _points(dest_control_point_locations, "dest_control_point_locations", image.dtype)
         image = check_image(image)
         for axis, what in ((0, "batch size"), (1, "number of control points"), (2, "point dimension")):
             check_same_dim(src, dst, axis, what, "source_control_point_locations", "dest_control_point_locations")
@@ -147,7 +186,7 @@ def sparse_image_warp(
         dense_flow = tf.reshape(flat_flow, [batch, height, width, 2])
         dense_flow.set_shape(image.shape[:-1].concatenate([2]))
         warped = dense_image_warp(image, dense_flow)
-        return _from_4d(warped, original_rank), dense_flow
+        return _from_4d(warped, original), dense_flow
 
 
 def warp_to_landmarks(

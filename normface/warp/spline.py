@@ -4,8 +4,8 @@
 check ours. Beyond the reference: distances are explicit coordinate differences (no
 ``|q|^2 + |c|^2 - 2 q.c`` cancellation), control points are centred and scaled to unit size before
 the solve (the interpolant is unchanged; float32 is far better conditioned), and the kernel
-evaluation ``phi(|q - c|) @ w`` has a hand-written gradient, XLA-fused unless
-:func:`set_fused_kernels` turns that off.
+evaluation ``phi(|q - c|) @ w`` has a hand-written gradient, one kernel per input (a graph computes
+only those it uses), XLA-fused unless :func:`set_fused_kernels` turns that off.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import tensorflow as tf
 from normface.warp.common import (
     as_float_tensor,
     check_finite,
+    check_known_rank,
     check_rank,
     check_same_dim,
     check_spline_params,
@@ -90,15 +91,13 @@ def _rbf_forward(q, c, w, eps, order):
     return tf.matmul(_phi(r2, order, eps), w)
 
 
-def _kernel_and_factor(r2: tf.Tensor, order: int, eps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``phi(r2)`` and ``2 phi'(r2)`` (the factor that turns d/dr2 into d/dq via ``2 (q - c)``)."""
+def _gradient_factor(r2: tf.Tensor, order: int, eps: tf.Tensor) -> tf.Tensor:
+    """``2 phi'(r2)``: the factor that turns d/dr2 into d/dq via ``2 (q - c)``."""
     if order == 1:
-        # 2 phi'(r2) = 1 / r: one rsqrt gives both (inside the clamp this is still the bounded
-        # derivative of |q - c|, since |q - c| < sqrt(eps) there).
-        clamped = tf.maximum(r2, eps)
-        inverse = tf.math.rsqrt(clamped)
-        return clamped * inverse, inverse
-    return _phi(r2, order, eps), 2.0 * _dphi_dr2(r2, order, eps)
+        # 2 phi'(r2) = 1 / r (inside the clamp this is still the bounded derivative of |q - c|,
+        # since |q - c| < sqrt(eps) there).
+        return tf.math.rsqrt(tf.maximum(r2, eps))
+    return 2.0 * _dphi_dr2(r2, order, eps)
 
 
 def _outer_values(g: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
@@ -115,24 +114,34 @@ def _outer_values(g: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
     return gw
 
 
-def _rbf_backward(q, c, w, g, eps, order, need_query_grad):
-    """Gradients of ``phi(|q - c|) @ w`` given the output gradient ``g`` ``[b, m, k]``.
+# The gradients of ``phi(|q - c|) @ w`` given the output gradient ``g`` ``[b, m, k]``, one
+# function per input. With ``s = (g @ w^T) * 2 phi'(r2)`` (``[b, m, n]``):
+#   d/dw = phi^T @ g,   d/dc = c * sum_m s - s^T @ q,   d/dq = q * sum_n s - s @ c.
+# Separate, so that inside a graph a gradient nobody asked for is never computed: TensorFlow
+# prunes the ops of an unused gradient, but not part of one compiled kernel (issue 31: the
+# gradient w.r.t. the source points alone needs d/dw only, and computing s and d/dc for nothing
+# made it 0.7x the reference). Each recomputes r2 from q and c instead of storing the [b, m, n]
+# intermediates: that costs a few flops per element, where a stored [b, m, n] array costs
+# memory traffic. d/dw and d/dc contract over the pixels m, so they build their [b, n, m]
+# matrices in that layout (the distances from c to q) and multiply without a transpose: with an
+# ``[b, m, n]`` operand and ``transpose_a``, d/dw took twice as long (measured at 224, batch 32).
+def _rbf_grad_weights(q, c, g, eps, order):
+    """d/dw = phi^T @ g: ``[b, n, k]``."""
+    return tf.matmul(_phi(_squared_distances(c, q), order, eps), g)
 
-    With ``s = (g @ w^T) * 2 phi'(r2)`` (``[b, m, n]``): d/dw = phi^T @ g,
-    d/dc = c * sum_m s - s^T @ q, d/dq = q * sum_n s - s @ c.
-    """
-    r2 = _squared_distances(q, c)
-    kernel, factor = _kernel_and_factor(r2, order, eps)
-    s = _outer_values(g, w) * factor
-    grad_w = tf.matmul(kernel, g, transpose_a=True)
+
+def _rbf_grad_centers(q, c, w, g, eps, order):
+    """d/dc = c * sum_m s - s^T @ q: ``[b, n, d]``."""
+    s_t = _outer_values(w, g) * _gradient_factor(_squared_distances(c, q), order, eps)  # [b, n, m]
     # One product gives both s^T @ q and the column sums of s.
-    sq = tf.matmul(s, tf.concat([q, tf.ones_like(q[..., :1])], axis=-1), transpose_a=True)
-    grad_c = c * sq[..., -1:] - sq[..., :-1]
-    if need_query_grad:
-        grad_q = q * tf.reduce_sum(s, axis=2, keepdims=True) - tf.matmul(s, c)
-    else:
-        grad_q = tf.zeros_like(q)
-    return grad_q, grad_c, grad_w
+    sq = tf.matmul(s_t, tf.concat([q, tf.ones_like(q[..., :1])], axis=-1))
+    return c * sq[..., -1:] - sq[..., :-1]
+
+
+def _rbf_grad_query(q, c, w, g, eps, order):
+    """d/dq = q * sum_n s - s @ c: ``[b, m, d]``."""
+    s = _outer_values(g, w) * _gradient_factor(_squared_distances(q, c), order, eps)
+    return q * tf.reduce_sum(s, axis=2, keepdims=True) - tf.matmul(s, c)
 
 
 # The [b, m, n] work (m = pixels) dominates the warp. Compiled with XLA, each kernel is a couple of
@@ -141,9 +150,8 @@ def _rbf_backward(q, c, w, g, eps, order, need_query_grad):
 # set_fused_kernels(False) runs the same ops unfused, for platforms without XLA.
 _FUSED = {"enabled": True}
 
-_rbf_forward_xla = tf.function(_rbf_forward, jit_compile=True, autograph=False)
-
-_rbf_backward_xla = tf.function(_rbf_backward, jit_compile=True, autograph=False)
+_RBF_PLAIN = (_rbf_forward, _rbf_grad_query, _rbf_grad_centers, _rbf_grad_weights)
+_RBF_XLA = tuple(tf.function(fn, jit_compile=True, autograph=False) for fn in _RBF_PLAIN)
 
 
 def set_fused_kernels(enabled: bool) -> None:
@@ -166,18 +174,18 @@ def _rbf_apply(
 ) -> tf.Tensor:
     """``phi(|query - centers|) @ weights``: ``[b, m, d] x [b, n, d] x [b, n, k] -> [b, m, k]``.
 
-    The gradient is written by hand (:func:`_rbf_backward`): two thin matmuls instead of autodiff
-    through every ``[b, m, n]`` intermediate. ``need_query_grad=False`` skips d/dquery (a fixed
-    pixel grid needs none).
+    The gradient is written by hand: thin matmuls instead of autodiff through every ``[b, m, n]``
+    intermediate, one kernel per input so that a graph computes only the gradients it uses
+    (:func:`_rbf_grad_weights`). ``need_query_grad=False`` skips d/dquery outright, also eagerly
+    (a fixed pixel grid needs none).
     """
-    fused = _FUSED["enabled"]
-    forward = _rbf_forward_xla if fused else _rbf_forward
-    backward = _rbf_backward_xla if fused else _rbf_backward
+    forward, grad_query, grad_centers, grad_weights = _RBF_XLA if _FUSED["enabled"] else _RBF_PLAIN
 
     @tf.custom_gradient
     def apply(q, c, w):
         def grad(g):
-            return backward(q, c, w, g, eps, order, need_query_grad)
+            dq = grad_query(q, c, w, g, eps, order) if need_query_grad else tf.zeros_like(q)
+            return dq, grad_centers(q, c, w, g, eps, order), grad_weights(q, c, g, eps, order)
 
         return forward(q, c, w, eps, order), grad
 
@@ -248,9 +256,12 @@ def interpolate_spline(
 
     Args:
       train_points: ``[batch, n, d]`` float control points (any coordinates; the warp ops pass
-        (row, col) pixels). Needs ``n >= d + 1``.
-      train_values: ``[batch, n, k]`` float values at the control points.
-      query_points: ``[batch, m, d]`` float points to evaluate at.
+        (row, col) pixels). Needs ``n >= d + 1``. When traced, the rank must be known (as in the
+        reference) but any dimension may be unknown (the reference needs ``d``).
+      train_values: ``[batch, n, k]`` float values at the control points (cast to
+        ``train_points``' dtype); its rank too must be known when traced (the reference needs ``k``).
+      query_points: ``[batch, m, d]`` float points to evaluate at (cast likewise); its rank may be
+        unknown when traced, as in the reference.
       order: positive integer order of the polyharmonic kernel.
       regularization_weight: ``lambda >= 0`` added to the kernel's diagonal (smoothing spline).
       name: name scope.
@@ -260,7 +271,9 @@ def interpolate_spline(
 
     Raises:
       ValueError: wrong ranks, mismatched batch/point/dimension sizes, too few control points,
-        non-positive order, negative regularization weight, non-finite points or values.
+        non-positive order, negative regularization weight, non-finite points or values; and, as
+        the reference, ``train_points`` or ``train_values`` traced with an unknown rank
+        (``tf.TensorSpec(shape=None)``; ``query_points`` may have one).
     """
     with tf.name_scope(name):
         train_points = as_float_tensor(train_points, "train_points")
@@ -268,6 +281,10 @@ def interpolate_spline(
         train_values = as_float_tensor(train_values, "train_values", dtype)
         query_points = as_float_tensor(query_points, "query_points", dtype)
         order = check_spline_params(order, regularization_weight)
+        # The reference refuses these two (it needs d and k at trace time); query_points may be
+        # of unknown rank, as there.
+        check_known_rank(train_points, 3, "train_points", "[batch, n, d]", "interpolate_spline")
+        check_known_rank(train_values, 3, "train_values", "[batch, n, k]", "interpolate_spline")
         check_rank(train_points, 3, "train_points", "[batch, n, d]")
         check_rank(train_values, 3, "train_values", "[batch, n, k]")
         check_rank(query_points, 3, "query_points", "[batch, m, d]")

@@ -147,16 +147,9 @@ def test_resample_bilinear_xy():
 
 
 # ---------------------------------------------------------------------------------------------
-# Gradients (float64 finite differences), through the fused (XLA) and plain kernels alike.
+# Gradients (float64 finite differences), through the fused (XLA) and plain kernels alike (the
+# ``fused`` fixture: tests/warp/conftest.py).
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(params=[True, False], ids=["fused", "unfused"])
-def fused(request):
-    previous = warp.fused_kernels_enabled()
-    warp.set_fused_kernels(request.param)
-    yield request.param
-    warp.set_fused_kernels(previous)
-
-
 def max_gradient_error(fn, inputs):
     # A traced function: compute_gradient calls it once per perturbed element.
     theoretical, numerical = tf.test.compute_gradient(tf.function(fn), inputs, delta=1e-6)
