@@ -104,6 +104,8 @@ TRAIN_HELP = {
     "feature_matching_weight": "Weight of the discriminator feature matching (its activations on target vs decoded; 0 = off).",
     "background_weight": "Texture L1 weight outside the face and hair (1 = plain L1).",
     "calm_background_sigma": "Blur the texture target outside the face and hair by this Gaussian sigma in pixels (0 = off).",
+    "lattice_weight": "Weight of the texture's spectral amplitude on a regular lattice in excess of the target's (0 = off).",
+    "lattice_period": "Period in pixels of that lattice (its divisors' checkerboards fall on it too).",
 }
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS,
                                                             "upsampling": UPSAMPLINGS})

@@ -212,6 +212,19 @@ MUTATIONS = (
         (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[perceptual]",),
     ),
     Mutation(
+        "lattice_sign", "the lattice (grid) term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.lattice_weight * terms["lattice"]', 'total -= cfg.lattice_weight * terms["lattice"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[lattice]",),
+    ),
+    Mutation(
+        "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",
+        "normface/training/losses.py",
+        (("excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc",
+          "excess = tf.nn.relu(amplitude(targets) - amplitude(outputs)) * not_dc"),),
+        ("tests/training/test_losses.py::test_lattice_excess_counts_a_grid_the_target_does_not_have",),
+    ),
+    Mutation(
         "adversarial_sign", "the generator's adversarial term enters the training loss with the wrong sign",
         "normface/training/trainer.py",
         (('total += cfg.adversarial_weight * terms["adversarial"]', 'total -= cfg.adversarial_weight * terms["adversarial"]'),),

@@ -59,6 +59,11 @@ class TrainConfig:
       a Gaussian blur of itself (sigma in pixels at the output size), so the decoder is not asked
       to memorise the clutter behind each person (the paper's "noise from overfitting to
       backgrounds"); validation still scores the untouched targets.
+    lattice_weight, lattice_period: when the weight is > 0, :func:`normface.training.losses.lattice_excess`
+      on the decoded texture against the training target: its spectral amplitude on a
+      period-``lattice_period`` lattice (the transposed convolutions' checkerboard of every stage,
+      and the 8x8 grid's cells at 128) in excess of the target's, so the grid is penalised where
+      it lives without asking the decoder for less detail anywhere else.
     encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
       (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
       the validation identity metric always runs it in float32.
@@ -95,6 +100,8 @@ class TrainConfig:
     feature_matching_weight: float = 0.0
     background_weight: float = 1.0
     calm_background_sigma: float = 0.0
+    lattice_weight: float = 0.0
+    lattice_period: int = 16
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
@@ -104,7 +111,7 @@ class TrainConfig:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
-                     "warmup_steps", "eval_batches",
+                     "lattice_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -126,6 +133,8 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.perceptual_weight > 0 and not self.perceptual_layers:
             raise ValueError("perceptual_weight > 0 needs perceptual_layers")
+        if self.lattice_period < 2:
+            raise ValueError(f"lattice_period must be >= 2, got {self.lattice_period}")
         if self.discriminator_learning_rate <= 0:
             raise ValueError(f"discriminator_learning_rate must be > 0, got {self.discriminator_learning_rate}")
         if not self.discriminator_channels or min(self.discriminator_channels) < 1:

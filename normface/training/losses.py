@@ -14,6 +14,8 @@ Every loss is a named ``keras.losses.Loss`` whose ``call`` returns one value per
   encoder (beyond the paper): mean absolute difference per layer, averaged over the layers.
 - :func:`generator_adversarial` / :func:`discriminator_adversarial`: the non-saturating GAN
   losses of the optional patch discriminator (:mod:`normface.models.discriminator`).
+- :func:`lattice_excess`: the decoded texture's spectral amplitude on the bins of a regular
+  lattice (where the upsampling's checkerboard puts its energy) in excess of the target's.
 - :class:`IdentityMetric`: share of generated images whose descriptor distance to their input is
   below 0.6, and the median distance (paper Fig. 12) -- what validation selects models by.
 """
@@ -21,6 +23,7 @@ Every loss is a named ``keras.losses.Loss`` whose ``call`` returns one value per
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from normface.encoders.similarity import SAME_PERSON_THRESHOLD
@@ -151,6 +154,56 @@ def discriminator_adversarial(real_logits: tf.Tensor, fake_logits: tf.Tensor) ->
         real, fake = _as_float32(real_logits, fake_logits)
         axes = list(range(1, real.shape.rank))
         return tf.reduce_mean(tf.nn.softplus(-real), axis=axes) + tf.reduce_mean(tf.nn.softplus(fake), axis=axes)
+
+
+def lattice_excess(targets: tf.Tensor, outputs: tf.Tensor, period: int) -> tf.Tensor:
+    """``[batch]`` Euclidean norm, over the spectral bins of a period-``period`` lattice, of the
+    outputs' amplitude in excess of the targets' (``relu(|F(out)| - |F(target)|)``), on luma.
+
+    ``targets``, ``outputs``: ``[batch, size, size, 3]`` images (any float dtype; computed in
+    float32), ``size`` a multiple of ``period``. Each image's channel mean, its own mean removed
+    and a 2-D Hann window applied (so the frame's edges do not leak onto the lattice's axis bins),
+    goes through a 2-D DFT; amplitudes are divided by ``size ** 2`` (so the value does not depend on
+    the size: a windowed grid ``a cos(pi x / 2) cos(pi y / 2)`` costs ``a / 8``). The lattice is every bin
+    whose two frequency indices are multiples of ``size / period``, DC excluded: a pattern that
+    repeats every ``period`` pixels -- or every divisor of it: a stride-2 checkerboard at each
+    stage of the texture CNN -- puts its energy exactly there. Only the excess counts: a target's
+    own energy on those bins (real faces have some) is never pushed down, and a decoder without a
+    grid pays nothing. The frame is the texture's (before the warp), where the CNN's lattice is
+    fixed. The same lattice as :func:`normface.evaluation.metrics.grid_share` measures on outputs."""
+    targets, outputs = _as_float32(tf.stop_gradient(targets), outputs)
+    _check_same_shape(targets, outputs, "lattice_excess")
+    size = outputs.shape[1]
+    if size is None or outputs.shape[2] != size or size % period:
+        raise ValueError(f"lattice_excess: needs square images whose side is a multiple of period={period}, "
+                         f"got {outputs.shape}")
+    with tf.name_scope("lattice_excess"):
+        hann = tf.signal.hann_window(size, periodic=False, dtype=tf.float32)
+        window = hann[:, None] * hann[None, :]
+        # The DFT at the lattice's frequencies only (k = j * size / period), as real matrix
+        # products: [period, size] cosines and sines. (Real arithmetic, because TensorFlow's
+        # complex gradients through fft2d and abs did not descend this loss.)
+        k = tf.range(period, dtype=tf.float32) * float(size // period)
+        phase = 2.0 * np.pi * k[:, None] * tf.range(size, dtype=tf.float32)[None, :] / float(size)
+        cos, sin = tf.cos(phase), tf.sin(phase)
+        not_dc = 1.0 - tf.one_hot(0, period)[:, None] * tf.one_hot(0, period)[None, :]
+
+        def amplitude(images):
+            grey = tf.reduce_mean(images, axis=-1)
+            grey = (grey - tf.reduce_mean(grey, axis=[1, 2], keepdims=True)) * window
+            cc = tf.einsum("ky,byx,lx->bkl", cos, grey, cos)
+            ss = tf.einsum("ky,byx,lx->bkl", sin, grey, sin)
+            cs = tf.einsum("ky,byx,lx->bkl", cos, grey, sin)
+            sc = tf.einsum("ky,byx,lx->bkl", sin, grey, cos)
+            # F = sum over y, x of grey * exp(-i (phase_y + phase_x)): Re = cc - ss, Im = -(cs + sc).
+            power = tf.square(cc - ss) + tf.square(cs + sc)
+            return tf.sqrt(power + 1e-20) / float(size * size)
+
+        excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc
+        # The root of the summed squares: each bin pulls in proportion to its excess, so the grid's
+        # strong bins lead and the many bins barely above their targets do not (with a plain sum
+        # each bin's pull is the same size, and they outvote the grid).
+        return tf.sqrt(tf.reduce_sum(tf.square(excess), axis=[1, 2]) + 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="normface")

@@ -67,7 +67,7 @@ INIT_SAMPLE_BATCHES = 8  # training batches whose features fit a donor's stages 
 TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
-                     "background_weight", "calm_background_sigma")
+                     "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period")
 
 
 def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
@@ -217,6 +217,9 @@ class Trainer:
                 "texture": self._average(texture_loss.call(target, out[key])),
             }
             total = cfg.landmark_weight * terms["landmark"] + cfg.texture_weight * terms["texture"]
+            if cfg.lattice_weight > 0:
+                terms["lattice"] = self._average(losses.lattice_excess(target, out[key], cfg.lattice_period))
+                total += cfg.lattice_weight * terms["lattice"]
             generated = None
             if cfg.perceptual_weight > 0:
                 generated, activations = self.perceptual_fn(out[IMAGE], out[LANDMARKS])

@@ -84,3 +84,41 @@ def test_identity_loss_gradients_reach_decoder_weights():
             assert g is not None and float(tf.norm(g)) > 0, f"identity loss gradient missed {name}/{v.path}"
     # The encoder stays frozen.
     assert not embed.model.trainable_variables
+
+
+def _smooth_faces(n: int, size: int) -> np.ndarray:
+    """``[n, size, size, 3]`` smooth random images in [0, 1] (blurred noise: no lattice of their own)."""
+    import cv2
+
+    noise = RNG.uniform(size=(n, size, size, 3)).astype(np.float32)
+    return np.stack([cv2.GaussianBlur(im, (0, 0), 3.0) for im in noise])
+
+
+def test_lattice_excess_counts_a_grid_the_target_does_not_have():
+    size, period = 64, 16
+    target = _smooth_faces(2, size)
+    y, x = np.mgrid[:size, :size]
+    # A stride-2 checkerboard at the 32x32 stage, seen at 64: period 4, a divisor of 16.
+    grid = 0.05 * np.cos(np.pi * x / 2)[..., None] * np.cos(np.pi * y / 2)[..., None]
+    gridded = (target + grid).astype(np.float32)
+    per_example = losses.lattice_excess(target, gridded, period)
+    assert per_example.shape == (2,)
+    np.testing.assert_allclose(per_example, 0.05 / 8, rtol=0.05)  # a grid of amplitude 0.05, windowed: 4 bins of a / 16
+    # Its own target costs nothing, and a grid in the target is not asked of the output: only excess counts.
+    np.testing.assert_allclose(losses.lattice_excess(target, target, period), 0.0, atol=1e-5)
+    np.testing.assert_allclose(losses.lattice_excess(gridded, target, period), 0.0, atol=1e-5)
+    # The same amplitude off the lattice (6 cycles per frame: every 10.7 px) costs far less.
+    wave = np.cos(2 * np.pi * 6 * x / size) * np.cos(2 * np.pi * 6 * y / size)
+    off = (target + 0.05 * wave[..., None]).astype(np.float32)
+    assert float(tf.reduce_max(losses.lattice_excess(target, off, period))) < 0.2 * float(tf.reduce_min(per_example))
+    # Its gradient is the grid (windowed): descending it removes the grid and nothing else.
+    image = tf.constant(gridded)
+    with tf.GradientTape() as tape:
+        tape.watch(image)
+        loss = tf.reduce_sum(losses.lattice_excess(target, image, period))
+    grad = tape.gradient(loss, image).numpy().sum(-1)
+    pattern = grid[..., 0] * np.outer(np.hanning(size), np.hanning(size))
+    cosine = (grad * pattern).sum((1, 2)) / np.linalg.norm(grad.reshape(2, -1), axis=1) / np.linalg.norm(pattern)
+    assert np.all(cosine > 0.9), cosine
+    with pytest.raises(ValueError, match="multiple of period=16"):
+        losses.lattice_excess(target[:, :60, :60], gridded[:, :60, :60], period)
