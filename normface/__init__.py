@@ -21,9 +21,33 @@ A reproduction of Cole et al., "Synthesizing Normalized Faces from Facial Identi
 
 All public APIs, files and JSON use (x, y) pixel coordinates; only the reference-compatible warp
 ops in ``normface.warp`` speak (row, col), and convert in exactly one place.
+
+``pip install normface`` runs the shipped model on LiteRT without TensorFlow (issue 31); training,
+data preparation, evaluation, the warp and models without LiteRT files need the train extra. A
+program that dies because TensorFlow (or Keras) is not installed gets one more line after its
+traceback naming that extra (:func:`_name_the_train_extra`, chained onto ``sys.excepthook``).
 """
 
+import sys
+
 __version__ = "0.1.0"
+
+TRAIN_EXTRA_HINT = ("normface: TensorFlow is not installed; training, data preparation, evaluation, the warp and "
+                    "models without LiteRT files need it: pip install 'normface[train]'")
+
+
+def _name_the_train_extra(previous):
+    def excepthook(kind, value, traceback):
+        previous(kind, value, traceback)
+        if isinstance(value, ModuleNotFoundError) and (value.name or "").split(".")[0] in ("tensorflow", "keras"):
+            print(TRAIN_EXTRA_HINT, file=sys.stderr)
+
+    excepthook.normface_train_extra = True
+    return excepthook
+
+
+if not getattr(sys.excepthook, "normface_train_extra", False):
+    sys.excepthook = _name_the_train_extra(sys.excepthook)
 
 
 def __getattr__(name: str):

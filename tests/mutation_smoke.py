@@ -299,6 +299,36 @@ MUTATIONS = (
         (('and out["landmarks_px"]["max"] <= LANDMARK_LIMIT)', ")"),),
         ("tests/evaluation/test_backends.py::test_compare_measures_grey_levels_and_landmarks",),
     ),
+    Mutation(
+        "serve_needs_tensorflow", "serve imports the avatar (TensorFlow) even when TensorFlow is not installed",
+        "normface/cli/serve.py",
+        (("    if not tensorflow_installed():\n", "    if False:\n"),),
+        ("tests/test_without_tensorflow.py::test_inference_runs_and_the_rest_names_the_train_extra",),
+    ),
+    Mutation(
+        "tensorflow_missing_unnamed", "a command that needs TensorFlow fails without saying which extra or why",
+        "normface/cli/common.py",
+        (("    if not tensorflow_installed():\n        raise CommandError(missing_tensorflow(needed_for))\n", ""),),
+        ("tests/test_without_tensorflow.py::test_inference_runs_and_the_rest_names_the_train_extra",),
+    ),
+    Mutation(
+        "apps_import_the_avatar", "normface.apps imports the avatar (TensorFlow) for the white balance too",
+        "normface/apps/__init__.py",
+        (("_EXPORTS = {", "from normface.apps.avatar import make_avatar  # noqa: E402,F401\n_EXPORTS = {"),),
+        ("tests/test_without_tensorflow.py::test_inference_runs_and_the_rest_names_the_train_extra",),
+    ),
+    Mutation(
+        "merge_threshold_via_tensorflow", "merge reads the same-person threshold from the TensorFlow module",
+        "normface/serving/merge.py",
+        (("from normface.encoders.threshold import SAME_PERSON_THRESHOLD", "from normface.encoders.similarity import SAME_PERSON_THRESHOLD"),),
+        ("tests/test_without_tensorflow.py::test_inference_runs_and_the_rest_names_the_train_extra",),
+    ),
+    Mutation(
+        "no_train_extra_hint", "a program dying for want of TensorFlow does not name the extra",
+        "normface/__init__.py",
+        (("            print(TRAIN_EXTRA_HINT, file=sys.stderr)\n", "            pass\n"),),
+        ("tests/test_without_tensorflow.py::test_a_program_that_needs_tensorflow_names_the_train_extra",),
+    ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}
 

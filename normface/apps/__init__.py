@@ -7,9 +7,17 @@
 - :mod:`.warp_demo`: the spline warp alone, on a photo.
 
 Their experiments live in :mod:`normface.evaluation`; nothing here imports training or evaluation.
+The names below load with their module on first use: the avatar fit needs TensorFlow (the train
+extra), the white balance does not (``normface adjust`` runs without it, issue 31).
 """
 
-from normface.apps.adjust import Adjustment, auto_adjust
-from normface.apps.avatar import AvatarResult, make_avatar
+import importlib
 
-__all__ = ["Adjustment", "AvatarResult", "auto_adjust", "make_avatar"]
+_EXPORTS = {"Adjustment": "adjust", "auto_adjust": "adjust", "AvatarResult": "avatar", "make_avatar": "avatar"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"normface.apps.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'normface.apps' has no attribute {name!r}")

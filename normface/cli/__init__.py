@@ -38,7 +38,7 @@ import traceback
 from normface import __version__
 from normface.cli import adjust, avatar, explore, morph, normalize, portrait, serve, warp_demo
 from normface.cli.common import (EXIT_FAILED, EXIT_HELP, EXIT_OK, EXIT_USAGE, CommandError, Terminated, UsageError,
-                                 one_line, os_text)
+                                 missing_tensorflow, one_line, os_text)
 from normface.cli.common import load_model as _load_normalizer  # the seam common.load_normalizer calls
 
 __all__ = ["EXIT_FAILED", "EXIT_HELP", "EXIT_OK", "EXIT_USAGE", "CommandError", "UsageError", "build_parser", "main"]
@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 -- a bug: one line, the traceback with --debug
         if args.debug:
             traceback.print_exc()
+        if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in ("tensorflow", "keras"):
+            # a path that needs TensorFlow without quiet_tensorflow's own check (issue 31)
+            print(f"{prog}: error: {missing_tensorflow('this')}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"{prog}: error: unexpected {type(err).__name__}: {one_line(err)} (rerun with --debug for the "
               "traceback)", file=sys.stderr)
         return EXIT_FAILED

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from normface.cli.common import (EXIT_OK, CommandError, UsageError, add_model_option, check_model_arg,
-                                 check_output_arg, load_normalizer, os_text)
+                                 check_output_arg, load_normalizer, os_text, quiet_tensorflow)
 
 NAME = "avatar"
 HELP = "a coloured 3-D face mesh from the normalized face (paper Sec. 7.3)"
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o/--output {out}: must end in .obj or .ply")
     check_output_arg(out, "-o/--output", folder=False)
     check_model_arg(args.model)
+    quiet_tensorflow(args.debug, "avatar (the 3-D face fit)")
     try:
         photo = batch_files.read_photo(Path(args.photo))
     except (OSError, ValueError) as err:
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         raise CommandError(f"{args.photo}: no face found")
     res = results[0]
-    from normface.apps import avatar  # imports TensorFlow: after load_normalizer has quieted it
+    from normface.apps import avatar  # imports TensorFlow, quieted above
 
     try:
         result = avatar.make_avatar(res.image, res.landmarks, out)

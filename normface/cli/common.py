@@ -159,9 +159,32 @@ class Report:
 # --- TensorFlow and the model -----------------------------------------------------------------
 
 
-def quiet_tensorflow(debug: bool) -> None:
+# What installs TensorFlow: `pip install normface` runs the shipped model on LiteRT without it (issue 31).
+TRAIN_EXTRA = "pip install 'normface[train]'"
+
+
+def tensorflow_installed() -> bool:
+    import importlib.util
+
+    if sys.modules.get("tensorflow") is not None:
+        return True
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # an import hook refusing it, a broken entry in sys.modules
+        return False
+
+
+def missing_tensorflow(needed_for: str) -> str:
+    """The one line saying TensorFlow is missing and which extra installs it."""
+    return f"{needed_for} needs TensorFlow, which is not installed: {TRAIN_EXTRA} (the train extra)"
+
+
+def quiet_tensorflow(debug: bool, needed_for: str = "this command") -> None:
     """Imports TensorFlow with its log lines hidden (unless ``debug``): the C++ lines TensorFlow
-    prints while it loads and probes devices go to a buffer, printed only if the import fails."""
+    prints while it loads and probes devices go to a buffer, printed only if the import fails.
+    CommandError naming the train extra (:func:`missing_tensorflow`) when it is not installed."""
+    if not tensorflow_installed():
+        raise CommandError(missing_tensorflow(needed_for))
     if debug:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return
@@ -215,9 +238,10 @@ def load_model(args, choose: str = "largest"):
     from normface.serving.normalizer import FaceNormalizer
 
     backend, reason = model_backend(args)
+    if backend == "tensorflow":
+        why = reason or ("--device gpu" if getattr(args, "device", "cpu") == "gpu" else "NORMFACE_BACKEND=tensorflow")
+        quiet_tensorflow(args.debug, f"running the model on TensorFlow ({why})")
     try:
-        if backend == "tensorflow":
-            quiet_tensorflow(args.debug)
         normalizer = FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend)
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err

@@ -11,7 +11,8 @@ import errno
 import sys
 
 from normface.cli.common import (EXIT_OK, CommandError, UsageError, add_model_option, check_model_arg,
-                                 load_normalizer, os_text, port, positive_float, positive_int, quiet_tensorflow)
+                                 load_normalizer, missing_tensorflow, os_text, port, positive_float, positive_int,
+                                 quiet_tensorflow, tensorflow_installed)
 
 NAME = "serve"
 HELP = "serve the HTTP API (/v1/normalize, /v1/adjust, /v1/avatar, /docs) and the web page (/) from one process"
@@ -53,6 +54,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open connections before new ones get 503 (default 64)")
 
 
+def applications(debug: bool):
+    """The server's applications: the white balance always; the avatar when TensorFlow (its fit)
+    is installed and the Surrey model found, else the reason it is missing (for the console)."""
+    from normface.apps import adjust
+    from normface.serving import http_api
+
+    if not tensorflow_installed():
+        return http_api.Applications(adjust=adjust.adjust_with_result, avatar=None,
+                                     avatar_missing=missing_tensorflow("the avatar (its 3-D fit)"))
+    quiet_tensorflow(debug)  # the avatar imports TensorFlow (the LiteRT path has not quieted it)
+    from normface.apps import avatar
+
+    return http_api.Applications(adjust=adjust.adjust_with_result, avatar=avatar.avatar_bytes,
+                                 avatar_missing=avatar.surrey_model_missing())
+
+
 def run(args: argparse.Namespace) -> int:
     check_model_arg(args.model)
     from normface.serving import http_api
@@ -79,11 +96,7 @@ def run(args: argparse.Namespace) -> int:
                   f"(docs/serving.md, 'Before exposing it'); Host names served: {', '.join(allowed)} "
                   "(--allowed-hosts)", file=sys.stderr, flush=True)
         normalizer = load_normalizer(args)
-        quiet_tensorflow(args.debug)  # the applications import TensorFlow (the LiteRT path has not quieted it)
-        from normface.apps import adjust, avatar
-
-        apps = http_api.Applications(adjust=adjust.adjust_with_result, avatar=avatar.avatar_bytes,
-                                     avatar_missing=avatar.surrey_model_missing())
+        apps = applications(args.debug)
         shown = f"[{args.host}]" if ":" in args.host else args.host
         where = f"http://{shown}:{args.port}/"
         print(f"normface: serving {where} (the page), {where}docs (the API); Ctrl-C stops"

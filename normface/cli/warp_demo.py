@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_arg(target, "-o/--output", folder=False)
     if args.photo is not None and not Path(args.photo).is_file():
         raise CommandError(f"{args.photo}: no such file")
-    quiet_tensorflow(args.debug)
-    from normface.apps import warp_demo  # normface.apps imports TensorFlow
+    quiet_tensorflow(args.debug, "warp-demo (the TensorFlow spline warp)")
+    from normface.apps import warp_demo
 
     try:
         path = warp_demo.run_warp_demo(output, args.photo)

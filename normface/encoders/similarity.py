@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# dlib's Euclidean descriptor distance below which two chips show the same person: the one home
-# of this threshold (the encoder, the identity metric and the evaluation protocol read it here).
-SAME_PERSON_THRESHOLD = 0.6
+from normface.encoders.threshold import SAME_PERSON_THRESHOLD
 _EPS = 1e-12  # keeps the cosine of an all-zero descriptor finite
 
 

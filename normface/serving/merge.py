@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from normface.encoders.similarity import SAME_PERSON_THRESHOLD
+from normface.encoders.threshold import SAME_PERSON_THRESHOLD
 from normface.utils.pictures import to_uint8
 
 WEIGHTINGS = ("mean", "agreement")

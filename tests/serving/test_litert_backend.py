@@ -105,7 +105,7 @@ def test_a_repacked_model_falls_back_to_tensorflow(tmp_path):
 
 def test_cli_notice_when_falling_back(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(common, "quiet_tensorflow", lambda debug: calls.append("quiet"))
+    monkeypatch.setattr(common, "quiet_tensorflow", lambda debug, needed_for="": calls.append("quiet"))
     monkeypatch.setattr(FaceNormalizer, "from_pretrained", classmethod(lambda cls, path, choose, backend: backend))
     export = str(paths.REPO_ROOT / "tests" / "fixtures" / "export_095725b")
     assert common.load_model(types.SimpleNamespace(model=export, debug=False)) == "tensorflow"
