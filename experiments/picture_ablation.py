@@ -67,6 +67,10 @@ ROWS = {
     "resize+face_weighted": RESIZE + ["--background_weight=0.3"],
     # Added after the first seven: the grid penalised where it lives, no change of architecture.
     "lattice": ["--lattice_weight=50", "--lattice_period=16"],
+    # After the lattice row kept identity: a stronger penalty on the coarser lattice (its period-32
+    # bins hold the 8x8 grid's cells too), and the penalty beside the discriminator (sharpness).
+    "lattice_strong": ["--lattice_weight=200", "--lattice_period=32"],
+    "lattice+discriminator": ["--lattice_weight=50", "--lattice_period=16"] + DISCRIMINATOR,
 }
 SHOWN = ("judge_cross_TAR@FAR0.1%_balanced", "judge_cross_TAR@FAR0.1%", "judge_rank1", "judge_distinctiveness",
          "cross_TAR@FAR0.1%", "sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
