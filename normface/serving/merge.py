@@ -77,16 +77,17 @@ def decode(normalizer, features: np.ndarray) -> Decoded:
     """Decodes ``[b, F]`` feature vectors with ``normalizer``'s model into faces (and re-encodes
     them for their dlib descriptors), on its backend: LiteRT's decoder, NumPy warp and encoder
     (:meth:`LiteRTBackend.decode`, no TensorFlow) or the pieces of the TensorFlow path's compiled
-    function; a batch of one as two (so a face never depends on its batch)."""
+    function, where a batch of one runs as two (so a face never depends on its batch)."""
     features = np.asarray(features, np.float32)
     if features.ndim != 2:
         raise ValueError(f"features must be [b, F], got shape {features.shape}")
+    if getattr(normalizer, "backend", None) is not None:
+        # LiteRT's files run one face at a time already: no face depends on its batch.
+        out = normalizer.backend.decode(features)
+        return Decoded(out["image"], out["landmarks"], out["texture"], out["output_descriptor"])
     if len(features) == 1:
         out = decode(normalizer, np.concatenate([features] * 2))
         return Decoded(out.image[:1], out.landmarks[:1], out.texture[:1], out.descriptor[:1])
-    if getattr(normalizer, "backend", None) is not None:
-        out = normalizer.backend.decode(features)
-        return Decoded(out["image"], out["landmarks"], out["texture"], out["output_descriptor"])
     import tensorflow as tf
 
     from normface.encoders.face_encoding import face_chips
