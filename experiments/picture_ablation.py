@@ -49,6 +49,7 @@ flags.DEFINE_bool("score_only", False, "Score finished rows, train nothing.")
 
 TRAIN = Path(__file__).resolve().parent / "train.py"
 SCORE_FILE = "picture_score.json"
+CEILING = "real photos (ceiling)"  # the table's last row: each photo in place of its output
 # The shipped model's architecture and its phase-2 recipe (docs/model.md), at a fine-tuning rate.
 RECIPE = ["--output_size=128", "--channels=128,64,32,32", "--grid_channels=256", "--feature_hidden=1024",
           "--pairs_ratio=0.25", "--mirror", "--perceptual_weight=0.2", "--identity_weight=0.5",
@@ -154,6 +155,7 @@ def main(argv):
         labels += [name] * len(shown)
         print(name, {k: row.get(k) for k in SHOWN}, flush=True)
 
+    results[CEILING] = recipe.ceiling_row(validation, judge)
     dest = Path(FLAGS.results)
     budget = {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "seed_repeat": 1,
               "init_from": FLAGS.init_from, "recipe": RECIPE, "rows": {n: ROWS[n] for n in runs},

@@ -165,6 +165,21 @@ def score_model(model: keras.Model, validation: HeldOut, encode_fn: EncodeFn,
     return row
 
 
+def ceiling_row(validation: HeldOut, judge=None) -> dict:
+    """The real-photo ceiling of :func:`score_model`'s identity columns: each validation photo
+    itself in place of its output (photo A against the other photos B of the same person), by
+    dlib and, with a ``judge``, by the judge (``judge_*``); picture measures of photos against
+    themselves are 1 by definition and left out."""
+    people = validation.photos.people
+    far = metrics.threshold_at_far(metrics.impostor_distances(validation.descriptors, people), 0.001)
+    row = {k: v for k, v in protocol.identity_table(validation.descriptors, validation.descriptors, people, far).items()
+           if k.startswith("cross_") or k == "rank1"}
+    if judge is not None:
+        real = validation.judged if validation.judged is not None else with_judge(validation, judge).judged
+        row.update({f"judge_{k}": v for k, v in protocol.judge_identity_table(real, None, people).items() if v is not None})
+    return row
+
+
 def london_row(model: keras.Model, london: HeldOut, size: int) -> dict:
     """Smiling -> neutral numbers of the model's output and of the smiling photo itself."""
     s_idx, n_idx = report.london_expression_pairs(london.photos)

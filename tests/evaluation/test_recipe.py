@@ -63,6 +63,29 @@ def test_score_model_gives_the_judge_and_picture_columns():
     assert "judge_own_mean_cosine" in row and "judge_cross_TAR@FAR0.1%_balanced_of_ceiling" not in row
 
 
+def test_ceiling_row_puts_each_photo_in_place_of_its_output():
+    from normface.encoders.judge import FaceJudge
+
+    rng = np.random.default_rng(1)
+    people = np.repeat(np.array(["a", "b", "c", "d"]), 3)
+    centre = {p: rng.normal(size=6) for p in "abcd"}
+    desc = np.stack([centre[p] + 0.01 * rng.normal(size=6) for p in people]).astype(np.float32)
+    images = np.stack([np.full((8, 8, 3), 20 * i, np.uint8) for i in range(len(people))])
+    marks = np.tile(np.linspace(1, 6, 136).reshape(1, 68, 2), (len(people), 1, 1))
+    photos = protocol.TestPhotos([f"k{i}" for i in range(len(people))], people, images, marks)
+    held = recipe.HeldOut(photos, desc, desc)
+    # The judge sees each photo's descriptor (found by its grey level): its people are as separable as dlib's.
+    judge = FaceJudge(lambda chips: chips, "fake")
+    judge.embed = lambda ims, lms: desc[ims[:, 0, 0, 0].astype(int) // 20]
+    row = recipe.ceiling_row(held, judge)
+    # Tight clusters, far apart: every photo B is accepted at 0.1% FAR and found first.
+    assert row["cross_TAR@FAR0.1%"] == 1.0 and row["rank1"] == 1.0
+    assert row["judge_cross_TAR@FAR0.1%_balanced"] == 1.0 and row["judge_rank1"] == 1.0
+    assert "judge_own_mean_cosine" not in row and not any(k.startswith("own_") for k in row)
+    assert "sharpness_ratio" not in row
+    assert set(recipe.ceiling_row(held)) == {k for k in row if not k.startswith("judge_")}
+
+
 def test_picture_ablation_rows_are_train_flags():
     import re
     import subprocess
