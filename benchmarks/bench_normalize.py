@@ -11,6 +11,13 @@ and ``normface normalize`` itself on the same photos with the model already load
 overlapped: detection on one core while the networks run on the other, PNGs written meanwhile;
 the run manifest's hashing included). Prints faces/second for each row and the speed-ups over the
 old path (TensorFlow, stages one after another).
+
+    python benchmarks/bench_normalize.py --photos=200 --reference=<checkout of 8f432e6>
+
+``--reference``: a checkout of normface from before issue 31 (``git worktree add``): its own
+bench_normalize.py runs first, on the same photos, in its own process with its own code (the
+old path as issue 31 measured it: TensorFlow, stages one after another, each stage's first call
+included); its output is printed, and its end-to-end faces/s is the reference of the ratios.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +47,8 @@ flags.DEFINE_integer("batch_size", 16, "Faces per network batch.", lower_bound=1
 flags.DEFINE_string("model", None, "Model (default: the shipped one).")
 flags.DEFINE_string("photos_dir", None, "Read the photos from this folder (*.jpg, sorted) instead of LFW.")
 flags.DEFINE_list("backends", ["tensorflow", "litert"], "Backends to time, in this order.")
+flags.DEFINE_string("reference", None, "A checkout of normface from before issue 31: its bench_normalize.py runs "
+                    "first on the same photos, and its end-to-end faces/s is printed beside and divides these.")
 
 STAGES = ("read", "detect + landmarks + align", "chip + encoder + decoder + warp + confidence", "write PNG")
 DECODER_ROW = "decoder + warp alone"
@@ -128,6 +140,25 @@ def time_cli(normalizer, files: list[Path], bs: int, faces: int) -> float:
     return seconds
 
 
+def reference_faces_per_second(checkout: Path, photos: int, batch_size: int) -> float:
+    """Runs ``checkout``'s own ``benchmarks/bench_normalize.py`` (its code on the path, nothing
+    else running) and returns its end-to-end faces/s: the last number of its first line that
+    starts with "end to end". Its output is printed as it came."""
+    # Its data: the LFW photos this run reads (a checkout elsewhere would look beside itself).
+    env = {**os.environ, "PYTHONPATH": str(checkout), "NORMFACE_DATA": str(paths.require_data_dir())}
+    args = [sys.executable, "benchmarks/bench_normalize.py", f"--photos={photos}", f"--batch_size={batch_size}"]
+    result = subprocess.run(args, cwd=checkout, env=env, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise SystemExit(f"bench_normalize.py: error: --reference={checkout}: its benchmark exited "
+                         f"{result.returncode}:\n{result.stderr[-2000:]}")
+    print(f"== reference {checkout}:\n{result.stdout.rstrip()}\n")
+    line = next((l for l in result.stdout.splitlines() if l.startswith("end to end")), None)
+    numbers = re.findall(r"\d+\.\d+", line or "")
+    if not numbers:
+        raise SystemExit(f"bench_normalize.py: error: --reference={checkout}: no 'end to end' line in its output")
+    return float(numbers[-1])
+
+
 def main(argv):
     del argv
     root = Path(FLAGS.photos_dir) if FLAGS.photos_dir else paths.require_data_dir() / "lfw"
@@ -135,6 +166,10 @@ def main(argv):
     if not files:
         raise SystemExit(f"bench_normalize.py: error: --photos_dir: no *.jpg in {root}")
     bs = FLAGS.batch_size
+    if FLAGS.reference and FLAGS.photos_dir:
+        raise SystemExit("bench_normalize.py: error: --reference runs on LFW photos only (not with --photos_dir)")
+    reference = (reference_faces_per_second(Path(FLAGS.reference).resolve(), FLAGS.photos, bs)
+                 if FLAGS.reference else None)
     results = {b: time_backend(b, files, bs) for b in FLAGS.backends}
     n = next(iter(results.values()))[1]
     print(f"{len(files)} photos ({root}), {n} faces, batch {bs}, {os.cpu_count()} CPUs; faces/s (seconds)")
@@ -147,6 +182,10 @@ def main(argv):
         for b, (t, _) in results.items():
             print(f"{b}, overlapped / the old path (TensorFlow, stages one after another): "
                   f"{old / t[OVERLAPPED_ROW]:.2f}x")
+    if reference is not None:
+        for b, (t, _) in results.items():
+            print(f"{b}, overlapped / the reference checkout's end to end ({reference:.1f} faces/s): "
+                  f"{n / t[OVERLAPPED_ROW] / reference:.2f}x")
 
 
 if __name__ == "__main__":

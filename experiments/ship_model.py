@@ -3,8 +3,9 @@
     python experiments/ship_model.py --export=workspace/runs/r128/export [--name=normface128]
 
 Writes normface/serving/pretrained/<name>/ (weights.npz in float16, normface.json with the
-weights' checksums, MODEL_CARD.md, and the LiteRT files: encoder.tflite, decoder.tflite without
-its weights, litert.json mapping them into weights.npz) and prints its size; the package must stay under 60 MB. The
+weights' checksums, MODEL_CARD.md, and the LiteRT files: encoder.tflite, the decoder's files
+without their weights, litert.json mapping them into weights.npz) and prints its size; the
+package must stay under 60 MB. The
 model is packed into a temporary folder first and copied into the package only when it fits
 ``--max_mb``, so a model over the limit leaves the package as it was (exit 1). The card comes
 from the export; sections of the shipped card that the export's lacks (the evaluation, the
@@ -28,12 +29,13 @@ from normface.serving import litert_export, packed  # noqa: E402
 from normface.utils import config_flags, io_utils  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export", None, "Export folder written by experiments/export.py or train.py.", required=True)
+flags.DEFINE_string("export", None, "Export folder written by experiments/export.py or train.py; none: write the "
+                    "LiteRT files of the model already packed as --name again (after a change of their format).")
 flags.DEFINE_string("name", DEFAULT_MODEL, "Name of the packed model under normface/serving/pretrained/.")
 flags.DEFINE_float("max_mb", 60.0, "Refuse to ship a model larger than this (MB, > 0).", lower_bound=1e-6)
 flags.DEFINE_string("pretrained_dir", str(PRETRAINED_DIR), "Folder of the packed models (the package's; tests "
                     "use another).")
-flags.DEFINE_bool("litert", True, "Also write the LiteRT files (encoder.tflite, decoder.tflite, litert.json) "
+flags.DEFINE_bool("litert", True, "Also write the LiteRT files (encoder.tflite, decoder_*.tflite, litert.json) "
                   "that run the model without TensorFlow.")
 config_flags.existing_folder("export")
 flags.register_validator("name", lambda v: bool(v) and v not in (".", "..") and "/" not in v and os.sep not in v,
@@ -46,24 +48,30 @@ def _write_litert(staged: Path) -> None:
     from normface.encoders import get_encoder
 
     model, metadata = packed.load(staged)
-    if metadata.model_config.get("plain_cnn", False):
-        return  # no texture and no warp: TensorFlow only
+    if litert_export.not_exportable(metadata.model_config):
+        return  # e.g. the plain-CNN ablation (no texture, no warp): TensorFlow only
     encoder = get_encoder(metadata.encoder_id or "dlib")
     litert_export.write_tflite(staged, model, metadata.model_config, encoder)
     litert_export.verify_export(staged, model, encoder, metadata.mean_landmarks)
 
 
-def ship(export: str | Path, target: Path, max_mb: float, litert: bool = True) -> float:
+def ship(export: str | Path | None, target: Path, max_mb: float, litert: bool = True) -> float:
     """Packs ``export`` into ``target`` when it is at most ``max_mb`` MB; returns its size in MB.
     With ``litert``, also its LiteRT files (the networks for inference without TensorFlow; the
-    plain-CNN ablation has none). Raises ValueError (and writes nothing into ``target``) when it
-    is larger or its LiteRT files do not match TensorFlow."""
+    plain-CNN ablation has none). ``export`` None: the model packed in ``target`` stays, its
+    LiteRT files are written again. Raises ValueError (and writes nothing into ``target``) when
+    it is larger or its LiteRT files do not match TensorFlow."""
     with tempfile.TemporaryDirectory(prefix="normface-ship-") as tmp:
         staged = Path(tmp) / target.name
         staged.mkdir()
         if (target / packed.CARD_FILE).is_file():  # so the hand-written sections are merged as usual
             shutil.copy2(target / packed.CARD_FILE, staged / packed.CARD_FILE)
-        packed.pack(export, staged)
+        if export is None:
+            for name in (packed.WEIGHTS_FILE, packed.METADATA_FILE):
+                shutil.copy2(target / name, staged / name)
+            packed.read_metadata(staged)  # its checksums: a damaged model is not shipped again
+        else:
+            packed.pack(export, staged)
         for stage in ("weights", "litert"):
             size = sum(p.stat().st_size for p in staged.iterdir()) / 1e6
             if size > max_mb:
@@ -74,11 +82,10 @@ def ship(export: str | Path, target: Path, max_mb: float, litert: bool = True) -
         # Weights first, the metadata (with their checksums) last: a copy interrupted in between
         # fails the checksum check on load instead of loading mismatched weights. A model shipped
         # without LiteRT files loses the old ones (they would not fit its weights).
-        for name in (litert_export.ENCODER_FILE, litert_export.DECODER_FILE, litert_export.WEIGHT_MAP_FILE):
+        for name in (*litert_export.LITERT_FILES, *litert_export.OLD_FILES):
             if not (staged / name).is_file() and (target / name).is_file():
                 (target / name).unlink()
-        for name in (packed.WEIGHTS_FILE, litert_export.ENCODER_FILE, litert_export.DECODER_FILE,
-                     litert_export.WEIGHT_MAP_FILE, packed.CARD_FILE, packed.METADATA_FILE):
+        for name in (packed.WEIGHTS_FILE, *litert_export.LITERT_FILES, packed.CARD_FILE, packed.METADATA_FILE):
             if (staged / name).is_file():
                 io_utils.write_bytes_atomic(target / name, (staged / name).read_bytes())
     return size

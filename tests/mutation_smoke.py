@@ -329,6 +329,24 @@ MUTATIONS = (
         (("            print(TRAIN_EXTRA_HINT, file=sys.stderr)\n", "            pass\n"),),
         ("tests/test_without_tensorflow.py::test_a_program_that_needs_tensorflow_names_the_train_extra",),
     ),
+    Mutation(
+        "body_chunks_overlap", "the decoder's body files decode overlapping chunks (a batch's faces shifted)",
+        "normface/serving/litert_backend.py",
+        (("            start = stop\n", "            start = max(stop - 1, start)\n"),),
+        ("tests/serving/test_litert_backend.py::test_a_batch_decodes_as_its_faces_one_at_a_time",),
+    ),
+    Mutation(
+        "grid_spline_drops_a_term", "the spline on a pixel grid forgets the columns' affine term",
+        "normface/warp/numpy_warp.py",
+        (("+ cols[None, :, None] * self.v[1]  # [h, w, k]", "  # [h, w, k]"),),
+        ("tests/warp/test_numpy_warp.py::test_spline_on_a_grid_equals_the_spline_at_its_pixels",),
+    ),
+    Mutation(
+        "bilinear_flat_index_transposed", "bilinear sampling steps a row where it should step a column",
+        "normface/warp/numpy_warp.py",
+        (("flat.take(corner + 1, axis=0)", "flat.take(corner + w, axis=0)"),),
+        ("tests/warp/test_numpy_warp.py::test_bilinear_sampling_by_flat_index_equals_the_formula",),
+    ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}
 

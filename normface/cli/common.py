@@ -234,7 +234,8 @@ def load_model(args, choose: str = "largest"):
     """The normalizer of ``--model`` (default: the shipped one): on LiteRT when the model has its
     files (no TensorFlow imported), else on TensorFlow, quieted first, with a one-line notice;
     ``--device gpu`` always on TensorFlow; ``$NORMFACE_BACKEND`` (auto, litert, tensorflow) chooses
-    otherwise (benchmarks compare the two). :func:`model_backend` says which, before loading."""
+    otherwise (benchmarks compare the two). :func:`model_backend` says which, before loading.
+    ``args.network_threads`` (when the subcommand has it): LiteRT's interpreter threads."""
     from normface.serving.normalizer import FaceNormalizer
 
     backend, reason = model_backend(args)
@@ -242,7 +243,9 @@ def load_model(args, choose: str = "largest"):
         why = reason or ("--device gpu" if getattr(args, "device", "cpu") == "gpu" else "NORMFACE_BACKEND=tensorflow")
         quiet_tensorflow(args.debug, f"running the model on TensorFlow ({why})")
     try:
-        normalizer = FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend)
+        threads = getattr(args, "network_threads", None)
+        normalizer = FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend,
+                                                    **({"threads": threads} if threads else {}))
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err
     if reason is not None:  # after the load, so a model that fails to load gets its one error line only

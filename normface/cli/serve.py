@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 
 from normface.cli.common import (EXIT_OK, CommandError, UsageError, add_model_option, check_model_arg,
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most faces per network call (default 16)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="threads that decode and align photos (default: the cores, at most 4)")
+    parser.add_argument("--network-threads", type=positive_int, default=min(os.cpu_count() or 1, 4),
+                        help="threads of the networks (LiteRT's interpreters), which run one batch at a time "
+                             "(default: the cores, at most 4)")
     parser.add_argument("--timeout", type=positive_float, default=60.0,
                         help="seconds a request may take before it gets 504 (default 60)")
     parser.add_argument("--body-timeout", type=positive_float, default=60.0,

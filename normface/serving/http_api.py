@@ -337,14 +337,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _error(status: int, message: str, files: list[dict] | None = None, headers: dict[str, str] | None = None):
     from fastapi.responses import JSONResponse
 
@@ -692,10 +684,10 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
                     if png_only and merge:
                         continue
                     if png_only:
-                        return Response(await run_in(prep_pool, _png, results[0].image), media_type="image/png")
+                        return Response(await run_in(prep_pool, io_utils.png_bytes, results[0].image), media_type="image/png")
                     faces = []
                     for res in results:
-                        encoded = await run_in(prep_pool, _png, res.image)
+                        encoded = await run_in(prep_pool, io_utils.png_bytes, res.image)
                         faces.append({**res.to_json(), "image_png_base64": base64.b64encode(encoded).decode(),
                                       "width": int(res.image.shape[1]), "height": int(res.image.shape[0])})
                     rows.append({"file": name, "status": "ok", "code": 200, "error": None, "faces": faces})
@@ -707,7 +699,7 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
             if not merge:
                 return JSONResponse({"model": model_dir.name, "files": rows})
             merged = await run_in(app_pool, merge_faces, kept, strict)
-            encoded = await run_in(prep_pool, _png, merged.image)
+            encoded = await run_in(prep_pool, io_utils.png_bytes, merged.image)
             if png_only:
                 return Response(encoded, media_type="image/png", headers={
                     "X-Normface-Merge-Warnings": str(len(merged.warnings)),
@@ -750,7 +742,7 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
             with admission.hold(1, limits.retry_after_s) as jobs:
                 name, photo, results = await one_photo(files, jobs)
                 adjusted = await run_in(app_pool, apps.adjust, photo, results[0], normalizer.template)
-                data = await run_in(prep_pool, _png, adjusted.image)
+                data = await run_in(prep_pool, io_utils.png_bytes, adjusted.image)
             return Response(data, media_type="image/png",
                             headers={"X-Normface-Exposure-Only": str(bool(adjusted.exposure_only)).lower(),
                                      "Content-Disposition": content_disposition(

@@ -1,17 +1,18 @@
 """The shipped model's networks on LiteRT: photo-to-face inference without TensorFlow.
 
 :class:`LiteRTBackend` runs what :class:`normface.serving.normalizer.FaceNormalizer`'s TensorFlow
-function runs, for a packed model that holds ``encoder.tflite`` and ``decoder.tflite``
-(:mod:`normface.serving.litert_export`): face chips (NumPy,
+function runs, for a packed model that holds the LiteRT files of
+:mod:`normface.serving.litert_export` (the encoder, the decoder's head and bodies): face chips (NumPy,
 :mod:`normface.faces.chip_geometry`), the encoder, the decoder, the spline warp of each texture
 onto its landmarks (NumPy, :mod:`normface.warp.numpy_warp`), the output's chips and encoding, and
 the confidence. Outputs equal the TensorFlow path's within a grey level and 0.05 px
 (``tests/serving/test_litert_backend.py``).
 
-LiteRT interpreters are not thread-safe: a call to :meth:`LiteRTBackend.run` borrows a pair of
-interpreters no other call is using, from a pool that grows to the number of calls running at
-once (the HTTP server's batch queue runs one at a time on whichever worker thread is free, so it
-keeps one pair instead of one per thread, each ~100 MB and a second to make).
+LiteRT interpreters are not thread-safe: a call to :meth:`LiteRTBackend.run` borrows a set of
+interpreters (:class:`LiteRTNetworks`) no other call is using, from a pool that grows to the
+number of calls running at once (the HTTP server's batch queue runs one at a time on whichever
+worker thread is free, so it keeps one set instead of one per thread, each ~100 MB and a second
+to make).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Iterator
 import numpy as np
 
 from normface.faces.chip_geometry import extract_chips
-from normface.serving.litert_export import DECODER_FILE, ENCODER_FILE, WEIGHT_MAP_FILE
+from normface.serving import litert_export
+from normface.serving.litert_export import (DECODER_BODY_FILES, DECODER_FILES, DECODER_HEAD_FILE, ENCODER_FILE,
+                                            LITERT_FILES, WEIGHT_MAP_FILE)
 from normface.serving.packed import WEIGHTS_FILE
 from normface.utils.pictures import to_uint8
 from normface.utils.quiet import hidden_native_stderr
@@ -45,16 +48,16 @@ def litert_available() -> bool:
 
 
 def has_tflite(packed_dir: str | os.PathLike) -> bool:
-    """Whether a (packed) model folder holds the LiteRT files (both networks and the weight map)."""
+    """Whether a (packed) model folder holds the LiteRT files (the networks and the weight map)."""
     packed_dir = Path(packed_dir)
-    return packed_dir.is_dir() and all((packed_dir / f).is_file() for f in (ENCODER_FILE, DECODER_FILE, WEIGHT_MAP_FILE))
+    return packed_dir.is_dir() and all((packed_dir / f).is_file() for f in LITERT_FILES)
 
 
-def decoder_bytes(packed_dir: str | os.PathLike) -> bytes:
-    """``decoder.tflite`` with its weights put back from ``weights.npz`` (:func:`litert_export.strip_weights`
-    emptied them), after checking the three files against ``litert.json``'s SHA-256: a model
-    re-packed without re-exporting its LiteRT files, or a damaged file, is a ModelFileError
-    naming the file."""
+def decoder_bytes(packed_dir: str | os.PathLike) -> dict[str, bytes]:
+    """The decoder files (:data:`litert_export.DECODER_FILES`) by name, with their weights put
+    back from ``weights.npz`` (:func:`litert_export.strip_weights` emptied them), after checking
+    every file against ``litert.json``'s SHA-256: a model re-packed without re-exporting its
+    LiteRT files, or a damaged file, is a ModelFileError naming the file."""
     import json
 
     import flatbuffers
@@ -67,19 +70,24 @@ def decoder_bytes(packed_dir: str | os.PathLike) -> bytes:
     try:
         info = json.loads(map_path.read_text())
         mapping, files = info["decoder_weights"], info["files"]
+        if not isinstance(mapping, dict) or set(mapping) != set(DECODER_FILES):
+            raise ValueError(f"decoder_weights should map {', '.join(DECODER_FILES)}")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise packed.ModelFileError(f"{map_path}: not a readable LiteRT weight map ({err})") from err
     packed.verify_checksums(packed_dir, files)
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs((packed_dir / DECODER_FILE).read_bytes(), 0))
-    size = 1 << 20
+    out = {}
     with np.load(packed_dir / packed.WEIGHTS_FILE) as arrays:
-        for entry in mapping:
-            data = np.ascontiguousarray(arrays[entry["weight"]].astype(np.float16).transpose(entry["perm"]))
-            model.buffers[entry["buffer"]].data = data.view(np.uint8).ravel()
-            size += data.nbytes
-    builder = flatbuffers.Builder(size)  # one allocation: growing it copies the weights each time
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+        for name in DECODER_FILES:
+            model = schema.ModelT.InitFromObj(schema.Model.GetRootAs((packed_dir / name).read_bytes(), 0))
+            size = 1 << 20
+            for entry in mapping[name]:
+                data = np.ascontiguousarray(arrays[entry["weight"]].astype(np.float16).transpose(entry["perm"]))
+                model.buffers[entry["buffer"]].data = data.view(np.uint8).ravel()
+                size += data.nbytes
+            builder = flatbuffers.Builder(size)  # one allocation: growing it copies the weights each time
+            builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+            out[name] = bytes(builder.Output())
+    return out
 
 
 BACKENDS = ("auto", "litert", "tensorflow")
@@ -88,8 +96,8 @@ BACKENDS = ("auto", "litert", "tensorflow")
 def litert_unavailable(path: str | os.PathLike) -> str | None:
     """Why the model at ``path`` cannot run on LiteRT (a one-line reason), or None when it can."""
     if not has_tflite(path):
-        return (f"{path} has no LiteRT files ({ENCODER_FILE}, {DECODER_FILE}, {WEIGHT_MAP_FILE}: only packed "
-                "models shipped with them do)")
+        return (f"{path} has no LiteRT files ({', '.join(LITERT_FILES)}: only packed models shipped with "
+                "them do)")
     if not litert_available():
         return "LiteRT (ai-edge-litert) is not installed"
     if _stale(Path(path)):
@@ -129,10 +137,11 @@ def choose_backend(path: str | os.PathLike, backend: str = "auto") -> str:
 
 
 class _Interpreter:
-    """One ``.tflite`` file: inputs and outputs addressed by their rank / order (see
-    :mod:`litert_export`); batches of any size."""
+    """One ``.tflite`` file: inputs and outputs addressed by their order (see
+    :mod:`litert_export`); batches of any size: in chunks of the file's fixed batch (the last one
+    padded), or, for a file of fully connected layers (``resizable``), resized to the batch."""
 
-    def __init__(self, path: Path, num_threads: int, content: bytes | None = None):
+    def __init__(self, path: Path, num_threads: int, content: bytes | None = None, resizable: bool = False):
         from ai_edge_litert.interpreter import Interpreter
 
         if content is None and not path.is_file():
@@ -153,32 +162,29 @@ class _Interpreter:
         self.outputs = sorted(self.interpreter.get_output_details(),
                               key=lambda d: int(d["name"].rsplit("_", 1)[1]) if "_" in d["name"] else 0)
         signature = self.inputs[0].get("shape_signature", self.inputs[0]["shape"])
-        self.fixed_batch = None if int(signature[0]) < 0 else int(self.inputs[0]["shape"][0])
         self._batch = int(self.inputs[0]["shape"][0])
+        self.fixed_batch = None if resizable or int(signature[0]) < 0 else self._batch
 
-    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        batch = len(arrays[0])
-        if self.fixed_batch is None and batch != self._batch:
-            self.interpreter.resize_tensor_input(self.inputs[0]["index"], list(arrays[0].shape))
+    def _run(self, batched: np.ndarray) -> list[np.ndarray]:
+        if self.fixed_batch is None and len(batched) != self._batch:
+            self.interpreter.resize_tensor_input(self.inputs[0]["index"], list(batched.shape))
             self.interpreter.allocate_tensors()
-            self._batch = batch
-        for detail, array in zip(self.inputs, arrays):
-            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(array, np.float32))
+            self._batch = len(batched)
+        self.interpreter.set_tensor(self.inputs[0]["index"], np.ascontiguousarray(batched, np.float32))
         self.interpreter.invoke()
         return [np.array(self.interpreter.get_tensor(d["index"])) for d in self.outputs]
 
-    def __call__(self, batched: np.ndarray, *constant: np.ndarray) -> list[np.ndarray]:
-        """Runs ``batched`` (the first input, ``[n, ...]``) with the other inputs as given, in
-        chunks of the file's fixed batch (the last one padded)."""
+    def __call__(self, batched: np.ndarray) -> list[np.ndarray]:
+        """Runs ``batched`` (``[n, ...]``, the file's one input) -> its outputs, in key order."""
         if self.fixed_batch is None:
-            return self._run([batched, *constant])
+            return self._run(batched)
         step, outs = self.fixed_batch, []
         for start in range(0, len(batched), step):
             chunk = batched[start:start + step]
             pad = step - len(chunk)
             if pad:
                 chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-            outs.append([o[:step - pad] for o in self._run([chunk, *constant])])
+            outs.append([o[:step - pad] for o in self._run(chunk)])
         return [np.concatenate(parts) for parts in zip(*outs)]
 
 
@@ -190,24 +196,40 @@ class LiteRTNetworks:
     """
 
     def __init__(self, packed_dir: str | os.PathLike, mean_landmarks: np.ndarray, num_threads: int = DEFAULT_THREADS,
-                 decoder: bytes | None = None):
+                 decoder: dict[str, bytes] | None = None):
         packed_dir = Path(packed_dir)
         self.encoder = _Interpreter(packed_dir / ENCODER_FILE, num_threads)
-        self._decoder_bytes = decoder_bytes(packed_dir) if decoder is None else decoder  # alive as long as it
-        self.decoder = _Interpreter(packed_dir / DECODER_FILE, num_threads, self._decoder_bytes)
+        self._decoder_bytes = decoder_bytes(packed_dir) if decoder is None else decoder  # alive as long as they
+        self.head = _Interpreter(packed_dir / DECODER_HEAD_FILE, num_threads, self._decoder_bytes[DECODER_HEAD_FILE],
+                                 resizable=True)
+        # Largest batch first: a batch runs in chunks of it, the rest at the next size down (1).
+        self.bodies = []
+        for batch, name in sorted(DECODER_BODY_FILES.items(), reverse=True):
+            body = _Interpreter(packed_dir / name, num_threads, self._decoder_bytes[name])
+            if body.fixed_batch != batch or len(body.inputs[0]["shape"]) != 4:
+                raise ValueError(f"{body.path}: expected input grid [{batch}, g, g, C], got {body.inputs[0]['shape']}")
+            self.bodies.append(body)
         self.mean = np.asarray(mean_landmarks, np.float32)[None]
-        # The decoder's inputs: features [b, F] (rank 2), mean landmarks [1, n, 2] (rank 3).
-        self.decoder.inputs = sorted(self.decoder.inputs, key=lambda d: len(d["shape"]))
-        if [len(d["shape"]) for d in self.decoder.inputs] != [2, 3]:
-            raise ValueError(f"{self.decoder.path}: expected inputs features [b, F] and mean_landmarks [1, n, 2]")
 
     def encode(self, chips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         descriptor, features = self.encoder(chips)  # outputs in key order: descriptor, features
         return features, descriptor
 
     def decode(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        landmarks, texture = self.decoder(features, self.mean)
-        return landmarks, texture
+        if not len(features):
+            texture = self.bodies[-1].outputs[0]["shape"][1:]
+            return np.zeros((0, *self.mean.shape[1:]), np.float32), np.zeros((0, *texture), np.float32)
+        grid, offsets = self.head(features)  # outputs in key order: grid, offsets
+        # The model's Add(mean, offsets) in float32, the mean broadcast over the batch.
+        landmarks = self.mean + offsets.reshape(len(offsets), -1, 2)
+        grid = grid.reshape(len(grid), *self.bodies[0].inputs[0]["shape"][1:])
+        textures, start = [], 0
+        for body in self.bodies:
+            stop = start + (len(grid) - start) // body.fixed_batch * body.fixed_batch
+            if stop > start:
+                textures.extend(body(grid[start:stop]))
+            start = stop
+        return landmarks, np.concatenate(textures)
 
 
 class LiteRTBackend:
@@ -224,8 +246,9 @@ class LiteRTBackend:
         self.packed_dir = Path(packed_dir)
         self.metadata = metadata
         config = metadata.model_config
-        if config.get("plain_cnn", False):
-            raise ValueError(f"{self.packed_dir}: LiteRT runs warped decoders only (this is a plain CNN)")
+        reason = litert_export.not_exportable(config)
+        if reason:
+            raise ValueError(f"{self.packed_dir}: {reason}")
         self.mean_landmarks = np.asarray(metadata.mean_landmarks, np.float32)
         self.warp_order = int(config.get("warp_order", 1))
         self.boundary_points = int(config.get("warp_boundary_points", 4))

@@ -155,14 +155,16 @@ class FaceNormalizer:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, choose: str = "largest",
-                        backend: str = "auto") -> "FaceNormalizer":
+                        backend: str = "auto", threads: int | None = None) -> "FaceNormalizer":
         """Loads a packed model (:mod:`normface.serving.packed`; default: the one shipped in the
         package), an export folder or its ``.keras`` file.
 
         ``backend``: ``"auto"`` runs a packed model with LiteRT files on LiteRT (no TensorFlow;
         :mod:`normface.serving.litert_backend`) and anything else on TensorFlow; ``"litert"``
         insists (ValueError naming the model when it cannot); ``"tensorflow"`` always uses
-        TensorFlow (a GPU, or the training code's exact graph).
+        TensorFlow (a GPU, or the training code's exact graph). ``threads``: each LiteRT
+        interpreter's threads (default ``$NORMFACE_LITERT_THREADS``, else 1: a batch run keeps the
+        other core for detection; a server whose networks run one batch at a time wants the cores).
 
         Raises FileNotFoundError for a missing model or file, ``packed.ModelFileError`` (a
         ValueError) naming the file that is corrupt, partial or unreadable."""
@@ -170,7 +172,8 @@ class FaceNormalizer:
 
         path = resolve_model_path(path)
         if litert_backend.choose_backend(path, backend) == "litert":
-            runner = litert_backend.LiteRTBackend(path, packed.read_metadata(path))
+            runner = litert_backend.LiteRTBackend(path, packed.read_metadata(path),
+                                                  threads or litert_backend.DEFAULT_THREADS)
             return cls(None, runner.metadata, None, choose=choose, backend=runner)
         from normface.encoders import get_encoder
         from normface.serving import export_format

@@ -151,15 +151,34 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     tf.io.gfile.rename(tmp, str(path), overwrite=True)
 
 
+# zlib level of the PNGs normface writes and serves: level 1 encodes a 128x128 face in ~1.2 ms
+# against ~3.4 ms at Pillow's default 6, for files ~16% larger (measured 2026-12-04 on a London
+# sample): at batch speed the encoder was a fifth of a face's CPU time, in the server a sixth of
+# all its CPU. Lossless either way.
+PNG_COMPRESS_LEVEL = 1
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An RGB ``[h, w, 3]`` (or grey ``[h, w]``) uint8 image as PNG bytes, at
+    :data:`PNG_COMPRESS_LEVEL` (what the server answers with)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
 def save_image_atomic(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Saves an RGB ``[h, w, 3]`` uint8 (or float in [0, 255]) image; format from the suffix."""
+    """Saves an RGB ``[h, w, 3]`` uint8 (or float in [0, 255]) image; format from the suffix
+    (PNG at :data:`PNG_COMPRESS_LEVEL`)."""
     from PIL import Image
 
     array = np.asarray(image)
     if array.dtype != np.uint8:
         array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp)
+        options = {"compress_level": PNG_COMPRESS_LEVEL} if tmp.suffix.lower() == ".png" else {}
+        Image.fromarray(array).save(tmp, **options)
 
 
 def read_rgb(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:

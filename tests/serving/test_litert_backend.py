@@ -78,17 +78,35 @@ def test_backend_choice_and_errors(tmp_path):
     assert litert_backend.choose_backend(SHIPPED, "tensorflow") == "tensorflow"
 
 
-def test_damaged_or_stale_litert_files_are_named(tmp_path):
+@pytest.mark.parametrize("damaged", litert_export.DECODER_FILES)
+def test_damaged_or_stale_litert_files_are_named(tmp_path, damaged):
     model = tmp_path / "model"
     shutil.copytree(SHIPPED, model)
     metadata = packed.read_metadata(model)
-    (model / litert_export.DECODER_FILE).write_bytes(b"\0" * 100)
-    with pytest.raises(packed.ModelFileError, match=litert_export.DECODER_FILE):
+    (model / damaged).write_bytes(b"\0" * 100)
+    with pytest.raises(packed.ModelFileError, match=damaged):
         litert_backend.LiteRTBackend(model, metadata)
-    shutil.copy2(SHIPPED / litert_export.DECODER_FILE, model / litert_export.DECODER_FILE)
+    shutil.copy2(SHIPPED / damaged, model / damaged)
     (model / litert_export.WEIGHT_MAP_FILE).write_text("{")
     with pytest.raises(packed.ModelFileError, match=litert_export.WEIGHT_MAP_FILE):
         litert_backend.LiteRTBackend(model, metadata)
+
+
+def test_a_batch_decodes_as_its_faces_one_at_a_time(normalizers):
+    """The head runs the whole batch, the bodies chunks of 4 then single faces: 7 faces (4 + 1 +
+    1 + 1) and 9 (4 + 4 + 1) give each face what decoding it alone gives."""
+    backend = normalizers[0].backend
+    features = np.random.default_rng(7).normal(0, 0.1, (9, 256)).astype(np.float32)
+    with backend.networks() as nets:
+        alone = [nets.decode(features[i:i + 1]) for i in range(9)]
+        for n in (7, 9):
+            landmarks, texture = nets.decode(features[:n])
+            assert landmarks.shape == (n, 68, 2) and texture.shape == (n, 128, 128, 3)
+            for i in range(n):
+                assert np.abs(landmarks[i] - alone[i][0][0]).max() <= 1e-4
+                assert np.abs(texture[i] - alone[i][1][0]).max() <= 1e-5
+        empty_landmarks, empty_texture = nets.decode(features[:0])
+        assert empty_landmarks.shape == (0, 68, 2) and empty_texture.shape == (0, 128, 128, 3)
 
 
 def test_a_repacked_model_falls_back_to_tensorflow(tmp_path):
@@ -114,6 +132,23 @@ def test_cli_notice_when_falling_back(monkeypatch, capsys):
     assert capsys.readouterr().err == "" and calls == ["quiet"]
     assert common.load_model(types.SimpleNamespace(model=None, debug=False, device="gpu")) == "tensorflow"
     assert capsys.readouterr().err == ""
+
+
+def test_the_server_runs_its_networks_on_every_core():
+    """normface serve runs one network batch at a time: its interpreters get the cores (at most
+    4, --network-threads), where a batch run keeps one thread each (detection has the other)."""
+    import argparse
+    import os
+
+    from normface.cli import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    assert parser.parse_args([]).network_threads == min(os.cpu_count() or 1, 4)
+    assert parser.parse_args(["--network-threads", "3"]).network_threads == 3
+    loaded = common.load_model(types.SimpleNamespace(model=None, debug=False, network_threads=3))
+    assert loaded.backend.num_threads == 3
+    assert common.load_model(types.SimpleNamespace(model=None, debug=False)).backend.num_threads == 1
 
 
 def test_a_run_resumed_on_the_other_backend_redoes_its_inputs(normalizers, tmp_path, monkeypatch, capsys):
@@ -158,7 +193,8 @@ def test_ship_model_writes_litert_files_equal_to_tensorflow(tmp_path):
     spec.loader.exec_module(ship_model)
     target = tmp_path / "pretrained" / "tiny"
     ship_model.ship(synthetic.tiny_export(tmp_path / "export", size=32), target, max_mb=60.0)
-    assert litert_backend.has_tflite(target) and (target / litert_export.DECODER_FILE).stat().st_size < 200_000
+    assert litert_backend.has_tflite(target)
+    assert all((target / name).stat().st_size < 200_000 for name in litert_export.DECODER_FILES)
     lite, tf_path = FaceNormalizer.from_pretrained(target), FaceNormalizer.from_pretrained(target, backend="tensorflow")
     assert lite.backend is not None and tf_path.backend is None
     rng = np.random.default_rng(0)

@@ -100,3 +100,21 @@ def test_photos_are_read_upright_in_srgb_and_written_back_with_their_metadata(tm
     Image.fromarray(encoded).save(tmp_path / "bad_icc.png", icc_profile=b"not a profile")
     bad = io_utils.read_image(tmp_path / "bad_icc.png")
     assert not bad.converted_from_icc and np.array_equal(bad.pixels, encoded)
+
+
+def test_pngs_are_lossless_at_the_fast_level(tmp_path):
+    """The PNGs normface writes and serves use PNG_COMPRESS_LEVEL (1: ~3x faster than Pillow's
+    default for a face, files ~16% larger) and give back their pixels."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(128, 40, (64, 64, 3)), 0, 255).astype(np.uint8)
+    data = io_utils.png_bytes(image)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
+    at_level = io.BytesIO()
+    Image.fromarray(image).save(at_level, format="PNG", compress_level=io_utils.PNG_COMPRESS_LEVEL)
+    assert io_utils.PNG_COMPRESS_LEVEL == 1 and data == at_level.getvalue()
+    io_utils.save_image_atomic(tmp_path / "a.png", image)
+    assert (tmp_path / "a.png").read_bytes() == data

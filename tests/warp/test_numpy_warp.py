@@ -69,6 +69,33 @@ def test_chips_match_tensorflow():
     assert ours.shape == (2, 150, 150, 3) and np.percentile(np.abs(ours - theirs), 99.9) < 0.05
 
 
+@pytest.mark.parametrize("order, dtype", [(1, np.float32), (2, np.float64), (3, np.float32)])
+def test_spline_on_a_grid_equals_the_spline_at_its_pixels(order, dtype):
+    # on_grid (separable squared distances, blocks of rows: the warp's fast path) computes the
+    # same values as evaluating at every pixel (the grid is taller than one block of rows).
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, 40, (20, 2))
+    spline = numpy_warp.fit_spline(points, rng.normal(0, 3, (20, 2)), order, 1e-3, dtype)
+    h, w = numpy_warp._GRID_ROWS * 2 + 5, 37
+    on_grid, at_pixels = spline.on_grid(h, w), spline.at(numpy_warp.pixel_grid(h, w))
+    assert on_grid.shape == (h * w, 2) and on_grid.dtype == dtype
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.abs(on_grid - at_pixels).max() <= tolerance * np.abs(at_pixels).max()
+
+
+def test_bilinear_sampling_by_flat_index_equals_the_formula():
+    rng = np.random.default_rng(6)
+    image = rng.uniform(0, 1, (9, 7, 2)).astype(np.float32)
+    query = rng.uniform(-2, 10, (5, 4, 2))  # inside, on and beyond the border
+    r = np.clip(np.floor(query[..., 0]), 0, 7).astype(int)
+    c = np.clip(np.floor(query[..., 1]), 0, 5).astype(int)
+    ar = np.clip(query[..., 0] - r, 0, 1)[..., None]
+    ac = np.clip(query[..., 1] - c, 0, 1)[..., None]
+    want = ((1 - ar) * ((1 - ac) * image[r, c] + ac * image[r, c + 1])
+            + ar * ((1 - ac) * image[r + 1, c] + ac * image[r + 1, c + 1]))
+    assert np.abs(numpy_warp.interpolate_bilinear_rowcol(image, query) - want).max() < 1e-6
+
+
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="train_points"):
         numpy_warp.interpolate_spline(np.zeros((2, 2)), np.zeros((2, 1)), np.zeros((1, 2)))  # too few points
