@@ -124,12 +124,12 @@ def _commit(root: Path) -> str:
         return "?"
 
 
-def _start(root: Path, port: int, backend: str | None = None) -> subprocess.Popen:
+def _start(root: Path, port: int, backend: str | None = None, flags: list[str] = ()) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     if backend:
         env["NORMFACE_BACKEND"] = backend  # normface.cli.common.load_model (issue 31)
-    return subprocess.Popen([sys.executable, "-m", "normface.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "normface.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             *flags], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _wait_ready(server: subprocess.Popen, base: str) -> None:
@@ -197,7 +197,7 @@ def measure(root: Path, args, payloads: list, backend: str | None = None) -> dic
     port = args.port or _free_port()
     base = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
-    server = _start(root, port, backend)
+    server = _start(root, port, backend, args.server_flags.split() if root == ROOT else [])
     try:
         _wait_ready(server, base)
         startup = time.perf_counter() - start
@@ -260,6 +260,8 @@ def main() -> int:
     parser.add_argument("--backends", default="litert,tensorflow",
                         help="NORMFACE_BACKEND values to measure this checkout with, one after the other "
                              "(comma-separated; the start-up and first-request table compares them)")
+    parser.add_argument("--server-flags", default="",
+                        help="more flags for this checkout's normface serve (e.g. \"--workers 1\"), not the reference's")
     parser.add_argument("--reference", type=Path, default=None,
                         help="another checkout of normface to measure the same way, side by side")
     args = parser.parse_args()
