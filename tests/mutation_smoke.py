@@ -347,6 +347,13 @@ MUTATIONS = (
         (("flat.take(corner + 1, axis=0)", "flat.take(corner + w, axis=0)"),),
         ("tests/warp/test_numpy_warp.py::test_bilinear_sampling_by_flat_index_equals_the_formula",),
     ),
+    Mutation(
+        "serve_imports_the_avatar_at_start", "normface serve imports the avatar (TensorFlow) before its first request",
+        "normface/cli/serve.py",
+        (("    def avatar_bytes(image, landmarks, fmt: str) -> bytes:\n",
+          "    from normface.apps import avatar  # noqa: F401\n\n    def avatar_bytes(image, landmarks, fmt: str) -> bytes:\n"),),
+        ("tests/serving/test_http_api.py::test_the_server_imports_tensorflow_at_the_first_avatar_not_at_start",),
+    ),
 )
 BY_NAME = {m.name: m for m in MUTATIONS}
 

@@ -451,13 +451,7 @@ def avatar_bytes(image: np.ndarray, landmarks68: np.ndarray, fmt: str = "glb",
     return mesh_io.glb_bytes(mesh) if fmt == "glb" else mesh_io.obj_text(mesh).encode()
 
 
-def surrey_model_missing(data_root: str | Path | None = None) -> str | None:
-    """Why the avatar cannot be made here (the Surrey model's file is absent), or None."""
-    try:
-        face3d.model_dir(data_root)
-    except FileNotFoundError as err:
-        return f"{err}; the avatar needs the Surrey Face Model (non-commercial licence, not shipped)"
-    return None
+surrey_model_missing = face3d.surrey_model_missing  # without TensorFlow there: the server asks at start
 
 
 def make_avatar(

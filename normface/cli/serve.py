@@ -60,18 +60,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def applications(debug: bool):
     """The server's applications: the white balance always; the avatar when TensorFlow (its fit)
-    is installed and the Surrey model found, else the reason it is missing (for the console)."""
+    is installed and the Surrey model found, else the reason it is missing (for the console).
+    The avatar's module, which imports TensorFlow, loads on the first avatar request: a server on
+    LiteRT starts without TensorFlow's import (seconds, and its memory)."""
     from normface.apps import adjust
+    from normface.faces import face3d
     from normface.serving import http_api
 
     if not tensorflow_installed():
         return http_api.Applications(adjust=adjust.adjust_with_result, avatar=None,
                                      avatar_missing=missing_tensorflow("the avatar (its 3-D fit)"))
-    quiet_tensorflow(debug)  # the avatar imports TensorFlow (the LiteRT path has not quieted it)
-    from normface.apps import avatar
 
-    return http_api.Applications(adjust=adjust.adjust_with_result, avatar=avatar.avatar_bytes,
-                                 avatar_missing=avatar.surrey_model_missing())
+    def avatar_bytes(image, landmarks, fmt: str) -> bytes:
+        quiet_tensorflow(debug)  # imports it once (the LiteRT path has not), its log lines hidden
+        from normface.apps import avatar
+
+        return avatar.avatar_bytes(image, landmarks, fmt)
+
+    return http_api.Applications(adjust=adjust.adjust_with_result, avatar=avatar_bytes,
+                                 avatar_missing=face3d.surrey_model_missing())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -51,6 +51,15 @@ def model_dir(data_root: str | Path | None = None) -> Path:
     return folder
 
 
+def surrey_model_missing(data_root: str | Path | None = None) -> str | None:
+    """Why the avatar cannot be made here (the Surrey model's file is absent), or None."""
+    try:
+        model_dir(data_root)
+    except FileNotFoundError as err:
+        return f"{err}; the avatar needs the Surrey Face Model (non-commercial licence, not shipped)"
+    return None
+
+
 def read_landmark_mapping(path: str | Path) -> dict[int, int]:
     """iBUG landmark index (0-based) -> model vertex index, from ``ibug_to_sfm.txt`` (TOML)."""
     path = Path(path)

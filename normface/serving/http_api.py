@@ -418,10 +418,17 @@ def create_app(normalizer, *, applications: Applications | None = None, limits: 
         """Traces the networks before the first request, which would otherwise wait for it (tens
         of seconds on a busy CPU): batches of 2 and 3 make the one generalized trace that every
         size reuses (a batch of one runs as two), then each size up to ``max_batch`` once, since
-        the CPU compiles each batch size on its first call (0.3-0.5 s each, else paid by a request)."""
+        the CPU compiles each batch size on its first call (0.3-0.5 s each, else paid by a request).
+        On LiteRT nothing is traced: one batch of 5 runs every interpreter (the decoder's head and
+        both bodies) once."""
         size = normalizer.output_size
         landmarks = np.asarray(normalizer.metadata.mean_landmarks, np.float32)
-        for n in range(2, max(3, limits.max_batch) + 1):
+        from normface.faces.detection import landmarks68
+
+        # dlib's 68-point model loads on first use (~0.5 s, else paid by the first request).
+        landmarks68(np.full((size, size, 3), 128, np.uint8), (0, 0, size - 1, size - 1))
+        sizes = range(2, max(3, limits.max_batch) + 1) if normalizer.backend is None else [min(5, limits.max_batch)]
+        for n in sizes:
             normalizer.normalize_aligned(np.full((n, size, size, 3), 128, np.uint8), np.stack([landmarks] * n))
 
     @asynccontextmanager

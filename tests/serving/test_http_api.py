@@ -147,6 +147,43 @@ def test_avatar_glb_and_obj(normalizer, data_root):
         assert c.get("/v1/model").json()["applications"]["avatar"] is True
 
 
+def test_the_server_imports_tensorflow_at_the_first_avatar_not_at_start(normalizer, data_root):
+    """normface serve's applications load the avatar's module (TensorFlow) on its first request:
+    a server on LiteRT starts without TensorFlow, and the avatar it makes then is the avatar's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from normface.cli import serve; apps = serve.applications(False); "
+            "print(json.dumps([apps.avatar is not None, apps.avatar_missing, 'tensorflow' in sys.modules]))")
+    env = {**os.environ, "NORMFACE_DATA": str(data_root)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [True, avatar.surrey_model_missing(data_root), False]
+    from normface.cli import serve
+
+    if avatar.surrey_model_missing(data_root) is None:
+        face = normalizer.normalize(np.asarray(Image.open(PHOTO).convert("RGB")))[0]
+        lazy = serve.applications(False).avatar(face.image, face.landmarks, "obj")
+        assert lazy == avatar.avatar_bytes(face.image, face.landmarks, "obj", data_root)
+
+
+def test_warm_up_runs_every_litert_interpreter_once_and_traces_every_tensorflow_size(normalizer, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    sizes = []
+    for backend, want in ((normalizer.backend, [5]), (None, list(range(2, 9)))):
+        monkeypatch.setattr(normalizer, "backend", backend)
+        monkeypatch.setattr(normalizer, "normalize_aligned", lambda aligned, landmarks: sizes.append(len(aligned)))
+        sizes.clear()
+        app = http_api.create_app(normalizer, applications=_apps(), limits=http_api.Limits(max_batch=8),
+                                  allowed_hosts=["testserver"])
+        with TestClient(app):
+            pass
+        assert sizes == want, backend
+
+
 def test_avatar_without_the_surrey_model(normalizer, tmp_path):
     with _client(normalizer, _apps(tmp_path)) as c:  # a data folder without morphable_model/
         r = c.post("/v1/avatar", files=[_upload(PHOTO)])
