@@ -72,6 +72,23 @@ ROWS = {
     # bins hold the 8x8 grid's cells too), and the penalty beside the discriminator (sharpness).
     "lattice_strong": ["--lattice_weight=200", "--lattice_period=32"],
     "lattice+discriminator": ["--lattice_weight=50", "--lattice_period=16"] + DISCRIMINATOR,
+    # Session 8, once the warp was cleared of the grid (docs/training.md): the measured grid falls
+    # as outputs sharpen, so these ask the lattice row for sharper textures at the same budget: a
+    # stronger perceptual term (the row's later flag wins), a stronger discriminator, less pull
+    # from the averaging pixel loss.
+    "lattice+perceptual": ["--lattice_weight=50", "--lattice_period=16", "--perceptual_weight=1.0"],
+    "lattice+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--adversarial_weight=0.05",
+                                     "--feature_matching_weight=0.5"],
+    "lattice+less_pixel": ["--lattice_weight=50", "--lattice_period=16", "--texture_weight=0.3",
+                           "--perceptual_weight=0.6"],
+    # The strong discriminator was the only row to sharpen (+35%) but lost identity (-0.03): it
+    # beside a stronger identity term, and beside the lighter pixel loss that kept identity best.
+    "lattice+strong_discriminator+identity": ["--lattice_weight=50", "--lattice_period=16",
+                                              "--adversarial_weight=0.05", "--feature_matching_weight=0.5",
+                                              "--identity_weight=1.5"],
+    "lattice+strong_discriminator+less_pixel": ["--lattice_weight=50", "--lattice_period=16",
+                                                "--adversarial_weight=0.05", "--feature_matching_weight=0.5",
+                                                "--texture_weight=0.3", "--perceptual_weight=0.6"],
 }
 SHOWN = ("judge_cross_TAR@FAR0.1%_balanced", "judge_cross_TAR@FAR0.1%", "judge_rank1", "judge_distinctiveness",
          "cross_TAR@FAR0.1%", "sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",

@@ -252,7 +252,7 @@ QUEUE_BATCHES = 2
 
 def network_workers(normalizer) -> int:
     """Batches :func:`run_batch` runs through the networks at once: two on LiteRT (each call takes
-    its own interpreter pair, one thread each, so the networks use the core that detection and
+    its own interpreter set, one thread each, so the networks use the core that detection and
     writing leave idle), one on TensorFlow (its ops already use every core)."""
     return 2 if getattr(normalizer, "backend", None) is not None and (os.cpu_count() or 1) > 1 else 1
 

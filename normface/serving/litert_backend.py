@@ -258,18 +258,19 @@ class LiteRTBackend:
         self._decoder = decoder_bytes(self.packed_dir)  # once; every interpreter reads it
         self._lock = threading.Lock()
         self._idle: list[LiteRTNetworks] = [self._make()]  # load now: a damaged file fails here, naming itself
-        self.pairs = 1
+        self.sets = 1  # interpreter sets made so far (one per concurrent call)
 
     def _make(self) -> LiteRTNetworks:
         return LiteRTNetworks(self.packed_dir, self.mean_landmarks, self.num_threads, self._decoder)
 
     @contextlib.contextmanager
     def networks(self) -> Iterator[LiteRTNetworks]:
-        """A pair of interpreters for this call alone (``with backend.networks() as nets``)."""
+        """A set of interpreters (encoder, decoder head and bodies) for this call alone (``with
+        backend.networks() as nets``)."""
         with self._lock:
             nets = self._idle.pop() if self._idle else None
             if nets is None:
-                self.pairs += 1
+                self.sets += 1
         if nets is None:
             nets = self._make()
         try:

@@ -62,10 +62,10 @@ def test_concurrent_calls_never_share_interpreters(normalizers, sample_faces):
         t.start()
     for t in threads:
         t.join()
-    assert len({id(n) for n in inside}) == 2 and lite.backend.pairs == 2
+    assert len({id(n) for n in inside}) == 2 and lite.backend.sets == 2
     assert len(images) == 2 and all(np.array_equal(image, want) for image in images)
-    with lite.backend.networks() as nets:  # a pair is reused, none made
-        assert nets in inside and lite.backend.pairs == 2
+    with lite.backend.networks() as nets:  # a set is reused, none made
+        assert nets in inside and lite.backend.sets == 2
 
 
 def test_backend_choice_and_errors(tmp_path):
