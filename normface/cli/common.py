@@ -243,9 +243,8 @@ def load_model(args, choose: str = "largest"):
         why = reason or ("--device gpu" if getattr(args, "device", "cpu") == "gpu" else "NORMFACE_BACKEND=tensorflow")
         quiet_tensorflow(args.debug, f"running the model on TensorFlow ({why})")
     try:
-        threads = getattr(args, "network_threads", None)
         normalizer = FaceNormalizer.from_pretrained(args.model, choose=choose, backend=backend,
-                                                    **({"threads": threads} if threads else {}))
+                                                    threads=getattr(args, "network_threads", None))
     except (OSError, ValueError) as err:
         raise CommandError(f"cannot load the model: {os_text(err) if isinstance(err, OSError) else err}") from err
     if reason is not None:  # after the load, so a model that fails to load gets its one error line only

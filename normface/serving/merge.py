@@ -82,7 +82,8 @@ def decode(normalizer, features: np.ndarray) -> Decoded:
     if features.ndim != 2:
         raise ValueError(f"features must be [b, F], got shape {features.shape}")
     if getattr(normalizer, "backend", None) is not None:
-        # LiteRT's files run one face at a time already: no face depends on its batch.
+        # LiteRT gives a face what decoding it alone gives, whatever its batch (head resized to
+        # the batch, bodies in fixed chunks: test_a_batch_decodes_as_its_faces_one_at_a_time).
         out = normalizer.backend.decode(features)
         return Decoded(out["image"], out["landmarks"], out["texture"], out["output_descriptor"])
     if len(features) == 1:

@@ -161,11 +161,7 @@ def interpolate_spline(train_points: np.ndarray, train_values: np.ndarray, query
     """:func:`fit_spline` at ``train_points`` ``[n, d]`` with values ``[n, k]``, evaluated at
     ``query_points`` ``[m, d]`` -> ``[m, k]`` in ``evaluation_dtype`` (the reference's
     ``interpolate_spline`` for one batch element)."""
-    q0 = _check_points("query_points", query_points)
-    c0 = _check_points("train_points", train_points)
-    if q0.shape[1:] != c0.shape[1:]:
-        raise ValueError(f"shapes do not fit: train_points {c0.shape}, query_points {q0.shape}")
-    return fit_spline(train_points, train_values, order, regularization_weight, evaluation_dtype).at(q0)
+    return fit_spline(train_points, train_values, order, regularization_weight, evaluation_dtype).at(query_points)
 
 
 def pixel_grid(height: int, width: int) -> np.ndarray:

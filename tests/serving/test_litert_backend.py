@@ -124,7 +124,8 @@ def test_a_repacked_model_falls_back_to_tensorflow(tmp_path):
 def test_cli_notice_when_falling_back(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(common, "quiet_tensorflow", lambda debug, needed_for="": calls.append("quiet"))
-    monkeypatch.setattr(FaceNormalizer, "from_pretrained", classmethod(lambda cls, path, choose, backend: backend))
+    monkeypatch.setattr(FaceNormalizer, "from_pretrained",
+                        classmethod(lambda cls, path, choose, backend, threads: backend))
     export = str(paths.REPO_ROOT / "tests" / "fixtures" / "export_095725b")
     assert common.load_model(types.SimpleNamespace(model=export, debug=False)) == "tensorflow"
     assert common.FALLBACK_NOTICE in capsys.readouterr().err and calls == ["quiet"]
