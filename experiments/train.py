@@ -51,6 +51,8 @@ flags.DEFINE_integer("synthetic_examples", 64, "Examples in the synthetic train 
 flags.DEFINE_string("encoder", "dlib_face_resnet_v1", "Frozen identity encoder (normface.encoders registry name).")
 flags.DEFINE_string("pairs_dir", None, "Invariance-pair records (data_prep/build_pairs.py) mixed into training.")
 flags.DEFINE_float("pairs_ratio", 0.0, "Share of training examples drawn from --pairs_dir.", lower_bound=0.0, upper_bound=0.99)
+flags.DEFINE_float("morph_keep", 1.0, "Share of the records' morphed examples kept (0: original faces only; "
+                   "morphs are blurrier than originals, issue 28).", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("mirror", False, "Mirror augmentation: flips paired with the flipped photo's features "
                   "(records built with --mirrored).")
 # Model and training flags come from the config dataclasses (their defaults live there).
@@ -127,9 +129,10 @@ class ConfigError(ValueError):
 
 # --- the records and the encoder ---
 def load_records(records_dir: str, batch_size: int, seed: int, output_size: int | None = None,
-                 pairs_dir: str | None = None, pairs_ratio: float = 0.0, mirror: bool = False):
+                 pairs_dir: str | None = None, pairs_ratio: float = 0.0, mirror: bool = False,
+                 morph_keep: float = 1.0):
     """``(train_ds, validation_ds, meta)`` from the records folder (read at ``output_size``, with
-    invariance pairs mixed in and the mirror augmentation as asked).
+    invariance pairs mixed in, the mirror augmentation and the share of morphs kept as asked).
 
     meta: dict with ``mean_landmarks`` ``[68, 2]`` (x, y) at the output size, ``template``
     (AlignmentTemplate dict, the records'), ``size`` and anything worth recording in the model card.
@@ -143,7 +146,7 @@ def load_records(records_dir: str, batch_size: int, seed: int, output_size: int 
         size = pipeline.check_output_size(records_dir, records, output_size)
         train = pipeline.make_dataset(records_dir, "train", batch_size, shuffle=True, repeat=True, seed=seed,
                                       drop_remainder=True, output_size=size, mirror=mirror,
-                                      pairs_dir=pairs_dir, pairs_ratio=pairs_ratio)
+                                      pairs_dir=pairs_dir, pairs_ratio=pairs_ratio, morph_keep=morph_keep)
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from err
     val_count = records.splits["validation"]["count"]
@@ -156,6 +159,7 @@ def load_records(records_dir: str, batch_size: int, seed: int, output_size: int 
         "encoder": records.raw.get("encoder", ""),
         "read_at_size": size,
         "mirror": mirror,
+        "morph_keep": morph_keep,
     }
     if pairs_dir and pairs_ratio > 0:
         pair_meta = pipeline.read_meta(pairs_dir)
@@ -305,7 +309,8 @@ def run() -> dict:
                                   f"{resolved.feature_dim}")
             encoder_id = FLAGS.encoder
             train_ds, val_ds, meta = load_records(FLAGS.records_dir, FLAGS.batch_size, FLAGS.seed, size,
-                                                  FLAGS.pairs_dir, FLAGS.pairs_ratio, FLAGS.mirror)
+                                                  FLAGS.pairs_dir, FLAGS.pairs_ratio, FLAGS.mirror,
+                                                  FLAGS.morph_keep)
             mean = meta["mean_landmarks"]
             identity_ds, scorer = None, None
             if FLAGS.identity_judge:

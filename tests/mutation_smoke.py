@@ -225,6 +225,12 @@ MUTATIONS = (
         ("tests/training/test_losses.py::test_lattice_excess_counts_a_grid_the_target_does_not_have",),
     ),
     Mutation(
+        "morph_keep_drops_originals", "thinning the morphs drops the original faces with them",
+        "normface/data/pipeline.py",
+        (("return tf.logical_or(tf.logical_not(morphed), coin < keep)", "return coin < keep"),),
+        ("tests/data/test_records.py::test_morph_keep_thins_morphs_and_keeps_every_original",),
+    ),
+    Mutation(
         "adversarial_sign", "the generator's adversarial term enters the training loss with the wrong sign",
         "normface/training/trainer.py",
         (('total += cfg.adversarial_weight * terms["adversarial"]', 'total -= cfg.adversarial_weight * terms["adversarial"]'),),

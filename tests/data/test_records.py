@@ -264,3 +264,22 @@ def test_records_read_at_a_smaller_size(built):
     np.testing.assert_allclose(pipeline.mean_landmarks(out, SIZE // 2), (meta.mean_landmarks + 0.5) / 2 - 0.5)
     with pytest.raises(ValueError, match="not larger"):
         pipeline.make_dataset(out, "validation", 2, output_size=2 * SIZE)
+
+
+def test_morph_keep_thins_morphs_and_keeps_every_original(built):
+    _, out, _ = built
+    morphed = np.array([b"," in _field(ex, "sources")[0] for ex in _raw_examples(out, "train")])
+    assert morphed.sum() == 12
+
+    def images(**kwargs) -> np.ndarray:
+        return np.concatenate([b["image"].numpy() for b in pipeline.make_dataset(out, "train", 4, shuffle=False, **kwargs)])
+
+    every = images()
+    np.testing.assert_array_equal(images(morph_keep=0.0), every[~morphed])  # the originals, in order
+    np.testing.assert_array_equal(images(morph_keep=1.0), every)
+    half = images(morph_keep=0.5, seed=4)
+    np.testing.assert_array_equal(half, images(morph_keep=0.5, seed=4))  # reproducible for a seed
+    kept = [i for i in range(len(every)) if any(np.array_equal(every[i], h) for h in half)]
+    assert set(np.flatnonzero(~morphed)) <= set(kept) and 6 < len(kept) < 18
+    with pytest.raises(ValueError, match="morph_keep"):
+        pipeline.make_dataset(out, "train", 4, morph_keep=1.5)
