@@ -95,6 +95,21 @@ ROWS = {
     "lattice+originals": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0"],
     "lattice+originals+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
                                                "--adversarial_weight=0.05", "--feature_matching_weight=0.5"],
+    # Capacity where the detail is: a residual refiner at full size (3 dilated 3x3 convolutions of
+    # 32; its correction starts at zero, so the row starts at the shipped model's output).
+    "lattice+originals+refiner": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
+                                  "--refine_channels=32,32,32"],
+    "lattice+originals+refiner+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
+                                                       "--refine_channels=32,32,32", "--adversarial_weight=0.05",
+                                                       "--feature_matching_weight=0.5"],
+    # The warp's bilinear sampling takes about 40% of a decoded texture's face-box Laplacian
+    # variance (docs/training.md); Catmull-Rom keeps 1.45-1.5x of it. The model trains through it.
+    "lattice+originals+bicubic+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
+                                                       "--warp_resampling=bicubic", "--adversarial_weight=0.05",
+                                                       "--feature_matching_weight=0.5"],
+    "lattice+originals+refiner+bicubic+strong_discriminator": [
+        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--refine_channels=32,32,32",
+        "--warp_resampling=bicubic", "--adversarial_weight=0.05", "--feature_matching_weight=0.5"],
 }
 SHOWN = ("judge_cross_TAR@FAR0.1%_balanced", "judge_cross_TAR@FAR0.1%", "judge_rank1", "judge_distinctiveness",
          "cross_TAR@FAR0.1%", "sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from normface import encoders  # noqa: E402
-from normface.models.config import TEXTURE_DECODERS, UPSAMPLINGS, ModelConfig  # noqa: E402
+from normface.models.config import TEXTURE_DECODERS, UPSAMPLINGS, WARP_RESAMPLINGS, ModelConfig  # noqa: E402
 from normface.training.config import ENCODER_DTYPES, LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig  # noqa: E402
 from normface.training.losses import IDENTITY_KINDS  # noqa: E402
 from normface.utils import config_flags  # noqa: E402
@@ -68,9 +68,12 @@ MODEL_HELP = {
     "upsampling": "How the texture CNN doubles its grid: transpose (stride-2 transposed convolutions, the paper's; "
                   "a checkerboard) or resize (bilinear x2 + 3x3 convolution). --init_from a transpose model fits each "
                   "resize stage to the donor's stage by least squares on the training features.",
+    "refine_channels": "Widths of a residual refiner at full size after the last stage (dilated 3x3 convolutions; "
+                       "its RGB correction starts at zero, so --init_from an unrefined model starts at its output).",
     "num_landmarks": "Landmarks the decoder predicts (68: iBUG).",
     "warp_order": "Polyharmonic spline order of the warp layer (1: the paper's).",
     "warp_boundary_points": "Zero-flow points per image edge in the warp layer.",
+    "warp_resampling": "How the warp samples the texture: bilinear (the paper's) or bicubic (Catmull-Rom, sharper).",
     "dtype_policy": "Keras dtype policy of the decoder.",
 }
 TRAIN_HELP = {
@@ -110,7 +113,8 @@ TRAIN_HELP = {
     "lattice_period": "Period in pixels of that lattice (its divisors' checkerboards fall on it too).",
 }
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS,
-                                                            "upsampling": UPSAMPLINGS})
+                                                            "upsampling": UPSAMPLINGS,
+                                                            "warp_resampling": WARP_RESAMPLINGS})
 config_flags.define_flags(TrainConfig, TRAIN_HELP, choices={
     "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION,
     "encoder_dtype": ENCODER_DTYPES})

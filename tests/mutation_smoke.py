@@ -85,7 +85,7 @@ MUTATIONS = (
     Mutation(
         "warp_identity", "the warp returns its input image",
         "normface/warp/sparse.py",
-        (("warped = dense_image_warp(image, dense_flow)", "warped = image"),),
+        (("warped = warp_with_flow(image, dense_flow, resampling)", "warped = image"),),
         ("tests/warp/test_warp.py::test_sparse_image_warp_matches_reference",
          "tests/warp/test_warp.py::test_warp_to_landmarks_uses_xy_and_moves_content"),
     ),
@@ -229,6 +229,32 @@ MUTATIONS = (
         "normface/data/pipeline.py",
         (("return tf.logical_or(tf.logical_not(morphed), coin < keep)", "return coin < keep"),),
         ("tests/data/test_records.py::test_morph_keep_thins_morphs_and_keeps_every_original",),
+    ),
+    Mutation(
+        "cubic_weights_mirrored", "the bicubic sampler weighs its taps in the wrong order",
+        "normface/warp/numpy_warp.py",
+        (("return 0.5 * np.stack([-f3 + 2 * f2 - f, 3 * f3 - 5 * f2 + 2, -3 * f3 + 4 * f2 + f, f3 - f2], axis=-1)",
+          "return 0.5 * np.stack([f3 - f2, -3 * f3 + 4 * f2 + f, 3 * f3 - 5 * f2 + 2, -f3 + 2 * f2 - f], axis=-1)"),),
+        ("tests/warp/test_bicubic.py::test_weights_by_hand_and_exact_on_pixels_and_quadratics",),
+    ),
+    Mutation(
+        "warp_ignores_resampling", "the TensorFlow warp samples bilinearly whatever it is asked",
+        "normface/warp/sparse.py",
+        (("warped = warp_with_flow(image, dense_flow, resampling)", "warped = warp_with_flow(image, dense_flow)"),),
+        ("tests/warp/test_bicubic.py::test_the_warp_layer_resamples_bicubic_and_keeps_more_detail",),
+    ),
+    Mutation(
+        "litert_ignores_resampling", "the LiteRT path warps bilinearly whatever the model config says",
+        "normface/serving/litert_backend.py",
+        (('self.resampling = str(config.get("warp_resampling", "bilinear"))', 'self.resampling = "bilinear"'),),
+        ("tests/serving/test_litert_backend.py::test_the_numpy_warp_resamples_as_the_model_config_says",),
+    ),
+    Mutation(
+        "refiner_unwired", "the refiner's correction never reaches the texture",
+        "normface/models/decoders.py",
+        (('rgb = keras.layers.Add(name="refined", dtype="float32")([rgb, correction])',
+          'rgb = keras.layers.Add(name="refined", dtype="float32")([rgb, 0.0 * correction])'),),
+        ("tests/training/test_recipe_losses.py::test_a_refiner_warm_started_from_an_unrefined_donor_starts_at_the_donors_output",),
     ),
     Mutation(
         "adversarial_sign", "the generator's adversarial term enters the training loss with the wrong sign",

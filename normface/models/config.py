@@ -16,6 +16,9 @@ TEXTURE_DECODERS = ("cnn", "fc")
 # kernel overlap leaves a checkerboard), or a bilinear resize followed by a 3x3 convolution
 # (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016: no uneven overlap).
 UPSAMPLINGS = ("transpose", "resize")
+# How the warp samples the texture (normface.warp.resample.RESAMPLINGS; spelled here so the config
+# needs no TensorFlow).
+WARP_RESAMPLINGS = ("bilinear", "bicubic")
 # The CNN texture decoder starts from a (size/16) x (size/16) grid and doubles it 4 times.
 UPSAMPLING_STAGES = 4
 GRID_DIVISOR = 2**UPSAMPLING_STAGES
@@ -35,8 +38,13 @@ class ModelConfig:
     channels: output channels of the 4 upsampling stages.
     upsampling: ``transpose`` (stride-2, kernel-5 transposed convolutions, the paper's) or
       ``resize`` (bilinear x2, then a 3x3 convolution: no checkerboard; issue 28).
+    refine_channels: widths of a residual refiner at full size after the last stage (3x3
+      convolutions dilated 1, 2, 4, ..., then a 3x3 convolution to an RGB correction that starts at
+      zero; issue 28: capacity where the detail is); empty (the paper's): none.
     num_landmarks: landmarks predicted (68, iBUG/dlib order).
     warp_order, warp_boundary_points: the spline warp's settings (paper: order 1; 4 per edge).
+    warp_resampling: how the warp samples the texture: ``bilinear`` (the paper's) or ``bicubic``
+      (Catmull-Rom: keeps about 1.5x the face-box Laplacian variance of decoded textures; issue 28).
     dtype_policy: Keras dtype policy of the decoder layers (``float32``, ``mixed_float16``,
       ``mixed_bfloat16``); outputs, landmarks and the warp always stay float32.
     """
@@ -50,15 +58,18 @@ class ModelConfig:
     grid_channels: int = 256
     channels: tuple[int, ...] = (128, 64, 32, 32)
     upsampling: str = "transpose"
+    refine_channels: tuple[int, ...] = ()
     num_landmarks: int = 68
     warp_order: int = 1
     warp_boundary_points: int = 4
+    warp_resampling: str = "bilinear"
     dtype_policy: str = "float32"
 
     def __post_init__(self):
         self.feature_hidden = tuple(int(v) for v in self.feature_hidden)
         self.landmark_hidden = tuple(int(v) for v in self.landmark_hidden)
         self.channels = tuple(int(v) for v in self.channels)
+        self.refine_channels = tuple(int(v) for v in self.refine_channels)
         self.validate()
 
     def validate(self) -> None:
@@ -82,6 +93,12 @@ class ModelConfig:
             raise ValueError(f"channels must list {UPSAMPLING_STAGES} positive widths, got {self.channels}")
         if self.upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
+        if self.refine_channels and min(self.refine_channels) < 1:
+            raise ValueError(f"refine_channels widths must be positive, got {self.refine_channels}")
+        if self.refine_channels and self.texture_decoder != "cnn":
+            raise ValueError("refine_channels refines the CNN decoder's texture: use texture_decoder='cnn'")
+        if self.warp_resampling not in WARP_RESAMPLINGS:
+            raise ValueError(f"warp_resampling must be one of {WARP_RESAMPLINGS}, got {self.warp_resampling!r}")
         if self.grid_channels < 1:
             raise ValueError(f"grid_channels must be >= 1, got {self.grid_channels}")
         if self.num_landmarks < 3:

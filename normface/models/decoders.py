@@ -4,7 +4,8 @@
 - :func:`landmark_mlp`: hidden -> 68 (x, y) landmarks, predicted as offsets from the mean landmarks.
 - :func:`texture_cnn`: hidden -> FC to a (size/16)^2 x 256 grid -> 4 transposed convolutions
   (kernel 5, stride 2, ReLU; or, with ``upsampling="resize"``, a bilinear x2 resize and a 3x3
-  convolution each) -> 1x1 convolution to RGB. Also the "plain CNN" ablation (Fig. 10),
+  convolution each) -> 1x1 convolution to RGB (-> optionally a residual refiner at full size).
+  Also the "plain CNN" ablation (Fig. 10),
   which is the same network asked to predict the image instead of the registered texture.
 - :func:`texture_fc`: hidden -> one linear map to every pixel (the paper's FC contrast, Fig. 9).
 
@@ -112,6 +113,12 @@ def texture_cnn(config: ModelConfig, name: str = "texture_cnn") -> keras.Model:
     (kernel 5, stride 2: its taps overlap unevenly, so even and odd output pixels are made
     differently, a checkerboard) or, with ``upsampling="resize"``, a bilinear x2 resize (layer
     ``resize{i}``) and a 3x3 convolution (layer ``up{i}``, the same name: the stage's weights).
+
+    With ``config.refine_channels``, a refiner reads the last stage's features at full size through
+    3x3 convolutions dilated 1, 2, 4, ... (``refine{i}``, ReLU; receptive field past a 16-pixel
+    grid cell, so it can see the grid it is to remove) and adds a 3x3 convolution's RGB correction
+    (``refine_rgb``, zero-initialized: a refined model warm-started from an unrefined one starts
+    with the donor's exact output).
     """
     g = config.grid_size
     hidden = keras.Input((config.feature_hidden[-1],), name="hidden")
@@ -131,6 +138,13 @@ def texture_cnn(config: ModelConfig, name: str = "texture_cnn") -> keras.Model:
     rgb = keras.layers.Conv2D(
         3, 1, bias_initializer=keras.initializers.Constant(RGB_BIAS_INIT), dtype="float32", name="to_rgb"
     )(x)
+    if config.refine_channels:
+        for i, channels in enumerate(config.refine_channels):
+            x = keras.layers.Conv2D(channels, RESIZE_KERNEL_SIZE, padding="same", dilation_rate=2**i, activation="relu",
+                                    name=f"refine{i}", **_policy_kwargs(config))(x)
+        correction = keras.layers.Conv2D(3, RESIZE_KERNEL_SIZE, padding="same", kernel_initializer="zeros",
+                                         dtype="float32", name="refine_rgb")(x)
+        rgb = keras.layers.Add(name="refined", dtype="float32")([rgb, correction])
     return keras.Model(hidden, rgb, name=name)
 
 

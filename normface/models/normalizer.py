@@ -72,6 +72,7 @@ def _assemble(config: ModelConfig, feature_net, landmark_net, texture_net) -> No
     image = warp.SplineWarp(
         interpolation_order=config.warp_order,
         num_boundary_points=config.warp_boundary_points,
+        resampling=config.warp_resampling,
         dtype="float32",
         name="spline_warp",
     )([rgb, source, landmarks])

@@ -76,12 +76,18 @@ def transfer_weights(donor: keras.Model, model: keras.Model, features: np.ndarra
     """Loads ``donor``'s weights into ``model`` (both normalizer models), fitting the texture CNN
     stages whose shapes differ on ``features`` ``[n, F]`` (a few hundred real feature vectors).
 
-    Returns ``{"copied": [...], "fitted": [...]}`` (``sub-model/layer`` names). ValueError naming
-    the layer when a layer other than an upsampling stage does not fit."""
+    A refiner the donor lacks (``refine*`` layers of the texture CNN) keeps its initialization: its
+    correction starts at zero, so the model starts with the donor's output.
+
+    Returns ``{"copied": [...], "fitted": [...], "new": [...]}`` (``sub-model/layer`` names).
+    ValueError naming the layer when a layer other than an upsampling stage does not fit."""
     donor_layers, layers = _layers(donor), _layers(model)
-    copied, pending = [], []
+    copied, pending, new = [], [], []
     for key, layer in layers.items():
         source = donor_layers.get(key)
+        if source is None and key[0] == TEXTURE_CNN and key[1].startswith("refine"):
+            new.append("/".join(key))
+            continue
         if source is None:
             raise ValueError(f"transfer_weights: the donor has no layer {'/'.join(key)}")
         if [tuple(w.shape) for w in source.weights] == [tuple(w.shape) for w in layer.weights]:
@@ -110,4 +116,4 @@ def transfer_weights(donor: keras.Model, model: keras.Model, features: np.ndarra
             else:
                 new_x = stage(new_x)
             donor_x = tf.nn.relu(target)
-    return {"copied": copied, "fitted": fitted}
+    return {"copied": copied, "fitted": fitted, "new": new}

@@ -252,6 +252,7 @@ class LiteRTBackend:
         self.mean_landmarks = np.asarray(metadata.mean_landmarks, np.float32)
         self.warp_order = int(config.get("warp_order", 1))
         self.boundary_points = int(config.get("warp_boundary_points", 4))
+        self.resampling = str(config.get("warp_resampling", "bilinear"))
         chip = metadata.chip or {}
         self.chip_size, self.chip_padding = int(chip.get("size", 150)), float(chip.get("padding", 0.25))
         self.num_threads = num_threads
@@ -285,7 +286,7 @@ class LiteRTBackend:
         out = np.empty_like(textures, dtype=np.float32)
         for i, (texture, lms) in enumerate(zip(textures, landmarks)):
             warped, _ = warp_to_landmarks(texture.astype(np.float32), self.mean_landmarks, lms, self.warp_order,
-                                          LANDMARK_REGULARIZATION, self.boundary_points)
+                                          LANDMARK_REGULARIZATION, self.boundary_points, self.resampling)
             out[i] = np.clip(warped, 0.0, 1.0)
         return out
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 import keras
 
 from normface.warp.common import check_spline_params
+from normface.warp.resample import RESAMPLINGS
 from normface.warp.sparse import LANDMARK_REGULARIZATION, warp_to_landmarks
 
 
@@ -17,7 +18,8 @@ class SplineWarp(keras.layers.Layer):
 
     Call with ``[image, source_xy, dest_xy]``: ``image`` ``[batch, h, w, c]``, landmarks
     ``[batch, n, 2]`` in (x, y) pixels (the batch size may be dynamic). Returns the warped image,
-    or ``(warped, flow_xy)`` with ``return_flow=True``. Works under ``tf.function`` and
+    or ``(warped, flow_xy)`` with ``return_flow=True``. ``resampling``: ``"bilinear"`` (the
+    paper's, tfa's) or ``"bicubic"`` (sharper; issue 28). Works under ``tf.function`` and
     ``jit_compile=True``.
     """
 
@@ -27,6 +29,7 @@ class SplineWarp(keras.layers.Layer):
         regularization_weight: float = LANDMARK_REGULARIZATION,
         num_boundary_points: int = 4,
         return_flow: bool = False,
+        resampling: str = "bilinear",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -36,6 +39,9 @@ class SplineWarp(keras.layers.Layer):
         self.regularization_weight = float(regularization_weight)
         self.num_boundary_points = int(num_boundary_points)
         self.return_flow = bool(return_flow)
+        if resampling not in RESAMPLINGS:
+            raise ValueError(f"resampling must be one of {RESAMPLINGS}, got {resampling!r}")
+        self.resampling = resampling
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
@@ -49,6 +55,7 @@ class SplineWarp(keras.layers.Layer):
             self.interpolation_order,
             self.regularization_weight,
             self.num_boundary_points,
+            self.resampling,
         )
         return (warped, flow) if self.return_flow else warped
 
@@ -65,5 +72,6 @@ class SplineWarp(keras.layers.Layer):
             regularization_weight=self.regularization_weight,
             num_boundary_points=self.num_boundary_points,
             return_flow=self.return_flow,
+            resampling=self.resampling,
         )
         return config

@@ -198,6 +198,40 @@ def interpolate_bilinear_rowcol(image: np.ndarray, query: np.ndarray) -> np.ndar
     return ar * (bottom - top) + top
 
 
+def cubic_weights(fraction: np.ndarray) -> np.ndarray:
+    """:func:`normface.warp.resample.cubic_weights`: Catmull-Rom weights ``[..., 4]``."""
+    f = fraction
+    f2, f3 = f * f, f * f * f
+    return 0.5 * np.stack([-f3 + 2 * f2 - f, 3 * f3 - 5 * f2 + 2, -3 * f3 + 4 * f2 + f, f3 - f2], axis=-1)
+
+
+def interpolate_bicubic_rowcol(image: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """:func:`normface.warp.resample.interpolate_bicubic_rowcol` for one image: ``[h, w, c]``
+    sampled at ``[..., 2]`` (row, col) -> ``[..., c]``, 4x4 Catmull-Rom taps, edge pixels repeated
+    beyond the border; computed in the image's float dtype."""
+    image = np.asarray(image)
+    h, w = image.shape[:2]
+    dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float32
+    flat = image.astype(dtype, copy=False).reshape(h * w, -1)
+    taps = np.arange(-1, 3)
+
+    def indices_and_weights(x, size):
+        floor = np.clip(np.floor(x), -2, size)
+        weights = cubic_weights(np.clip((x - floor).astype(dtype), 0, 1))
+        return np.clip(floor.astype(np.intp)[..., None] + taps, 0, size - 1), weights
+
+    rows, row_weights = indices_and_weights(query[..., 0], h)
+    cols, col_weights = indices_and_weights(query[..., 1], w)
+    out = 0
+    for i in range(4):  # one row of taps at a time: [..., 4, c] stays small
+        values = flat.take(rows[..., i, None] * w + cols, axis=0)
+        out = out + row_weights[..., i, None] * np.einsum("...jc,...j->...c", values, col_weights)
+    return out.astype(dtype, copy=False)
+
+
+RESAMPLERS = {"bilinear": interpolate_bilinear_rowcol, "bicubic": interpolate_bicubic_rowcol}
+
+
 def resample_bilinear(image: np.ndarray, coords_xy: np.ndarray) -> np.ndarray:
     """:func:`normface.warp.resample_bilinear` for one image: ``[h, w, c]`` sampled at ``[..., 2]``
     (x, y) pixels -> ``[..., c]``."""
@@ -205,18 +239,21 @@ def resample_bilinear(image: np.ndarray, coords_xy: np.ndarray) -> np.ndarray:
     return interpolate_bilinear_rowcol(image, coords[..., ::-1])
 
 
-def dense_image_warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """``out[i, j] = image[(i, j) - flow[i, j]]``: ``[h, w, c]`` image, ``[h, w, 2]`` (row, col) flow."""
+def dense_image_warp(image: np.ndarray, flow: np.ndarray, resampling: str = "bilinear") -> np.ndarray:
+    """``out[i, j] = image[(i, j) - flow[i, j]]``: ``[h, w, c]`` image, ``[h, w, 2]`` (row, col)
+    flow, sampled ``"bilinear"`` or ``"bicubic"``."""
     h, w = image.shape[:2]
     if flow.shape != (h, w, 2):
         raise ValueError(f"flow must be [{h}, {w}, 2] (row, col) for a {h}x{w} image, got {flow.shape}")
+    if resampling not in RESAMPLERS:
+        raise ValueError(f"resampling must be one of {tuple(RESAMPLERS)}, got {resampling!r}")
     query = pixel_grid(h, w).reshape(h, w, 2) - flow
-    return interpolate_bilinear_rowcol(image, query)
+    return RESAMPLERS[resampling](image, query)
 
 
 def sparse_image_warp(image: np.ndarray, source_rowcol: np.ndarray, dest_rowcol: np.ndarray,
                       interpolation_order: int = 2, regularization_weight: float = 0.0,
-                      num_boundary_points: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      num_boundary_points: int = 0, resampling: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
     """:func:`normface.warp.sparse_image_warp` for one ``[h, w, c]`` image and ``[n, 2]`` (row, col)
     points: returns ``(warped [h, w, c] in the image's dtype, flow [h, w, 2])``; the flow is
     evaluated in float32 for a float32 image (as the TensorFlow op), else in float64."""
@@ -236,15 +273,15 @@ def sparse_image_warp(image: np.ndarray, source_rowcol: np.ndarray, dest_rowcol:
     evaluation = np.float32 if image.dtype == np.float32 else np.float64
     flow = fit_spline(points, values, interpolation_order, regularization_weight,
                       evaluation).on_grid(h, w).reshape(h, w, 2)
-    warped = dense_image_warp(image, flow)
+    warped = dense_image_warp(image, flow, resampling)
     return warped.astype(image.dtype, copy=False), flow
 
 
 def warp_to_landmarks(image: np.ndarray, source_xy: np.ndarray, dest_xy: np.ndarray,
                       interpolation_order: int = 1, regularization_weight: float = LANDMARK_REGULARIZATION,
-                      num_boundary_points: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                      num_boundary_points: int = 4, resampling: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
     """(x, y) front end, as :func:`normface.warp.warp_to_landmarks` for one ``[h, w, c]`` image and
     ``[n, 2]`` (x, y) landmarks: ``(warped [h, w, c], flow_xy [h, w, 2])``."""
     warped, flow = sparse_image_warp(image, np.asarray(source_xy)[:, ::-1], np.asarray(dest_xy)[:, ::-1],
-                                     interpolation_order, regularization_weight, num_boundary_points)
+                                     interpolation_order, regularization_weight, num_boundary_points, resampling)
     return warped, flow[..., ::-1]

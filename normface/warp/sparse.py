@@ -16,7 +16,7 @@ from normface.warp.common import (
     rowcol_to_xy,
     xy_to_rowcol,
 )
-from normface.warp.resample import check_image, dense_image_warp, pixel_grid
+from normface.warp.resample import RESAMPLINGS, check_image, pixel_grid, warp_with_flow
 from normface.warp.spline import interpolate_validated
 # Default smoothing of the landmark-facing APIs (warp_to_landmarks, SplineWarp): dlib puts the
 # inner-lip points of a closed mouth on top of each other, and an exact spline through two
@@ -110,6 +110,7 @@ def sparse_image_warp(
     regularization_weight: float = 0.0,
     num_boundary_points: int = 0,
     name: str = "sparse_image_warp",
+    resampling: str = "bilinear",
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Warps ``image`` so that content at the source points moves to the destination points.
 
@@ -132,6 +133,8 @@ def sparse_image_warp(
       num_boundary_points: ``k > 0`` pins the 4 corners plus ``k - 1`` points per edge to zero
         flow; 0 adds none.
       name: name scope.
+      resampling: ``"bilinear"`` (the reference's) or ``"bicubic"`` (normface's: Catmull-Rom over
+        4x4 pixels, :func:`normface.warp.resample.interpolate_bicubic_rowcol`; sharper).
 
     Returns:
       ``(warped_image, dense_flow)``: the warped image in the input's rank and dtype (its static
@@ -158,6 +161,8 @@ def sparse_image_warp(
         if src.shape[-1] is not None and src.shape[-1] != 2:
             raise ValueError(f"control points must be [batch, n, 2] (row, col), got shape {src.shape}")
         interpolation_order = check_spline_params(interpolation_order, regularization_weight, "interpolation_order")
+        if resampling not in RESAMPLINGS:
+            raise ValueError(f"resampling must be one of {RESAMPLINGS}, got {resampling!r}")
         if num_boundary_points < 0:
             raise ValueError(f"num_boundary_points must be >= 0, got {num_boundary_points}")
         n = src.shape[1]
@@ -185,7 +190,7 @@ def sparse_image_warp(
         )
         dense_flow = tf.reshape(flat_flow, [batch, height, width, 2])
         dense_flow.set_shape(image.shape[:-1].concatenate([2]))
-        warped = dense_image_warp(image, dense_flow)
+        warped = warp_with_flow(image, dense_flow, resampling)
         return _from_4d(warped, original), dense_flow
 
 
@@ -196,13 +201,14 @@ def warp_to_landmarks(
     interpolation_order: int = 1,
     regularization_weight: float = LANDMARK_REGULARIZATION,
     num_boundary_points: int = 4,
+    resampling: str = "bilinear",
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """(x, y) front end of :func:`sparse_image_warp`: moves ``source_xy`` onto ``dest_xy``.
 
     Args:
       image: ``[batch, height, width, channels]`` float image.
       source_xy, dest_xy: ``[batch, n, 2]`` (x, y) pixel landmarks.
-      interpolation_order, regularization_weight, num_boundary_points: as in sparse_image_warp
+      interpolation_order, regularization_weight, num_boundary_points, resampling: as in sparse_image_warp
         (4 boundary points per edge keeps the image border still, as the paper's Fig. 5); the
         default smoothing (LANDMARK_REGULARIZATION) tolerates coincident landmarks.
 
@@ -217,5 +223,6 @@ def warp_to_landmarks(
         interpolation_order=interpolation_order,
         regularization_weight=regularization_weight,
         num_boundary_points=num_boundary_points,
+        resampling=resampling,
     )
     return warped, rowcol_to_xy(flow)

@@ -13,7 +13,8 @@ from normface.models.normalizer import mean_landmarks_of
 from normface.testing.synthetic import mean_landmarks, tiny_model_config
 
 SIZE, FEAT = 32, 16
-VARIANTS = {"cnn": {}, "fc": {"texture_decoder": "fc"}, "plain_cnn": {"plain_cnn": True}}
+VARIANTS = {"cnn": {}, "fc": {"texture_decoder": "fc"}, "plain_cnn": {"plain_cnn": True},
+            "refined": {"refine_channels": (4, 4)}}
 
 
 def features(batch=2, seed=0):
@@ -32,6 +33,8 @@ def test_size_not_divisible_by_16_is_rejected(size):
     ({"channels": (8, 8)}, "channels"),
     ({"feature_hidden": ()}, "feature_hidden"),
     ({"dtype_policy": "float16"}, "dtype_policy"),
+    ({"refine_channels": (4, 0)}, "refine_channels"),
+    ({"refine_channels": (4,), "texture_decoder": "fc"}, "refine_channels"),
 ])
 def test_bad_config_names_the_field(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -109,6 +109,23 @@ def test_a_batch_decodes_as_its_faces_one_at_a_time(normalizers):
         assert empty_landmarks.shape == (0, 68, 2) and empty_texture.shape == (0, 128, 128, 3)
 
 
+def test_the_numpy_warp_resamples_as_the_model_config_says():
+    metadata = packed.read_metadata(SHIPPED)
+    from normface.warp import numpy_warp
+
+    rng = np.random.default_rng(3)
+    textures = rng.uniform(0, 1, (1, 128, 128, 3)).astype(np.float32)
+    mean = np.asarray(metadata.mean_landmarks, np.float32)
+    landmarks = mean[None] + rng.uniform(-2, 2, (1, 68, 2)).astype(np.float32)
+    warped = {}
+    for resampling in ("bilinear", "bicubic"):
+        metadata.model_config["warp_resampling"] = resampling
+        warped[resampling] = litert_backend.LiteRTBackend(SHIPPED, metadata).warp(textures, landmarks)[0]
+        want, _ = numpy_warp.warp_to_landmarks(textures[0], mean, landmarks[0], resampling=resampling)
+        np.testing.assert_allclose(warped[resampling], np.clip(want, 0, 1), atol=1e-6)
+    assert np.abs(warped["bicubic"] - warped["bilinear"]).mean() > 0.01
+
+
 def test_a_repacked_model_falls_back_to_tensorflow(tmp_path):
     model = tmp_path / "model"
     shutil.copytree(SHIPPED, model)

@@ -176,3 +176,24 @@ def test_transfer_fits_resize_stages_to_a_transposed_donor():
     twin = build_normalizer(config, mean).model
     assert transfer_weights(donor, twin, features)["fitted"] == []
     np.testing.assert_allclose(twin(held)["texture"].numpy(), want, atol=1e-6)
+
+
+def test_a_refiner_warm_started_from_an_unrefined_donor_starts_at_the_donors_output():
+    import dataclasses
+
+    from normface.models import build_normalizer
+    from normface.models.transfer import transfer_weights
+
+    config = synthetic.tiny_model_config()
+    mean = synthetic.mean_landmarks(SIZE)
+    donor = build_normalizer(config, mean).model
+    features = np.random.default_rng(1).normal(size=(16, config.feature_dim)).astype(np.float32)
+    refined = build_normalizer(dataclasses.replace(config, refine_channels=(4, 4)), mean).model
+    info = transfer_weights(donor, refined, features)
+    assert info["new"] == ["texture_cnn/refine0", "texture_cnn/refine1", "texture_cnn/refine_rgb"]
+    assert info["fitted"] == []
+    np.testing.assert_allclose(refined(features)["texture"].numpy(), donor(features)["texture"].numpy(), atol=1e-6)
+    # The refiner is live: a non-zero correction changes the texture.
+    layer = refined.get_layer("texture_cnn").get_layer("refine_rgb")
+    layer.set_weights([w + 0.1 for w in layer.get_weights()])
+    assert np.abs(refined(features)["texture"].numpy() - donor(features)["texture"].numpy()).mean() > 0.05

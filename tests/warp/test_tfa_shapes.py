@@ -182,7 +182,7 @@ def test_source_only_gradient_computes_no_other_gradient(fused, monkeypatch):
     the spline evaluation, which serves the destination points) are poisoned: they fail whenever
     they run. The source-only gradient still runs, unchanged, because the graph prunes them; the
     full gradient, which needs them, fails (so the poison works)."""
-    from normface.warp import resample, sparse, spline
+    from normface.warp import resample, spline
 
     rng = np.random.default_rng(32)
     src = rng.uniform(3.0, 9.0, (2, 6, 2))
@@ -201,7 +201,7 @@ def test_source_only_gradient_computes_no_other_gradient(fused, monkeypatch):
 
     # A fresh dense_image_warp each time: a tf.function keeps its traces, and an earlier trace
     # would hold the unpoisoned kernels.
-    monkeypatch.setattr(sparse, "dense_image_warp", tf.function(resample.dense_image_warp.python_function))
+    monkeypatch.setattr(resample, "dense_image_warp", tf.function(resample.dense_image_warp.python_function))
     want = gradients(["src"])(*inputs)[0].numpy()
 
     def poison(x):
@@ -223,11 +223,11 @@ def test_source_only_gradient_computes_no_other_gradient(fused, monkeypatch):
     forward, grad_query, _, grad_weights = getattr(spline, rbf)
     grad_centers = kernel(lambda q, c, w, g, eps, order: poison(c))
     monkeypatch.setattr(spline, rbf, (forward, grad_query, grad_centers, grad_weights))
-    monkeypatch.setattr(sparse, "dense_image_warp", tf.function(resample.dense_image_warp.python_function))
+    monkeypatch.setattr(resample, "dense_image_warp", tf.function(resample.dense_image_warp.python_function))
     got = gradients(["src"])(*inputs)[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     assert np.abs(got).max() > 0
     for watch in (["image"], ["dst"]):
-        monkeypatch.setattr(sparse, "dense_image_warp", tf.function(resample.dense_image_warp.python_function))
+        monkeypatch.setattr(resample, "dense_image_warp", tf.function(resample.dense_image_warp.python_function))
         with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
             gradients(watch)(*inputs)
