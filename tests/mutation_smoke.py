@@ -250,6 +250,13 @@ MUTATIONS = (
         ("tests/serving/test_litert_backend.py::test_the_numpy_warp_resamples_as_the_model_config_says",),
     ),
     Mutation(
+        "litert_body_drops_the_refiner", "the LiteRT decoder body ends at the RGB layer, without the refiner",
+        "normface/serving/litert_export.py",
+        (('after_grid = keras.Model(texture_net.get_layer("grid").output, texture_net.output)',
+          'after_grid = keras.Model(texture_net.get_layer("grid").output, texture_net.get_layer("to_rgb").output)'),),
+        ("tests/serving/test_litert_backend.py::test_ship_model_writes_litert_files_equal_to_tensorflow",),
+    ),
+    Mutation(
         "refiner_unwired", "the refiner's correction never reaches the texture",
         "normface/models/decoders.py",
         (('rgb = keras.layers.Add(name="refined", dtype="float32")([rgb, correction])',

@@ -100,6 +100,7 @@ def decoder_tflite(model, model_config: dict) -> dict[str, bytes]:
     """The ``.tflite`` bytes of a full normalizer ``model``'s decoder, warp excluded, by file name
     (:data:`DECODER_FILES`): the same layers as :func:`normface.models.decoders.landmark_mlp` /
     ``texture_cnn``, cut after the texture CNN's first layer (float16 weights)."""
+    import keras
     import tensorflow as tf
 
     from normface.models import ModelConfig
@@ -125,16 +126,15 @@ def decoder_tflite(model, model_config: dict) -> dict[str, bytes]:
         offsets = landmark_net.get_layer("to_pixels")(landmark_net.get_layer("offsets")(x))
         return {"grid": texture_net.get_layer("to_grid")(hidden), "offsets": offsets}
 
-    names = [layer.name for layer in texture_net.layers]
-    after_grid = texture_net.layers[names.index("grid") + 1:]  # the upsampling stages and to_rgb
+    # The texture CNN from its "grid" Reshape layer's output (NumPy reshapes the head's flat
+    # output) to the texture: the upsampling stages, to_rgb and, when the config has one, the
+    # refiner beside it (a branch: the graph, not the layer list, says what feeds what).
+    after_grid = keras.Model(texture_net.get_layer("grid").output, texture_net.output)
 
     def body(batch: int):
         @tf.function(input_signature=[tf.TensorSpec([batch, g, g, grid_channels], tf.float32, name="grid")])
         def run(grid):
-            x = grid  # the "grid" Reshape layer's output: NumPy reshapes the head's flat output
-            for layer in after_grid:
-                x = layer(x, training=False)
-            return {"texture": x}
+            return {"texture": after_grid(grid, training=False)}
         return run
 
     files = {DECODER_HEAD_FILE: _convert(head, float16=True)}

@@ -99,9 +99,11 @@ def tiny_model_config(output_size: int = 32, feature_dim: int = 16, **overrides)
     return ModelConfig(**{**base, **overrides})
 
 
-def tiny_export(out_dir, size: int = 32, encoder_id: str = "dlib", seed: int = 0):
-    """Exports an untrained tiny normalizer (real 256-D encoder features in, ``size`` px out) whose
-    mean landmarks sit on the template's eyes: plumbing tests of inference and evaluation."""
+def tiny_export(out_dir, size: int = 32, encoder_id: str = "dlib", seed: int = 0, **overrides):
+    """Exports an untrained tiny normalizer (real 256-D encoder features in, ``size`` px out; other
+    ``ModelConfig`` fields as ``overrides``) whose mean landmarks sit on the template's eyes:
+    plumbing tests of inference and evaluation. A refiner's correction, zero when built, gets
+    random weights, so the refiner shows in the output."""
     import keras
 
     from normface.faces.alignment import AlignmentTemplate, eye_centers
@@ -109,11 +111,15 @@ def tiny_export(out_dir, size: int = 32, encoder_id: str = "dlib", seed: int = 0
     from normface.training import export
 
     keras.utils.set_random_seed(seed)
-    config = tiny_model_config(output_size=size, feature_dim=256)
+    config = tiny_model_config(output_size=size, feature_dim=256, **overrides)
     template = AlignmentTemplate.for_size(size)
     mean = mean_landmarks(size)
     mean = mean + (template.eye_centers().mean(0) - eye_centers(mean).mean(0))
     net = build_normalizer(config, mean.astype(np.float32))
+    if config.refine_channels:
+        layer = net.model.get_layer("texture_cnn").get_layer("refine_rgb")
+        rng = np.random.default_rng(seed)
+        layer.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in layer.get_weights()])
     return export.export_normalizer(net.model, config, out_dir, template=template, encoder_id=encoder_id)
 
 

@@ -199,18 +199,27 @@ def test_cli_normalizes_without_importing_tensorflow(tmp_path):
     assert (tmp_path / "out" / "london_005_08_face0.png").is_file()
 
 
-def test_ship_model_writes_litert_files_equal_to_tensorflow(tmp_path):
-    """ship() end to end on a tiny export: the LiteRT files are written, verified, loadable, and
-    the LiteRT path's faces equal the TensorFlow path's."""
+@pytest.fixture(scope="module")
+def ship_model():
+    """experiments/ship_model.py as a module, loaded once (its absl flags may be defined once)."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location("ship_model", paths.REPO_ROOT / "experiments" / "ship_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("overrides", [{}, {"refine_channels": (4, 4), "warp_resampling": "bicubic"}],
+                         ids=["paper", "refined_bicubic"])
+def test_ship_model_writes_litert_files_equal_to_tensorflow(tmp_path, ship_model, overrides):
+    """ship() end to end on a tiny export: the LiteRT files are written, verified, loadable, and
+    the LiteRT path's faces equal the TensorFlow path's (also for a model with the issue-28
+    refiner, a branch beside the RGB layer, and the bicubic warp)."""
     from normface.testing import synthetic
 
-    spec = importlib.util.spec_from_file_location("ship_model", paths.REPO_ROOT / "experiments" / "ship_model.py")
-    ship_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_model)
     target = tmp_path / "pretrained" / "tiny"
-    ship_model.ship(synthetic.tiny_export(tmp_path / "export", size=32), target, max_mb=60.0)
+    ship_model.ship(synthetic.tiny_export(tmp_path / "export", size=32, **overrides), target, max_mb=60.0)
     assert litert_backend.has_tflite(target)
     assert all((target / name).stat().st_size < 200_000 for name in litert_export.DECODER_FILES)
     lite, tf_path = FaceNormalizer.from_pretrained(target), FaceNormalizer.from_pretrained(target, backend="tensorflow")
