@@ -10,15 +10,15 @@ import dataclasses
 from typing import Any
 
 from normface.utils import dataclass_io
+from normface.warp.numpy_warp import RESAMPLINGS
 
 TEXTURE_DECODERS = ("cnn", "fc")
 # How the texture CNN doubles its grid: stride-2 transposed convolutions (the paper's; their uneven
 # kernel overlap leaves a checkerboard), or a bilinear resize followed by a 3x3 convolution
 # (Odena et al., "Deconvolution and Checkerboard Artifacts", 2016: no uneven overlap).
 UPSAMPLINGS = ("transpose", "resize")
-# How the warp samples the texture (normface.warp.resample.RESAMPLINGS; spelled here so the config
-# needs no TensorFlow).
-WARP_RESAMPLINGS = ("bilinear", "bicubic")
+# How the warp samples the texture (the NumPy warp holds the list: it imports no TensorFlow).
+WARP_RESAMPLINGS = RESAMPLINGS
 # The CNN texture decoder starts from a (size/16) x (size/16) grid and doubles it 4 times.
 UPSAMPLING_STAGES = 4
 GRID_DIVISOR = 2**UPSAMPLING_STAGES

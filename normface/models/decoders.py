@@ -5,8 +5,8 @@
 - :func:`texture_cnn`: hidden -> FC to a (size/16)^2 x 256 grid -> 4 transposed convolutions
   (kernel 5, stride 2, ReLU; or, with ``upsampling="resize"``, a bilinear x2 resize and a 3x3
   convolution each) -> 1x1 convolution to RGB (-> optionally a residual refiner at full size).
-  Also the "plain CNN" ablation (Fig. 10),
-  which is the same network asked to predict the image instead of the registered texture.
+  Also the "plain CNN" ablation (Fig. 10), which is the same network asked to predict the image
+  instead of the registered texture.
 - :func:`texture_fc`: hidden -> one linear map to every pixel (the paper's FC contrast, Fig. 9).
 
 Each builder returns its own small ``keras.Model`` so the full model (``normalizer.py``) reads as
@@ -32,6 +32,7 @@ LANDMARK_INIT_STDDEV = 1e-3
 RGB_BIAS_INIT = 0.5
 KERNEL_SIZE = 5
 RESIZE_KERNEL_SIZE = 3
+REFINE_KERNEL_SIZE = 3
 
 
 @keras.saving.register_keras_serializable(package="normface")
@@ -140,9 +141,9 @@ def texture_cnn(config: ModelConfig, name: str = "texture_cnn") -> keras.Model:
     )(x)
     if config.refine_channels:
         for i, channels in enumerate(config.refine_channels):
-            x = keras.layers.Conv2D(channels, RESIZE_KERNEL_SIZE, padding="same", dilation_rate=2**i, activation="relu",
+            x = keras.layers.Conv2D(channels, REFINE_KERNEL_SIZE, padding="same", dilation_rate=2**i, activation="relu",
                                     name=f"refine{i}", **_policy_kwargs(config))(x)
-        correction = keras.layers.Conv2D(3, RESIZE_KERNEL_SIZE, padding="same", kernel_initializer="zeros",
+        correction = keras.layers.Conv2D(3, REFINE_KERNEL_SIZE, padding="same", kernel_initializer="zeros",
                                          dtype="float32", name="refine_rgb")(x)
         rgb = keras.layers.Add(name="refined", dtype="float32")([rgb, correction])
     return keras.Model(hidden, rgb, name=name)

@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras
 
 from normface.warp.common import check_spline_params
-from normface.warp.resample import RESAMPLINGS
+from normface.warp.numpy_warp import check_resampling
 from normface.warp.sparse import LANDMARK_REGULARIZATION, warp_to_landmarks
 
 
@@ -39,9 +39,7 @@ class SplineWarp(keras.layers.Layer):
         self.regularization_weight = float(regularization_weight)
         self.num_boundary_points = int(num_boundary_points)
         self.return_flow = bool(return_flow)
-        if resampling not in RESAMPLINGS:
-            raise ValueError(f"resampling must be one of {RESAMPLINGS}, got {resampling!r}")
-        self.resampling = resampling
+        self.resampling = check_resampling(resampling)
 
     def call(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:

@@ -198,6 +198,19 @@ def interpolate_bilinear_rowcol(image: np.ndarray, query: np.ndarray) -> np.ndar
     return ar * (bottom - top) + top
 
 
+# How a warp samples its image: the one list of names, shared by the TensorFlow warp and the model
+# config (this module imports no TensorFlow).
+RESAMPLINGS = ("bilinear", "bicubic")
+CUBIC_TAPS = (-1, 0, 1, 2)  # offsets of the bicubic sampler's 4 taps per axis from the query's floor
+
+
+def check_resampling(resampling: str) -> str:
+    """``resampling`` when it is one of :data:`RESAMPLINGS`; ValueError naming it otherwise."""
+    if resampling not in RESAMPLINGS:
+        raise ValueError(f"resampling must be one of {RESAMPLINGS}, got {resampling!r}")
+    return resampling
+
+
 def cubic_weights(fraction: np.ndarray) -> np.ndarray:
     """:func:`normface.warp.resample.cubic_weights`: Catmull-Rom weights ``[..., 4]``."""
     f = fraction
@@ -213,7 +226,7 @@ def interpolate_bicubic_rowcol(image: np.ndarray, query: np.ndarray) -> np.ndarr
     h, w = image.shape[:2]
     dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float32
     flat = image.astype(dtype, copy=False).reshape(h * w, -1)
-    taps = np.arange(-1, 3)
+    taps = np.asarray(CUBIC_TAPS)
 
     def indices_and_weights(x, size):
         floor = np.clip(np.floor(x), -2, size)
@@ -245,10 +258,8 @@ def dense_image_warp(image: np.ndarray, flow: np.ndarray, resampling: str = "bil
     h, w = image.shape[:2]
     if flow.shape != (h, w, 2):
         raise ValueError(f"flow must be [{h}, {w}, 2] (row, col) for a {h}x{w} image, got {flow.shape}")
-    if resampling not in RESAMPLERS:
-        raise ValueError(f"resampling must be one of {tuple(RESAMPLERS)}, got {resampling!r}")
     query = pixel_grid(h, w).reshape(h, w, 2) - flow
-    return RESAMPLERS[resampling](image, query)
+    return RESAMPLERS[check_resampling(resampling)](image, query)
 
 
 def sparse_image_warp(image: np.ndarray, source_rowcol: np.ndarray, dest_rowcol: np.ndarray,

@@ -22,6 +22,7 @@ from normface.warp.common import (
     check_same_dim,
     xy_to_rowcol,
 )
+from normface.warp.numpy_warp import CUBIC_TAPS, check_resampling
 from normface.warp.spline import fused_kernels_enabled
 
 
@@ -120,10 +121,6 @@ _BILINEAR_GRADS_XLA = tuple(tf.function(fn, jit_compile=True, autograph=False) f
 # ----------------------------------------------------------------------------------------------
 # Bicubic resampling.
 # ----------------------------------------------------------------------------------------------
-RESAMPLINGS = ("bilinear", "bicubic")
-CUBIC_TAPS = (-1, 0, 1, 2)  # offsets of the 4 taps per axis from the floor of the query
-
-
 def cubic_weights(fraction: tf.Tensor) -> tf.Tensor:
     """Catmull-Rom (Keys, a = -1/2) weights ``[..., 4]`` of the taps at :data:`CUBIC_TAPS` for
     ``fraction`` ``[...]`` in [0, 1): they sum to 1, give the pixel itself at 0, and reproduce
@@ -176,10 +173,8 @@ def interpolate_bicubic_rowcol(image: tf.Tensor, query: tf.Tensor) -> tf.Tensor:
 def warp_with_flow(image: tf.Tensor, flow: tf.Tensor, resampling: str = "bilinear") -> tf.Tensor:
     """``out[i, j] = image[(i, j) - flow[i, j]]`` (``[b, h, w, c]`` image, ``[b, h, w, 2]``
     (row, col) flow), sampled ``"bilinear"`` (:func:`dense_image_warp`, tfa's) or ``"bicubic"``."""
-    if resampling == "bilinear":
+    if check_resampling(resampling) == "bilinear":
         return dense_image_warp(image, flow)
-    if resampling != "bicubic":
-        raise ValueError(f"resampling must be one of {RESAMPLINGS}, got {resampling!r}")
     shape = tf.shape(image)
     batch, height, width = shape[0], shape[1], shape[2]
     query = tf.reshape(pixel_grid(height, width, flow.dtype)[None] - flow, [batch, height * width, 2])

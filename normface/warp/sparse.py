@@ -16,14 +16,14 @@ from normface.warp.common import (
     rowcol_to_xy,
     xy_to_rowcol,
 )
-from normface.warp.resample import RESAMPLINGS, check_image, pixel_grid, warp_with_flow
+from normface.warp.resample import check_image, pixel_grid, warp_with_flow
 from normface.warp.spline import interpolate_validated
 # Default smoothing of the landmark-facing APIs (warp_to_landmarks, SplineWarp): dlib puts the
 # inner-lip points of a closed mouth on top of each other, and an exact spline through two
 # coincident control points is singular. This weight keeps the system solvable while moving
 # control points by < 0.006 px (measured on LFW landmarks at 128x128). Defined with the NumPy
 # warp, which shares it; so is boundary_points.
-from normface.warp.numpy_warp import LANDMARK_REGULARIZATION, boundary_points  # noqa: E402,F401
+from normface.warp.numpy_warp import LANDMARK_REGULARIZATION, boundary_points, check_resampling  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,8 +161,7 @@ def sparse_image_warp(
         if src.shape[-1] is not None and src.shape[-1] != 2:
             raise ValueError(f"control points must be [batch, n, 2] (row, col), got shape {src.shape}")
         interpolation_order = check_spline_params(interpolation_order, regularization_weight, "interpolation_order")
-        if resampling not in RESAMPLINGS:
-            raise ValueError(f"resampling must be one of {RESAMPLINGS}, got {resampling!r}")
+        check_resampling(resampling)
         if num_boundary_points < 0:
             raise ValueError(f"num_boundary_points must be >= 0, got {num_boundary_points}")
         n = src.shape[1]
