@@ -167,9 +167,23 @@ MUTATIONS = (
     Mutation(
         "sharpness_inverted", "the sharpness ratio divides the photo by the output",
         "normface/evaluation/metrics.py",
-        (("    return float(np.median(_ratios(out, real)))\n\n\ndef hair_band_sharpness_ratio",
-          "    return float(np.median(_ratios(real, out)))\n\n\ndef hair_band_sharpness_ratio"),),
+        (("return float(np.median(_ratios(_face_box_variances(outputs), _face_box_variances(photos))))",
+          "return float(np.median(_ratios(_face_box_variances(photos), _face_box_variances(outputs))))"),),
         (f"{METRICS}::test_blurring_lowers_sharpness_and_identity_keeps_it",),
+    ),
+    Mutation(
+        "matched_grid_unblurred", "the matched grid ratio compares the outputs with the unblurred photos",
+        "normface/evaluation/metrics.py",
+        (("    return blurred(sigma), sigma\n", "    return photos, sigma\n"),),
+        (f"{METRICS}::test_blur_to_sharpness_finds_the_blur_that_gives_the_asked_sharpness",
+         f"{METRICS}::test_the_matched_grid_ratio_counts_a_grid_and_not_a_blur"),
+    ),
+    Mutation(
+        "matched_blur_bisects_backwards", "the matched blur's search moves away from the asked sharpness",
+        "normface/evaluation/metrics.py",
+        (("_face_box_variances(blurred(mid)), real)) > sharpness:", "_face_box_variances(blurred(mid)), real)) < sharpness:"),),
+        (f"{METRICS}::test_blur_to_sharpness_finds_the_blur_that_gives_the_asked_sharpness",
+         f"{METRICS}::test_the_matched_grid_ratio_counts_a_grid_and_not_a_blur"),
     ),
     Mutation(
         "hair_band_in_the_face", "the hair band includes the face inside the landmark hull",

@@ -156,13 +156,20 @@ def score_model(model: keras.Model, validation: HeldOut, encode_fn: EncodeFn,
     if judge is not None:
         judged = judge_row(judge, validation, images, marks)
         row.update({f"judge_{k}": v for k, v in judged.items() if v is not None})
-    real, real_marks = resize_faces(validation.photos.images, validation.photos.landmarks, size)
-    row.update(metrics.picture_measures(images, marks, real, real_marks))
+    row.update(picture_row(images, marks, validation))
     row["validation_photos"] = len(people)
     row["validation_people"] = len(set(people.tolist()))
     if london is not None:
         row.update(london_row(model, london, size))
     return row
+
+
+def picture_row(images: np.ndarray, marks: np.ndarray, validation: HeldOut) -> dict:
+    """:func:`normface.evaluation.metrics.picture_measures` of the outputs decoded from every
+    validation photo (``images`` ``[n, s, s, 3]`` uint8, ``marks`` ``[n, 68, 2]``, in the photos'
+    order) against those photos aligned to the same frame."""
+    real, real_marks = resize_faces(validation.photos.images, validation.photos.landmarks, images.shape[1])
+    return metrics.picture_measures(images, marks, real, real_marks)
 
 
 def ceiling_row(validation: HeldOut, judge=None) -> dict:

@@ -1,0 +1,127 @@
+"""Where the picture ablation's measured grid lies, bin by bin (issue 28).
+
+Every row of ``experiments/results/picture128`` scores grid ratios of 1.3-2.0 at period 16 and
+2.0-3.0 at most, the stripe-free resize decoders included. This script asks which spectral bins
+carry that excess and whether it is a grid at all:
+
+* per row, the plain grid ratios (:func:`normface.evaluation.metrics.grid_ratio`) at periods 8,
+  16, 32; the same with the single bin pair ``(+-16, 0)`` left off the lattice (vertical frequency
+  1/8 cycle per pixel, the lattice's first bin on the high-frequency band's edge); the mean
+  normalized power of named bins, outputs over photos: ``(16, 0)``, ``(0, 32)`` (vertical stripes
+  of period 4: the transposed convolutions' checkerboard two stages from the end), ``(0, 64)``,
+  ``(64, 0)``, ``(64, 64)`` (period 2: the last stage's checkerboard); and the matched grid ratios
+  (against the photos blurred to the row's sharpness, :func:`metrics.blur_to_sharpness`);
+* controls with no grid: the photos under Gaussian blurs (what the plain ratio gives a blurred
+  real picture), and with a faint period-4 stripe pattern added (what a real grid gives).
+
+The outputs are decoded from the first ``--photos`` validation photos (spread over the split),
+against the same photos at 128. Rows are the picture ablation's exported runs.
+
+    OMP_NUM_THREADS=1 nice -n 10 python experiments/grid_anatomy.py --runs=workspace/picture \\
+        --faces=workspace/faces128 --results=experiments/results/picture128
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from absl import app, flags
+
+from normface.evaluation import metrics
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("runs", "workspace/picture", "Folder of the picture ablation's row runs (each with export/).")
+flags.DEFINE_string("faces", "workspace/faces128", "Faces folder of stage 1 (aligned/ holds the validation photos).")
+flags.DEFINE_integer("photos", 400, "Validation photos decoded and compared (evenly spread over the split).")
+flags.DEFINE_list("blur_sigmas", ["0.5", "0.7", "0.9", "1.2", "1.6"], "Gaussian blurs of the photos (controls).")
+flags.DEFINE_string("results", None, "Folder for grid_anatomy.md / .json (none: print only).")
+
+SIZE = 128
+BAND_EDGE_BIN = (16, 0)  # (vertical, horizontal) frequency index at SIZE: 1/8 cycle per pixel
+NAMED_BINS = (BAND_EDGE_BIN, (0, 32), (0, 64), (64, 0), (64, 64))
+
+
+def normalized_power(images: np.ndarray) -> np.ndarray:
+    """``[n, S, S]`` power spectra as :func:`metrics.grid_share` takes them (luma, mean removed,
+    Hann window), each divided by its own high-frequency total (so bins add up to shares)."""
+    grey = metrics.luma(images)
+    window = np.outer(np.hanning(SIZE), np.hanning(SIZE))
+    power = np.abs(np.fft.fft2((grey - grey.mean(axis=(1, 2), keepdims=True)) * window)) ** 2
+    return power / power[:, _high()].sum(axis=1)[:, None, None]
+
+
+def _high() -> np.ndarray:
+    freq = np.fft.fftfreq(SIZE)
+    return np.hypot(freq[:, None], freq[None, :]) >= metrics.GRID_MIN_FREQUENCY
+
+
+def lattice(period: int, without: tuple[tuple[int, int], ...] = ()) -> np.ndarray:
+    """The high-frequency bins of the period lattice (as :func:`metrics.grid_share`), less ``without``
+    and their mirror images."""
+    on = np.arange(SIZE) % (SIZE // period) == 0
+    bins = on[:, None] & on[None, :] & _high()
+    for ky, kx in without:
+        bins[ky, kx] = bins[-ky, -kx] = False
+    return bins
+
+
+def anatomy(images: np.ndarray, photos: np.ndarray, photo_power: np.ndarray) -> dict[str, float]:
+    power = normalized_power(images)
+    row = {}
+    for p in metrics.GRID_PERIODS:
+        row[f"p{p}"] = metrics.grid_ratio(images, photos, p)
+        bins = lattice(p, (BAND_EDGE_BIN,))
+        row[f"p{p} without (16,0)"] = float(np.median(power[:, bins].sum(1)) / np.median(photo_power[:, bins].sum(1)))
+    for ky, kx in NAMED_BINS:
+        row[f"bin ({ky},{kx})"] = float(power[:, ky, kx].mean() / photo_power[:, ky, kx].mean())
+    row["sharpness"] = metrics.sharpness_ratio(images, photos)
+    matched, _ = metrics.blur_to_sharpness(photos, row["sharpness"])
+    for p in metrics.GRID_PERIODS:
+        row[f"matched p{p}"] = metrics.grid_ratio(images, matched, p)
+    return row
+
+
+def main(argv):
+    del argv
+    from normface.data import build, faceset
+    from normface.evaluation import protocol, recipe
+    from normface.serving import export_format
+    from normface.utils import io_utils
+    from normface.utils.tables import markdown_table
+
+    held = protocol.load_test_photos(faceset.aligned_dir(Path(FLAGS.faces)), "lfw/", split="validation")
+    idx = np.unique(np.linspace(0, len(held.people) - 1, FLAGS.photos).astype(int))
+    photos, marks = recipe.resize_faces(held.images[idx], held.landmarks[idx], SIZE)
+    features, _ = build.encode_fn_for("dlib")(held.images[idx], held.landmarks[idx])
+    photo_power = normalized_power(photos)
+    rows = {}
+    for run in sorted(p for p in Path(FLAGS.runs).iterdir() if (p / "export" / "saved_model.pb").is_file()):
+        model = export_format.load_keras(run / "export")
+        images, _ = recipe.decode(model, np.asarray(features, np.float32))
+        rows[run.name] = anatomy(images, photos, photo_power)
+        print(run.name, {k: round(v, 3) for k, v in rows[run.name].items()}, flush=True)
+    for sigma in (float(s) for s in FLAGS.blur_sigmas):
+        blurred = np.stack([cv2.GaussianBlur(im, (0, 0), sigma) for im in photos])
+        rows[f"photos, blur sigma {sigma}"] = anatomy(blurred, photos, photo_power)
+        stripes = 2.0 * np.cos(np.pi * np.arange(SIZE) / 2)[None, None, :, None]
+        rows[f"photos, blur sigma {sigma} + stripes (period 4, 2 grey levels)"] = anatomy(
+            np.clip(blurred + stripes, 0, 255).astype(np.uint8), photos, photo_power)
+    table = markdown_table({n: {k: round(v, 3) for k, v in r.items()} for n, r in rows.items()}, first="row")
+    text = (f"# Where the measured grid lies (issue 28)\n\n{len(idx)} validation photos at {SIZE} and the outputs "
+            "decoded from them. `pP`: the plain grid ratio at period P; `pP without (16,0)`: the same with the bin pair "
+            "(+-16, 0) left off the lattice; `bin (ky,kx)`: that bin's mean normalized power, outputs over photos; "
+            "`matched pP`: the grid ratio against the photos blurred to the row's sharpness. Controls: the photos "
+            f"blurred, and blurred with faint period-4 stripes.\n\n{table}\n")
+    print(text)
+    if FLAGS.results:
+        dest = Path(FLAGS.results)
+        io_utils.write_bytes_atomic(dest / "grid_anatomy.md", text.encode())
+        io_utils.write_bytes_atomic(dest / "grid_anatomy.json", json.dumps(
+            {"photos": int(len(idx)), "rows": rows}, indent=1).encode())
+
+
+if __name__ == "__main__":
+    app.run(main)
