@@ -134,6 +134,16 @@ ROWS = {
     "lattice+originals+bicubic+strong_discriminator+perceptual": [
         "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
         "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0"],
+    # The grid the discriminator rows do have (grid_anatomy.md): period-2 and period-4 checkerboards
+    # of the last two transposed-convolution stages, bins whose indices are multiples of 32. The
+    # lattice term on exactly those bins (period 4), strong, beside the discriminator; and again
+    # with seed 1 (the discriminator rows' noise is large).
+    "stride_lattice+originals+bicubic+strong_discriminator": [
+        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
+        "--adversarial_weight=0.05", "--feature_matching_weight=0.5"],
+    "stride_lattice+originals+bicubic+strong_discriminator+seed1": [
+        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
+        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--seed=1"],
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")
