@@ -298,7 +298,9 @@ def picture_table(photos: protocol.TestPhotos, outs: dict[str, dict[str, np.ndar
     and hair-band sharpness, grid ratios), with the judge's distinctiveness beside it."""
     judge_rows = (judged or {}).get("rows", {})
     rows = {CEILING_PICTURES: {"sharpness_ratio": 1.0, "hair_band_sharpness_ratio": 1.0,
-                               **{f"grid_ratio_p{p}": 1.0 for p in metrics.GRID_PERIODS}, "grid_ratio_max": 1.0}}
+                               **{f"grid_ratio{kind}_p{p}": 1.0 for kind in ("", "_matched")
+                                  for p in metrics.GRID_PERIODS},
+                               "grid_ratio_max": 1.0, "grid_ratio_matched_max": 1.0, "matched_blur_sigma": 0.0}}
     methods = {name: (out["image"], out["landmarks"]) for name, out in outs.items()}
     if frontal is not None:
         methods[FRONTALIZED] = (frontal, photos.landmarks)
@@ -387,7 +389,9 @@ Each output against the same photo aligned to the same frame (ratios; 1.0: like 
 within 0.6 IOD outside the landmark hull, at or above the nose tip (hair, forehead, temples).
 `grid_ratio_pP`: share of the high-frequency spectrum (at or above 1/8 cycle per pixel; luma, mean
 removed, Hann window) on the bins of a period-P lattice, median output over median photo; a
-regular pattern from the upsampling raises it (`max`: the largest of P = 8, 16, 32).
+regular pattern from the upsampling raises it (`max`: the largest of P = 8, 16, 32), and so does a
+blur. `grid_ratio_matched_pP`: the same against the photos blurred (Gaussian, `matched_blur_sigma`
+px) to the outputs' sharpness: the grid alone, the blur left to the sharpness ratio.
 `distinctiveness`: the judge's mean cosine between the outputs of different people (their real
 photos: the first row); outputs that all look alike score high.
 
