@@ -144,6 +144,18 @@ ROWS = {
     "stride_lattice+originals+bicubic+strong_discriminator+seed1": [
         "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
         "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--seed=1"],
+    # The sharpest row (perceptual 1.0 beside the discriminator) paid with a period-2 checkerboard;
+    # the stride lattice removes that checkerboard: both together, two seeds, and the sharpest row's
+    # own seed repeat.
+    "stride_lattice+originals+bicubic+strong_discriminator+perceptual": [
+        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
+        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0"],
+    "stride_lattice+originals+bicubic+strong_discriminator+perceptual+seed1": [
+        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
+        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0", "--seed=1"],
+    "lattice+originals+bicubic+strong_discriminator+perceptual+seed1": [
+        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
+        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0", "--seed=1"],
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")
