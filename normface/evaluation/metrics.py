@@ -194,9 +194,10 @@ def blur_to_sharpness(photos: np.ndarray, sharpness: float, max_sigma: float = M
 
     Why: :func:`grid_share` is a share of the high-frequency energy, and a blur moves that energy
     towards the band's low edge, where the lattice's first bins lie -- real photos blurred to the
-    shipped model's sharpness (sigma 1.2 px) score grid ratios 1.62 / 1.34 / 1.15 at periods
+    shipped model's sharpness (sigma 1.2 px) score grid ratios 1.61 / 1.29 / 1.14 at periods
     8 / 16 / 32 with no grid at all. Against photos blurred as much as the outputs, the ratio
-    counts the grid alone (:func:`picture_measures`' ``grid_ratio_matched_*``)."""
+    counts what the blur does not explain (:func:`picture_measures`' ``grid_ratio_matched_*``):
+    a grid, and any other excess on the lattice's bins (docs/training.md, session 10)."""
     import cv2
 
     photos = np.asarray(photos)
@@ -260,8 +261,8 @@ def grid_share(image: np.ndarray, period: int) -> float:
 def grid_ratio(outputs: np.ndarray, photos: np.ndarray, period: int) -> float:
     """Median :func:`grid_share` of the outputs over that of the photos (1.0: no more lattice
     energy than real photos have; a regular pattern from the upsampling raises it, and so does a
-    blur: against photos as blurred as the outputs, :func:`blur_to_sharpness`, it counts the
-    grid alone)."""
+    blur: against photos as blurred as the outputs, :func:`blur_to_sharpness`, the blur is
+    taken out)."""
     out = np.median([grid_share(im, period) for im in outputs])
     real = np.median([grid_share(im, period) for im in photos])
     return float(out / max(real, 1e-12))
@@ -273,7 +274,7 @@ def picture_measures(outputs: np.ndarray, output_landmarks: np.ndarray, photos: 
     sharpness (face box, hair band), grid ratios at :data:`GRID_PERIODS` and their largest, and
     the same grid ratios against the photos blurred to the outputs' sharpness
     (``grid_ratio_matched_*``, with ``matched_blur_sigma``; :func:`blur_to_sharpness` says why:
-    the plain ratio counts blur as grid, the matched one counts the grid alone)."""
+    the plain ratio counts blur as grid, the matched one does not)."""
     row = {"sharpness_ratio": sharpness_ratio(outputs, photos),
            "hair_band_sharpness_ratio": hair_band_sharpness_ratio(outputs, output_landmarks, photos, photo_landmarks)}
     grids = {p: grid_ratio(outputs, photos, p) for p in GRID_PERIODS}

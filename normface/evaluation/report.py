@@ -391,7 +391,7 @@ within 0.6 IOD outside the landmark hull, at or above the nose tip (hair, forehe
 removed, Hann window) on the bins of a period-P lattice, median output over median photo; a
 regular pattern from the upsampling raises it (`max`: the largest of P = 8, 16, 32), and so does a
 blur. `grid_ratio_matched_pP`: the same against the photos blurred (Gaussian, `matched_blur_sigma`
-px) to the outputs' sharpness: the grid alone, the blur left to the sharpness ratio.
+px) to the outputs' sharpness: the blur taken out, left to the sharpness ratio.
 `distinctiveness`: the judge's mean cosine between the outputs of different people (their real
 photos: the first row); outputs that all look alike score high.
 
