@@ -45,24 +45,16 @@ NAMED_BINS = (BAND_EDGE_BIN, (0, 32), (0, 64), (64, 0), (64, 64))
 
 
 def normalized_power(images: np.ndarray) -> np.ndarray:
-    """``[n, S, S]`` power spectra as :func:`metrics.grid_share` takes them (luma, mean removed,
-    Hann window), each divided by its own high-frequency total (so bins add up to shares)."""
-    grey = metrics.luma(images)
-    window = np.outer(np.hanning(SIZE), np.hanning(SIZE))
-    power = np.abs(np.fft.fft2((grey - grey.mean(axis=(1, 2), keepdims=True)) * window)) ** 2
-    return power / power[:, _high()].sum(axis=1)[:, None, None]
-
-
-def _high() -> np.ndarray:
-    freq = np.fft.fftfreq(SIZE)
-    return np.hypot(freq[:, None], freq[None, :]) >= metrics.GRID_MIN_FREQUENCY
+    """``[n, S, S]`` power spectra as :func:`metrics.grid_share` takes them, each divided by its
+    own high-frequency total (so bins add up to shares)."""
+    power = metrics.windowed_power(metrics.luma(images))
+    return power / power[:, metrics.high_frequency_bins(SIZE)].sum(axis=1)[:, None, None]
 
 
 def lattice(period: int, without: tuple[tuple[int, int], ...] = ()) -> np.ndarray:
     """The high-frequency bins of the period lattice (as :func:`metrics.grid_share`), less ``without``
     and their mirror images."""
-    on = np.arange(SIZE) % (SIZE // period) == 0
-    bins = on[:, None] & on[None, :] & _high()
+    bins = metrics.lattice_bins(SIZE, period) & metrics.high_frequency_bins(SIZE)
     for ky, kx in without:
         bins[ky, kx] = bins[-ky, -kx] = False
     return bins

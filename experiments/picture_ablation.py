@@ -59,103 +59,89 @@ RECIPE = ["--output_size=128", "--channels=128,64,32,32", "--grid_channels=256",
 RESIZE = ["--upsampling=resize"]
 CALM = ["--calm_background_sigma=4"]
 DISCRIMINATOR = ["--adversarial_weight=0.01", "--feature_matching_weight=0.1"]
+LATTICE = ["--lattice_weight=50", "--lattice_period=16"]
+STRONG_DISCRIMINATOR = ["--adversarial_weight=0.05", "--feature_matching_weight=0.5"]
+ORIGINALS = ["--morph_keep=0"]
+BICUBIC = ["--warp_resampling=bicubic"]
+PERCEPTUAL = ["--perceptual_weight=1.0"]  # the row's later flag wins over RECIPE's
+LESS_PIXEL = ["--texture_weight=0.3", "--perceptual_weight=0.6"]
+# The lattice term on the bins of the last two stride-2 stages only (multiples of 32 at 128).
+STRIDE_LATTICE = ["--lattice_weight=500", "--lattice_period=4"]
+SEED1 = ["--seed=1"]
 # In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
     "baseline": [],
     "resize": RESIZE,
     "resize+discriminator": RESIZE + DISCRIMINATOR,
-    "baseline_seed1": ["--seed=1"],
+    "baseline_seed1": SEED1,
     "resize+calm": RESIZE + CALM,
     "resize+calm+discriminator": RESIZE + CALM + DISCRIMINATOR,
     "resize+face_weighted": RESIZE + ["--background_weight=0.3"],
     # Added after the first seven: the grid penalised where it lives, no change of architecture.
-    "lattice": ["--lattice_weight=50", "--lattice_period=16"],
+    "lattice": LATTICE,
     # After the lattice row kept identity: a stronger penalty on the coarser lattice (its period-32
     # bins hold the 8x8 grid's cells too), and the penalty beside the discriminator (sharpness).
     "lattice_strong": ["--lattice_weight=200", "--lattice_period=32"],
-    "lattice+discriminator": ["--lattice_weight=50", "--lattice_period=16"] + DISCRIMINATOR,
+    "lattice+discriminator": LATTICE + DISCRIMINATOR,
     # Session 8, once the warp was cleared of the grid (docs/training.md): the measured grid falls
     # as outputs sharpen, so these ask the lattice row for sharper textures at the same budget: a
-    # stronger perceptual term (the row's later flag wins), a stronger discriminator, less pull
-    # from the averaging pixel loss.
-    "lattice+perceptual": ["--lattice_weight=50", "--lattice_period=16", "--perceptual_weight=1.0"],
-    "lattice+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--adversarial_weight=0.05",
-                                     "--feature_matching_weight=0.5"],
-    "lattice+less_pixel": ["--lattice_weight=50", "--lattice_period=16", "--texture_weight=0.3",
-                           "--perceptual_weight=0.6"],
+    # stronger perceptual term, a stronger discriminator, less pull from the averaging pixel loss.
+    "lattice+perceptual": LATTICE + PERCEPTUAL,
+    "lattice+strong_discriminator": LATTICE + STRONG_DISCRIMINATOR,
+    "lattice+less_pixel": LATTICE + LESS_PIXEL,
     # The strong discriminator was the only row to sharpen (+35%) but lost identity (-0.03): it
     # beside a stronger identity term, and beside the lighter pixel loss that kept identity best.
-    "lattice+strong_discriminator+identity": ["--lattice_weight=50", "--lattice_period=16",
-                                              "--adversarial_weight=0.05", "--feature_matching_weight=0.5",
-                                              "--identity_weight=1.5"],
-    "lattice+strong_discriminator+less_pixel": ["--lattice_weight=50", "--lattice_period=16",
-                                                "--adversarial_weight=0.05", "--feature_matching_weight=0.5",
-                                                "--texture_weight=0.3", "--perceptual_weight=0.6"],
+    "lattice+strong_discriminator+identity": LATTICE + STRONG_DISCRIMINATOR + ["--identity_weight=1.5"],
+    "lattice+strong_discriminator+less_pixel": LATTICE + STRONG_DISCRIMINATOR + LESS_PIXEL,
     # Session 9: the targets. 82% of the training examples are morphs, whose blended textures hold
     # about 40% of the originals' face-box Laplacian variance: the decoder learns their blur, and the
     # discriminator learns it as "real". These rows train on the original faces only.
-    "lattice+originals": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0"],
-    "lattice+originals+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
-                                               "--adversarial_weight=0.05", "--feature_matching_weight=0.5"],
+    "lattice+originals": LATTICE + ORIGINALS,
+    "lattice+originals+strong_discriminator": LATTICE + ORIGINALS + STRONG_DISCRIMINATOR,
     # Capacity where the detail is: a residual refiner at full size (3 dilated 3x3 convolutions of
     # 32; its correction starts at zero, so the row starts at the shipped model's output).
-    "lattice+originals+refiner": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
-                                  "--refine_channels=32,32,32"],
-    "lattice+originals+refiner+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
-                                                       "--refine_channels=32,32,32", "--adversarial_weight=0.05",
-                                                       "--feature_matching_weight=0.5"],
+    "lattice+originals+refiner": LATTICE + ORIGINALS + ["--refine_channels=32,32,32"],
+    "lattice+originals+refiner+strong_discriminator": LATTICE + ORIGINALS + ["--refine_channels=32,32,32"]
+    + STRONG_DISCRIMINATOR,
     # The warp's bilinear sampling takes about 40% of a decoded texture's face-box Laplacian
     # variance (docs/training.md); Catmull-Rom keeps 1.45-1.5x of it. The model trains through it.
-    "lattice+originals+bicubic+strong_discriminator": ["--lattice_weight=50", "--lattice_period=16", "--morph_keep=0",
-                                                       "--warp_resampling=bicubic", "--adversarial_weight=0.05",
-                                                       "--feature_matching_weight=0.5"],
+    "lattice+originals+bicubic+strong_discriminator": LATTICE + ORIGINALS + BICUBIC + STRONG_DISCRIMINATOR,
     # The bicubic row doubled sharpness (0.37) but lost identity (0.690) and distinctiveness (0.150);
     # its backgrounds turned blotchy clutter that every person shares. A calm background target
     # (the discriminator then learns calm backgrounds as real), and a stronger identity term.
-    "lattice+originals+bicubic+strong_discriminator+calm": [
-        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--calm_background_sigma=4"],
-    "lattice+originals+bicubic+strong_discriminator+identity": [
-        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--identity_weight=1.0"],
+    "lattice+originals+bicubic+strong_discriminator+calm": LATTICE + ORIGINALS + BICUBIC + STRONG_DISCRIMINATOR
+    + CALM,
+    "lattice+originals+bicubic+strong_discriminator+identity": LATTICE + ORIGINALS + BICUBIC + STRONG_DISCRIMINATOR
+    + ["--identity_weight=1.0"],
     # Both of the last two together, and the bicubic warp alone on the shipped recipe (what the
     # resampling gives without the other changes).
-    "lattice+originals+bicubic+strong_discriminator+calm+identity": [
-        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--calm_background_sigma=4",
-        "--identity_weight=1.0"],
-    "bicubic": ["--warp_resampling=bicubic"],
+    "lattice+originals+bicubic+strong_discriminator+calm+identity": LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR + CALM + ["--identity_weight=1.0"],
+    "bicubic": BICUBIC,
     # Session 10. The discriminator rows' variants swung widely (sharpness 0.19-0.37): the sharpest
     # one again with another seed (the noise of a discriminator row, beside the baseline's), and
     # with the perceptual weight of the row that kept identity and distinctiveness best.
-    "lattice+originals+bicubic+strong_discriminator+seed1": [
-        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--seed=1"],
-    "lattice+originals+bicubic+strong_discriminator+perceptual": [
-        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0"],
+    "lattice+originals+bicubic+strong_discriminator+seed1": LATTICE + ORIGINALS + BICUBIC + STRONG_DISCRIMINATOR
+    + SEED1,
+    "lattice+originals+bicubic+strong_discriminator+perceptual": LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR + PERCEPTUAL,
     # The grid the discriminator rows do have (grid_anatomy.md): period-2 and period-4 checkerboards
     # of the last two transposed-convolution stages, bins whose indices are multiples of 32. The
-    # lattice term on exactly those bins (period 4), strong, beside the discriminator; and again
-    # with seed 1 (the discriminator rows' noise is large).
-    "stride_lattice+originals+bicubic+strong_discriminator": [
-        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5"],
-    "stride_lattice+originals+bicubic+strong_discriminator+seed1": [
-        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--seed=1"],
+    # lattice term on exactly those bins, strong, beside the discriminator; and again with seed 1
+    # (the discriminator rows' noise is large).
+    "stride_lattice+originals+bicubic+strong_discriminator": STRIDE_LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR,
+    "stride_lattice+originals+bicubic+strong_discriminator+seed1": STRIDE_LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR + SEED1,
     # The sharpest row (perceptual 1.0 beside the discriminator) paid with a period-2 checkerboard;
     # the stride lattice removes that checkerboard: both together, two seeds, and the sharpest row's
     # own seed repeat.
-    "stride_lattice+originals+bicubic+strong_discriminator+perceptual": [
-        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0"],
-    "stride_lattice+originals+bicubic+strong_discriminator+perceptual+seed1": [
-        "--lattice_weight=500", "--lattice_period=4", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0", "--seed=1"],
-    "lattice+originals+bicubic+strong_discriminator+perceptual+seed1": [
-        "--lattice_weight=50", "--lattice_period=16", "--morph_keep=0", "--warp_resampling=bicubic",
-        "--adversarial_weight=0.05", "--feature_matching_weight=0.5", "--perceptual_weight=1.0", "--seed=1"],
+    "stride_lattice+originals+bicubic+strong_discriminator+perceptual": STRIDE_LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR + PERCEPTUAL,
+    "stride_lattice+originals+bicubic+strong_discriminator+perceptual+seed1": STRIDE_LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR + PERCEPTUAL + SEED1,
+    "lattice+originals+bicubic+strong_discriminator+perceptual+seed1": LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DISCRIMINATOR + PERCEPTUAL + SEED1,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")

@@ -238,24 +238,42 @@ def hair_band_sharpness_ratio(outputs: np.ndarray, output_landmarks: np.ndarray,
     return float(np.median(ratios)) if ratios else float("nan")
 
 
+def windowed_power(grey: np.ndarray) -> np.ndarray:
+    """``[..., S, S]`` power spectrum of square grey images as the grid measures take it: each
+    image's mean removed, a 2-D Hann window (so the frame's edges do not leak onto the axes)."""
+    grey = np.asarray(grey, np.float64)
+    size = grey.shape[-1]
+    window = np.outer(np.hanning(size), np.hanning(size))
+    return np.abs(np.fft.fft2((grey - grey.mean(axis=(-2, -1), keepdims=True)) * window)) ** 2
+
+
+def high_frequency_bins(size: int) -> np.ndarray:
+    """``[size, size]`` bool: the DFT bins at radial frequencies of at least
+    :data:`GRID_MIN_FREQUENCY` cycles per pixel."""
+    freq = np.fft.fftfreq(size)
+    return np.hypot(freq[:, None], freq[None, :]) >= GRID_MIN_FREQUENCY
+
+
+def lattice_bins(size: int, period: int) -> np.ndarray:
+    """``[size, size]`` bool: the bins whose two frequency indices are both multiples of
+    ``size / period`` (where a pattern repeating every ``period`` pixels puts its energy)."""
+    index = np.arange(size)
+    on_axis = index % (size // period) == 0
+    return on_axis[:, None] & on_axis[None, :]
+
+
 def grid_share(image: np.ndarray, period: int) -> float:
     """The share of a square image's high-frequency spectral energy on a period-``period``
-    lattice: luma, mean removed, 2-D Hann window; of the energy at radial frequencies above
-    :data:`GRID_MIN_FREQUENCY` (inclusive), the part on bins whose two frequency indices are both multiples of
-    ``size / period`` (a pattern repeating every ``period`` pixels puts its energy there)."""
+    lattice: luma, mean removed, 2-D Hann window (:func:`windowed_power`); of the energy on
+    :func:`high_frequency_bins`, the part on :func:`lattice_bins`."""
     grey = luma(image)
     size = grey.shape[0]
     if grey.shape != (size, size) or size % period:
         raise ValueError(f"grid_share: needs a square image whose side is a multiple of {period}, got {grey.shape}")
-    window = np.outer(np.hanning(size), np.hanning(size))
-    power = np.abs(np.fft.fft2((grey - grey.mean()) * window)) ** 2
-    index = np.arange(size)
-    freq = np.fft.fftfreq(size)
-    high = np.hypot(freq[:, None], freq[None, :]) >= GRID_MIN_FREQUENCY
-    on_axis = index % (size // period) == 0
-    lattice = on_axis[:, None] & on_axis[None, :]
+    power = windowed_power(grey)
+    high = high_frequency_bins(size)
     total = power[high].sum()
-    return float(power[high & lattice].sum() / total) if total > 0 else 0.0
+    return float(power[high & lattice_bins(size, period)].sum() / total) if total > 0 else 0.0
 
 
 def grid_ratio(outputs: np.ndarray, photos: np.ndarray, period: int) -> float:
