@@ -68,6 +68,9 @@ LESS_PIXEL = ["--texture_weight=0.3", "--perceptual_weight=0.6"]
 # The lattice term on the bins of the last two stride-2 stages only (multiples of 32 at 128).
 STRIDE_LATTICE = ["--lattice_weight=500", "--lattice_period=4"]
 SEED1 = ["--seed=1"]
+# The local detail amplitude against the target's (losses.detail_mismatch): sharpness asked of the
+# decoder by a plain loss, not a discriminator (whose rows vary ten times the baseline's between seeds).
+DETAIL = ["--detail_weight=20"]
 # In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
     "baseline": [],
@@ -142,6 +145,13 @@ ROWS = {
     + STRONG_DISCRIMINATOR + PERCEPTUAL + SEED1,
     "lattice+originals+bicubic+strong_discriminator+perceptual+seed1": LATTICE + ORIGINALS + BICUBIC
     + STRONG_DISCRIMINATOR + PERCEPTUAL + SEED1,
+    # Session 11: detail asked for by the detail loss instead of (or beside) the discriminator.
+    "stride_lattice+originals+bicubic+detail": STRIDE_LATTICE + ORIGINALS + BICUBIC + DETAIL,
+    # It asked for the background's clutter too: the calm target asks for none there; perceptual
+    # 1.0 for the identity it lost.
+    "stride_lattice+originals+bicubic+detail+calm": STRIDE_LATTICE + ORIGINALS + BICUBIC + DETAIL + CALM,
+    "stride_lattice+originals+bicubic+detail+calm+perceptual": STRIDE_LATTICE + ORIGINALS + BICUBIC + DETAIL
+    + CALM + PERCEPTUAL,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")

@@ -111,6 +111,7 @@ TRAIN_HELP = {
     "calm_background_sigma": "Blur the texture target outside the face and hair by this Gaussian sigma in pixels (0 = off).",
     "lattice_weight": "Weight of the texture's spectral amplitude on a regular lattice in excess of the target's (0 = off).",
     "lattice_period": "Period in pixels of that lattice (its divisors' checkerboards fall on it too).",
+    "detail_weight": "Weight of the texture's local fine-detail amplitude against the target's (0 = off).",
 }
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS,
                                                             "upsampling": UPSAMPLINGS,

@@ -232,6 +232,19 @@ MUTATIONS = (
         (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[lattice]",),
     ),
     Mutation(
+        "detail_sign", "the detail term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.detail_weight * terms["detail"]', 'total -= cfg.detail_weight * terms["detail"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[detail]",),
+    ),
+    Mutation(
+        "detail_compares_pixels", "the detail loss compares the band-passed pixels, not their local amplitude",
+        "normface/training/losses.py",
+        (("            return [tf.sqrt(gaussian_blur(tf.square(fine - coarse), window_sigma) + 1e-8)",
+          "            return [gaussian_blur(fine - coarse, window_sigma)"),),
+        ("tests/training/test_losses.py::test_detail_mismatch_asks_how_much_detail_where_not_its_phase",),
+    ),
+    Mutation(
         "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",
         "normface/training/losses.py",
         (("excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc",

@@ -64,6 +64,11 @@ class TrainConfig:
       period-``lattice_period`` lattice (the transposed convolutions' checkerboard of every stage,
       and the 8x8 grid's cells at 128) in excess of the target's, so the grid is penalised where
       it lives without asking the decoder for less detail anywhere else.
+    detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
+      against the training target: the local amplitude of its fine detail (two band-pass octaves,
+      in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
+      where without asking for the exact position of each hair and pore (which the pixel losses
+      average into a blur).
     encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
       (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
       the validation identity metric always runs it in float32.
@@ -102,6 +107,7 @@ class TrainConfig:
     calm_background_sigma: float = 0.0
     lattice_weight: float = 0.0
     lattice_period: int = 16
+    detail_weight: float = 0.0
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
@@ -111,7 +117,7 @@ class TrainConfig:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
-                     "lattice_weight", "warmup_steps", "eval_batches",
+                     "lattice_weight", "detail_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

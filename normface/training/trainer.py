@@ -37,6 +37,7 @@ import tensorflow as tf
 from absl import logging
 
 from normface.training import losses
+from normface.training.losses import gaussian_blur
 from normface.utils import io_utils
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
 from normface.models.discriminator import discriminator_features, patch_discriminator
@@ -67,20 +68,8 @@ INIT_SAMPLE_BATCHES = 8  # training batches whose features fit a donor's stages 
 TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
-                     "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period")
-
-
-def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
-    """``[b, h, w, c]`` float32 blurred by a separable Gaussian of ``sigma`` pixels (reflected edges)."""
-    radius = max(1, int(np.ceil(3 * sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps = (taps / taps.sum()).astype(np.float32)
-    channels = images.shape[-1]
-    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    rows = tf.constant(np.tile(taps[:, None, None, None], (1, 1, channels, 1)))
-    cols = tf.constant(np.tile(taps[None, :, None, None], (1, 1, channels, 1)))
-    out = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(out, cols, [1, 1, 1, 1], "VALID")
+                     "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
+                     "detail_weight")
 
 
 class Trainer:
@@ -220,6 +209,9 @@ class Trainer:
             if cfg.lattice_weight > 0:
                 terms["lattice"] = self._average(losses.lattice_excess(target, out[key], cfg.lattice_period))
                 total += cfg.lattice_weight * terms["lattice"]
+            if cfg.detail_weight > 0:
+                terms["detail"] = self._average(losses.detail_mismatch(target, out[key]))
+                total += cfg.detail_weight * terms["detail"]
             generated = None
             if cfg.perceptual_weight > 0:
                 generated, activations = self.perceptual_fn(out[IMAGE], out[LANDMARKS])

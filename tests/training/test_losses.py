@@ -122,3 +122,46 @@ def test_lattice_excess_counts_a_grid_the_target_does_not_have():
     assert np.all(cosine > 0.9), cosine
     with pytest.raises(ValueError, match="multiple of period=16"):
         losses.lattice_excess(target[:, :60, :60], gridded[:, :60, :60], period)
+
+
+def _textured(size: int, cycles: float, phase: float = 0.0) -> np.ndarray:
+    """``[1, size, size, 3]`` grey 0.5 with a vertical-stripe texture of amplitude 0.2 in the frame's
+    left half only (``cycles`` per 16 px, shifted by ``phase`` radians): detail in one place."""
+    x = np.arange(size)
+    stripes = 0.2 * np.sin(2 * np.pi * cycles * x / 16 + phase)
+    image = np.full((size, size), 0.5)
+    image[:, : size // 2] += stripes[None, : size // 2]
+    return np.repeat(image[None, ..., None], 3, axis=-1).astype(np.float32)
+
+
+def test_detail_mismatch_asks_how_much_detail_where_not_its_phase():
+    size = 64
+    target = _textured(size, cycles=4)  # period 4 px: the finest band's
+    blurred = losses.gaussian_blur(tf.constant(target), 2.0)
+    shifted = _textured(size, cycles=4, phase=np.pi)  # every stripe moved by half a period
+    per_example = losses.detail_mismatch(target, blurred)
+    assert per_example.shape == (1,)
+    np.testing.assert_allclose(losses.detail_mismatch(target, target), 0.0, atol=1e-4)
+    # The blur (what averaging losses give) costs far more than the same detail out of phase,
+    # which the pixel L1 punishes most of all.
+    assert float(losses.detail_mismatch(target, shifted)[0]) < 0.1 * float(per_example[0])
+    assert np.abs(shifted - target).mean() > np.abs(blurred.numpy() - target).mean()
+    # Symmetric: detail where the target has none (the stripes moved to the right half) costs
+    # as much as detail missing.
+    moved = target[:, :, ::-1]
+    assert float(losses.detail_mismatch(target, moved)[0]) > 1.5 * float(per_example[0])
+    # Descending it from the blur puts detail back where the target has it, and not elsewhere.
+    image = tf.Variable(blurred)
+    for _ in range(60):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(losses.detail_mismatch(target, image))
+        image.assign_sub(20.0 * tape.gradient(loss, image))
+    fine = image.numpy()[0, :, :, 0] - losses.gaussian_blur(image, 1.0).numpy()[0, :, :, 0]
+    left, right = np.abs(fine[8:-8, 8:size // 2 - 8]).mean(), np.abs(fine[8:-8, size // 2 + 8:-8]).mean()
+    before = np.abs(blurred.numpy()[0, :, :, 0] - losses.gaussian_blur(blurred, 1.0).numpy()[0, :, :, 0])
+    assert left > 2 * before[8:-8, 8:size // 2 - 8].mean(), (left, before[8:-8, 8:size // 2 - 8].mean())
+    assert right < 0.25 * left, (left, right)
+    with pytest.raises(ValueError, match="bands must be increasing"):
+        losses.detail_mismatch(target, target, bands=(2.0, 1.0))
+    with pytest.raises(ValueError, match="y_true has shape"):
+        losses.detail_mismatch(target, target[:, :32])

@@ -133,7 +133,7 @@ def test_pixel_weighted_texture_l1():
 
 
 def test_calm_background_target_keeps_the_face_and_blurs_the_rest(tmp_path):
-    from normface.training.trainer import gaussian_blur
+    from normface.training.losses import gaussian_blur
 
     config = TrainConfig(steps=1, batch_size=BATCH, lr_schedule="constant", calm_background_sigma=3.0, **QUIET)
     trainer = Trainer(synthetic.tiny_model_config(), config, synthetic.mean_landmarks(SIZE), tmp_path)
