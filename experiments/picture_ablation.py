@@ -71,6 +71,10 @@ SEED1 = ["--seed=1"]
 # The local detail amplitude against the target's (losses.detail_mismatch): sharpness asked of the
 # decoder by a plain loss, not a discriminator (whose rows vary ten times the baseline's between seeds).
 DETAIL = ["--detail_weight=20"]
+STRONG_DETAIL = ["--detail_weight=60"]
+STRONGER_DETAIL = ["--detail_weight=100"]
+IDENTITY = ["--identity_weight=1.0"]  # the recipe's 0.5 doubled
+PERCEPTUAL2 = ["--perceptual_weight=2.0"]
 # In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
     "baseline": [],
@@ -152,6 +156,27 @@ ROWS = {
     "stride_lattice+originals+bicubic+detail+calm": STRIDE_LATTICE + ORIGINALS + BICUBIC + DETAIL + CALM,
     "stride_lattice+originals+bicubic+detail+calm+perceptual": STRIDE_LATTICE + ORIGINALS + BICUBIC + DETAIL
     + CALM + PERCEPTUAL,
+    # That kept identity and distinctiveness but sharpened 1.6x: the detail term three times as strong.
+    "stride_lattice+originals+bicubic+strong_detail+calm+perceptual": STRIDE_LATTICE + ORIGINALS + BICUBIC
+    + STRONG_DETAIL + CALM + PERCEPTUAL,
+    # The period-16 lattice (the lowest matched grid without a discriminator) in place of the stride one.
+    "lattice+originals+bicubic+strong_detail+calm+perceptual": LATTICE + ORIGINALS + BICUBIC + STRONG_DETAIL
+    + CALM + PERCEPTUAL,
+    # The strong detail term sharpened 2.1x and cost a little identity: the identity term doubled.
+    "stride_lattice+originals+bicubic+strong_detail+calm+perceptual+identity": STRIDE_LATTICE + ORIGINALS
+    + BICUBIC + STRONG_DETAIL + CALM + PERCEPTUAL + IDENTITY,
+    # Identity back (0.745) and sharpness 2x, faces still a little alike (0.126): the perceptual
+    # term, which took distinctiveness from 0.145 to 0.117 at the weaker detail, doubled.
+    "stride_lattice+originals+bicubic+strong_detail+calm+perceptual2+identity": STRIDE_LATTICE + ORIGINALS
+    + BICUBIC + STRONG_DETAIL + CALM + PERCEPTUAL2 + IDENTITY,
+    # Faces apart again (0.118), sharpness just short of 2x (0.334): the detail term at 100.
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity": STRIDE_LATTICE + ORIGINALS
+    + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY,
+    # Seed repeats of the two that meet three of the four points between them.
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+seed1": STRIDE_LATTICE + ORIGINALS
+    + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + SEED1,
+    "stride_lattice+originals+bicubic+strong_detail+calm+perceptual2+identity+seed1": STRIDE_LATTICE + ORIGINALS
+    + BICUBIC + STRONG_DETAIL + CALM + PERCEPTUAL2 + IDENTITY + SEED1,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")
