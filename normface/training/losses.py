@@ -213,7 +213,8 @@ def lattice_excess(targets: tf.Tensor, outputs: tf.Tensor, period: int) -> tf.Te
 
 
 def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
-    """``[b, h, w, c]`` float32 blurred by a separable Gaussian of ``sigma`` pixels (reflected edges)."""
+    """``[b, h, w, c]`` float32 blurred by a separable Gaussian of ``sigma`` pixels (reflected edges;
+    ``h`` and ``w`` must exceed the kernel's radius, ``ceil(3 sigma)``)."""
     radius = max(1, int(np.ceil(3 * sigma)))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps = (taps / taps.sum()).astype(np.float32)
@@ -244,7 +245,8 @@ def detail_mismatch(targets: tf.Tensor, outputs: tf.Tensor, bands: tuple[float, 
     phase (hair has much, a cheek little, a calm background none), and asking for that amount
     does not average it away. The loss is symmetric: detail the target lacks (a grid, noise in a
     calm background) costs as much as detail missing. Unlike the discriminator it is a plain
-    function of the two images, so its rows vary between seeds no more than the baseline's."""
+    function of the two images: the picture ablation's detail rows differ between seeds by
+    0.003-0.014 in judge TAR, the discriminator rows by 0.030-0.059 (docs/training.md)."""
     targets, outputs = _as_float32(tf.stop_gradient(targets), outputs)
     _check_same_shape(targets, outputs, "detail_mismatch")
     if not bands or any(b <= 0 for b in bands) or list(bands) != sorted(set(bands)) or window_sigma <= 0:

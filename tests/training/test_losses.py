@@ -143,11 +143,11 @@ def test_detail_mismatch_asks_how_much_detail_where_not_its_phase():
     assert per_example.shape == (1,)
     np.testing.assert_allclose(losses.detail_mismatch(target, target), 0.0, atol=1e-4)
     # The blur (what averaging losses give) costs far more than the same detail out of phase,
-    # which the pixel L1 punishes most of all.
+    # which the pixel L1 punishes more than the blur.
     assert float(losses.detail_mismatch(target, shifted)[0]) < 0.1 * float(per_example[0])
     assert np.abs(shifted - target).mean() > np.abs(blurred.numpy() - target).mean()
-    # Symmetric: detail where the target has none (the stripes moved to the right half) costs
-    # as much as detail missing.
+    # Symmetric: the stripes moved to the right half (missing on the left, extra where the target
+    # has none) cost about twice the blur, which only misses them.
     moved = target[:, :, ::-1]
     assert float(losses.detail_mismatch(target, moved)[0]) > 1.5 * float(per_example[0])
     # Descending it from the blur puts detail back where the target has it, and not elsewhere.
