@@ -51,6 +51,7 @@ flags.DEFINE_bool("score_only", False, "Score finished rows, train nothing.")
 
 TRAIN = Path(__file__).resolve().parent / "train.py"
 SCORE_FILE = "picture_score.json"
+SHEET_TILE = 128  # pixels of each face in picture.png
 CEILING = "real photos (ceiling)"  # the table's last row: each photo in place of its output
 # The shipped model's architecture and its phase-2 recipe (docs/model.md), at a fine-tuning rate.
 RECIPE = ["--output_size=128", "--channels=128,64,32,32", "--grid_channels=256", "--feature_hidden=1024",
@@ -267,7 +268,8 @@ def main(argv):
         results[name] = row
         images, _ = recipe.decode(model, london.features[shown])
         grid += list(images)
-        labels += [name] * len(shown)
+        # The row's number (its place in the table) and its whole name, read across its tiles.
+        labels += pictures.spread_label(f"{len(results)}. {name}", len(shown), SHEET_TILE)
         print(name, {k: row.get(k) for k in SHOWN}, flush=True)
 
     results[CEILING] = recipe.ceiling_row(validation, judge)
@@ -286,9 +288,10 @@ def main(argv):
             f"Validation: {first.get('validation_photos')} photos of {first.get('validation_people')} people; "
             f"London: {first.get('london_people')} held-out people. Judge: "
             f"{judge.identity if judge else 'none'}. Wall time on the 2 shared cores.\n\n{table}\n"
-            "![London outputs per row](picture.png)\n")
+            "![London outputs per row](picture.png)\n\n`picture.png`: six held-out London people smiling (top) "
+            "and each row's outputs, in the table's order, the row's number and name written across its tiles.\n")
     io_utils.write_bytes_atomic(dest / "picture.md", text.encode())
-    io_utils.save_image_atomic(dest / "picture.png", pictures.image_grid(grid, cols=len(shown), labels=labels, tile=128))
+    io_utils.save_image_atomic(dest / "picture.png", pictures.image_grid(grid, cols=len(shown), labels=labels, tile=SHEET_TILE))
     print(text)
 
 

@@ -31,9 +31,26 @@ def image_grid(
         y, x = pad + r * (h + label_h + pad), pad + c * (w + pad)
         out[y:y + h, x:x + w] = np.asarray(im, dtype=np.uint8)[..., :3]
         if labels:
-            cv2.putText(out, str(labels[i])[: max(1, w // 6)], (x, y + h + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+            cv2.putText(out, str(labels[i])[: label_chars(w)], (x, y + h + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
                         (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def label_chars(tile_width: int) -> int:
+    """How many characters of a label :func:`image_grid` writes under a tile ``tile_width`` pixels
+    wide (its small type is about 6 pixels a character)."""
+    return max(1, int(tile_width) // 6)
+
+
+def spread_label(text: str, cols: int, tile_width: int) -> list[str]:
+    """``text`` cut into ``cols`` consecutive pieces, each as long as :func:`image_grid` writes under
+    one tile, so that a label too long for one tile reads across a row of them (a picture
+    ablation's row names run to 70 characters; one tile shows 21). Text beyond the row is dropped;
+    pieces past the end of the text are empty."""
+    if cols < 1:
+        raise ValueError(f"spread_label: cols must be >= 1, got {cols}")
+    n = label_chars(tile_width)
+    return [text[i * n:(i + 1) * n] for i in range(cols)]
 
 
 def draw_landmarks(image: np.ndarray, landmarks: np.ndarray, color=(0, 255, 0), radius: int = 1) -> np.ndarray:

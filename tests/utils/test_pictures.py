@@ -1,0 +1,30 @@
+"""Tests of normface.utils.pictures: labels as the contact sheets write them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normface.utils import pictures
+
+
+def test_spread_label_reads_across_a_row_of_tiles():
+    name = "7. stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+seed1"
+    pieces = pictures.spread_label(name, 6, 128)
+    assert len(pieces) == 6
+    assert all(len(p) <= pictures.label_chars(128) for p in pieces)
+    assert "".join(pieces) == name[: 6 * pictures.label_chars(128)]
+    assert "".join(pictures.spread_label("short", 3, 128)) == "short"
+    with pytest.raises(ValueError, match="cols must be >= 1"):
+        pictures.spread_label(name, 0, 128)
+
+
+def test_image_grid_writes_each_piece_under_its_own_tile():
+    tiles = [np.full((128, 128, 3), 255, np.uint8)] * 2
+    blank = pictures.image_grid(tiles, cols=2, labels=["", ""])
+    one = pictures.image_grid(tiles, cols=2, labels=pictures.spread_label("x" * pictures.label_chars(128), 2, 128))
+    label_rows = slice(130, 130 + 14)
+    inked = (one != blank).any(-1)[label_rows]
+    assert inked[:, :130].any() and not inked[:, 131:].any()  # the text fits one tile, the second piece is empty
+    two = pictures.image_grid(tiles, cols=2, labels=pictures.spread_label("x" * 30, 2, 128))
+    assert (two != blank).any(-1)[label_rows][:, 131:].any()
