@@ -120,11 +120,11 @@ ROWS = {
     "lattice+originals+bicubic+strong_discriminator+calm": LATTICE + ORIGINALS + BICUBIC + STRONG_DISCRIMINATOR
     + CALM,
     "lattice+originals+bicubic+strong_discriminator+identity": LATTICE + ORIGINALS + BICUBIC + STRONG_DISCRIMINATOR
-    + ["--identity_weight=1.0"],
+    + IDENTITY,
     # Both of the last two together, and the bicubic warp alone on the shipped recipe (what the
     # resampling gives without the other changes).
     "lattice+originals+bicubic+strong_discriminator+calm+identity": LATTICE + ORIGINALS + BICUBIC
-    + STRONG_DISCRIMINATOR + CALM + ["--identity_weight=1.0"],
+    + STRONG_DISCRIMINATOR + CALM + IDENTITY,
     "bicubic": BICUBIC,
     # Session 10. The discriminator rows' variants swung widely (sharpness 0.19-0.37): the sharpest
     # one again with another seed (the noise of a discriminator row, beside the baseline's), and
