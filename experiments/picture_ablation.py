@@ -19,7 +19,9 @@ pixel L1, SSIM, colour difference; ``normface adjust``'s Delta E). ``<results>/p
 ``picture.json`` hold the table and the budget (steps, batch, wall time per row, seeds);
 ``picture.png`` shows each row's outputs for six held-out London people (never LFW faces in
 committed figures). No output is post-processed: the measures read the decoder's output.
-Rows scored before a picture measure was added get only their picture measures redone.
+Rows scored before a picture measure was added get only their picture measures redone. Rows not in
+the workspace (trained on an earlier machine) keep their scores from the committed ``picture.json``
+and their tiles from ``picture.png``, once the ceiling row shows the same held-out photos and judge.
 """
 
 from __future__ import annotations
@@ -211,6 +213,29 @@ def train_row(name: str, out: Path) -> Path:
     return model_dir
 
 
+def earlier_table(dest: Path, cols: int) -> tuple[dict[str, dict], dict[str, list]]:
+    """The committed table's rows (the ceiling among them) and each row's ``cols`` tiles cut from
+    the committed sheet; empty when there is none. ValueError naming the files when the sheet does
+    not hold one strip per row."""
+    import cv2
+
+    from normface.utils import pictures
+
+    table, sheet = dest / "picture.json", dest / "picture.png"
+    if not table.is_file():
+        return {}, {}
+    rows = json.loads(table.read_text())["rows"]
+    names = [n for n in rows if n != CEILING]
+    image = cv2.imread(str(sheet), cv2.IMREAD_COLOR) if sheet.is_file() else None
+    if image is None:
+        raise ValueError(f"{sheet}: missing or unreadable, while {table} holds {len(names)} rows")
+    strips = pictures.grid_tiles(image[..., ::-1], cols, SHEET_TILE)
+    if len(strips) != (len(names) + 1) * cols:
+        raise ValueError(f"{sheet}: {len(strips) // cols} strips of {cols} tiles, while {table} holds "
+                         f"{len(names)} rows (+ the inputs' strip)")
+    return rows, {n: strips[(i + 1) * cols:(i + 2) * cols] for i, n in enumerate(names)}
+
+
 def main(argv):
     del argv
     from normface.data import build, faceset
@@ -241,8 +266,9 @@ def main(argv):
     london = recipe.load_held_out(aligned, encode_fn, "test", "london/")
     s_idx, _ = recipe.report.london_expression_pairs(london.photos)
     shown = s_idx[:6]
-    grid, labels = list(london.photos.images[shown]), ["smiling input"] * len(shown)
-    results = {}
+    dest = Path(FLAGS.results)
+    earlier, earlier_tiles = earlier_table(dest, len(shown))
+    results, tiles = {}, {}
     for name, model_dir in runs.items():
         model = export_format.load_keras(model_dir / "export")
         # A row's scores are kept beside its run (about 2 minutes each), valid for the same judge
@@ -266,16 +292,22 @@ def main(argv):
             row["wall_minutes"] = json.loads(wall.read_text())["seconds"] / 60 if wall.is_file() else None
             io_utils.write_bytes_atomic(cache, json.dumps({"key": key, "row": row}, indent=1).encode())
         results[name] = row
-        images, _ = recipe.decode(model, london.features[shown])
-        grid += list(images)
-        # The row's number (its place in the table) and its whole name, read across its tiles.
-        labels += pictures.spread_label(f"{len(results)}. {name}", len(shown), SHEET_TILE)
+        tiles[name] = list(recipe.decode(model, london.features[shown])[0])
         print(name, {k: row.get(k) for k in SHOWN}, flush=True)
 
-    results[CEILING] = recipe.ceiling_row(validation, judge)
-    dest = Path(FLAGS.results)
+    ceiling = recipe.ceiling_row(validation, judge)
+    # Rows not rerun here (trained on another machine, whose workspace is gone) keep their
+    # committed scores and their tiles of the committed sheet.
+    results = recipe.merge_earlier_rows(list(ROWS), results, earlier, ceiling, earlier.get(CEILING))
+    tiles = {n: tiles[n] if n in tiles else earlier_tiles[n] for n in results}
+    grid, labels = list(london.photos.images[shown]), ["smiling input"] * len(shown)
+    for number, name in enumerate(results, 1):
+        grid += tiles[name]
+        # The row's number (its place in the table) and its whole name, read across its tiles.
+        labels += pictures.spread_label(f"{number}. {name}", len(shown), SHEET_TILE)
+    results[CEILING] = ceiling
     budget = {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "seed_repeat": 1,
-              "init_from": FLAGS.init_from, "recipe": RECIPE, "rows": {n: ROWS[n] for n in runs},
+              "init_from": FLAGS.init_from, "recipe": RECIPE, "rows": {n: ROWS[n] for n in results if n in ROWS},
               "records": FLAGS.records, "pairs": FLAGS.pairs, "judge": judge.identity if judge else None}
     io_utils.write_bytes_atomic(dest / "picture.json", json.dumps(
         {"budget": paths.portable_values(budget), "rows": results}, indent=1).encode())

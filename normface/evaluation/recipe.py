@@ -223,3 +223,28 @@ def london_adjust_row(normalizer, aligned_root: str | Path, data_root: str | Pat
     rows = applications.adjustment_experiment(normalizer, photos, marks, None, seed)["rows"]
     return {"london_adjust_delta_e": rows[applications.NORMALIZED]["mean_delta_e"],
             "london_white_patch_delta_e": rows["white patch"]["mean_delta_e"], "london_adjust_photos": len(photos)}
+
+
+def merge_earlier_rows(order: list[str], now: dict[str, dict], earlier: dict[str, dict],
+                       ceiling_now: dict, ceiling_earlier: dict | None, rtol: float = 1e-6) -> dict[str, dict]:
+    """An ablation table of the rows in ``order`` (names), each row's scores as measured ``now``
+    or, for a row not rerun here, as an ``earlier`` run measured them: a new machine's workspace
+    holds only the rows trained on it, and a rerun must not drop the rest from the committed table.
+
+    Earlier rows are comparable only when they were scored on the same held-out people by the same
+    judge: the ceiling rows (real photos in place of outputs) of both runs must agree within
+    ``rtol``, else ValueError naming the measure that moved. Names in ``earlier`` but not in
+    ``order`` are dropped (rows taken out of the ablation)."""
+    kept = [n for n in order if n not in now and n in earlier]
+    if kept:
+        if not ceiling_earlier:
+            raise ValueError(f"merge_earlier_rows: the earlier table has no ceiling row to check its {len(kept)} "
+                             "kept rows against; rerun them")
+        for key, value in ceiling_now.items():
+            old = ceiling_earlier.get(key)
+            if isinstance(value, (int, float)) and isinstance(old, (int, float)) and not np.isclose(
+                    value, old, rtol=rtol, atol=0.0):
+                raise ValueError(f"merge_earlier_rows: the ceiling's {key} was {old} in the earlier table and is "
+                                 f"{value} now: other held-out photos or another judge, its rows "
+                                 f"({', '.join(kept[:3])}...) are not comparable; rerun them or write elsewhere")
+    return {n: now[n] if n in now else earlier[n] for n in order if n in now or n in earlier}

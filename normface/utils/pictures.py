@@ -36,6 +36,22 @@ def image_grid(
     return out
 
 
+def grid_tiles(sheet: np.ndarray, cols: int, tile: int, labelled: bool = True, pad: int = 2) -> list[np.ndarray]:
+    """The ``tile`` x ``tile`` images of a sheet :func:`image_grid` wrote with ``cols`` columns,
+    row-major (its inverse, labels left behind): how a report that reruns only some of its rows
+    keeps the others' pictures. Trailing empty places of the last row come back too (plain
+    background). Raises ValueError when the sheet's size is not one such a grid has."""
+    sheet = np.asarray(sheet)
+    label_h = 14 if labelled else 0
+    step_y, step_x = tile + label_h + pad, tile + pad
+    if sheet.ndim != 3 or (sheet.shape[0] - pad) % step_y or sheet.shape[1] != cols * step_x + pad:
+        raise ValueError(f"grid_tiles: a {sheet.shape[:2]} sheet is not a grid of {cols} columns of "
+                         f"{tile}-pixel tiles (labelled={labelled}, pad={pad})")
+    rows = (sheet.shape[0] - pad) // step_y
+    return [sheet[pad + r * step_y:pad + r * step_y + tile, pad + c * step_x:pad + c * step_x + tile, :3].copy()
+            for r in range(rows) for c in range(cols)]
+
+
 def label_chars(tile_width: int) -> int:
     """How many characters of a label :func:`image_grid` writes under a tile ``tile_width`` pixels
     wide (its small type is about 6 pixels a character)."""

@@ -100,3 +100,19 @@ def test_picture_ablation_rows_are_train_flags():
                             text=True, timeout=300).stdout
     defined = set(re.findall(r"^\s+--(?:\[no\])?([a-z_]+)", helped, re.M))
     assert wanted and wanted <= defined, sorted(wanted - defined)
+
+
+def test_merge_earlier_rows_keeps_rows_not_rerun_when_the_ceiling_agrees():
+    ceiling = {"judge_cross_TAR@FAR0.1%_balanced": 0.995, "validation_photos": 400}
+    earlier = {"a": {"x": 1.0}, "b": {"x": 2.0}, "gone": {"x": 9.0}}
+    now = {"b": {"x": 3.0}, "c": {"x": 4.0}}
+    merged = recipe.merge_earlier_rows(["a", "b", "c", "d"], now, earlier, ceiling, dict(ceiling))
+    assert merged == {"a": {"x": 1.0}, "b": {"x": 3.0}, "c": {"x": 4.0}}  # in order; rerun rows win
+    assert list(merged) == ["a", "b", "c"]
+    moved = dict(ceiling, **{"judge_cross_TAR@FAR0.1%_balanced": 0.99})
+    with pytest.raises(ValueError, match="judge_cross_TAR@FAR0.1%_balanced was 0.99 .* not comparable"):
+        recipe.merge_earlier_rows(["a", "b"], now, earlier, ceiling, moved)
+    with pytest.raises(ValueError, match="no ceiling row"):
+        recipe.merge_earlier_rows(["a"], now, earlier, ceiling, None)
+    # Nothing kept: nothing to check.
+    assert recipe.merge_earlier_rows(["b"], now, earlier, ceiling, None) == {"b": {"x": 3.0}}

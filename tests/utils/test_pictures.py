@@ -28,3 +28,18 @@ def test_image_grid_writes_each_piece_under_its_own_tile():
     assert inked[:, :130].any() and not inked[:, 131:].any()  # the text fits one tile, the second piece is empty
     two = pictures.image_grid(tiles, cols=2, labels=pictures.spread_label("x" * 30, 2, 128))
     assert (two != blank).any(-1)[label_rows][:, 131:].any()
+
+
+def test_grid_tiles_gives_back_the_tiles_image_grid_laid_out():
+    rng = np.random.default_rng(0)
+    tiles = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(5)]
+    sheet = pictures.image_grid(tiles, cols=3, labels=[str(i) for i in range(5)])
+    back = pictures.grid_tiles(sheet, cols=3, tile=16)
+    assert len(back) == 6  # two rows of three; the last place is empty
+    for a, b in zip(tiles, back):
+        np.testing.assert_array_equal(a, b)
+    assert (back[5] == 255).all()
+    plain = pictures.image_grid(tiles, cols=5)
+    np.testing.assert_array_equal(np.stack(pictures.grid_tiles(plain, cols=5, tile=16, labelled=False)), np.stack(tiles))
+    with pytest.raises(ValueError, match="not a grid of 4 columns"):
+        pictures.grid_tiles(sheet, cols=4, tile=16)
