@@ -12,7 +12,15 @@ carry that excess and whether it is a grid at all:
   ``(64, 0)``, ``(64, 64)`` (period 2: the last stage's checkerboard); and the matched grid ratios
   (against the photos blurred to the row's sharpness, :func:`metrics.blur_to_sharpness`);
 * controls with no grid: the photos under Gaussian blurs (what the plain ratio gives a blurred
-  real picture), and with a faint period-4 stripe pattern added (what a real grid gives).
+  real picture), and with a faint period-4 stripe pattern added (what a real grid gives);
+* a perfect decoder (session 12): each photo decomposed as the records are (warped to the mean
+  landmarks, bilinear) and warped back as the model warps its texture (bicubic), plain and with
+  the calm target's background (``--calm_background_sigma``): what a decoder that returned its
+  training texture exactly would score, the measure's reach under this data pipeline.
+
+Rows of an earlier ``grid_anatomy.json`` in ``--results`` whose runs are not in ``--runs`` (trained
+on another machine) are kept, once the recomputed blur controls agree with the earlier ones (the
+same photos).
 
 The outputs are decoded from the first ``--photos`` validation photos (spread over the split),
 against the same photos at 128. Rows are the picture ablation's exported runs.
@@ -76,6 +84,32 @@ def anatomy(images: np.ndarray, photos: np.ndarray, photo_power: np.ndarray) -> 
     return row
 
 
+CALM_SIGMA = 4.0  # the calm rows' --calm_background_sigma
+
+
+def texture_round_trip(photos: np.ndarray, marks: np.ndarray, resampling: str, calm_sigma: float = 0.0) -> np.ndarray:
+    """``[n, S, S, 3]`` uint8: each photo warped to the photos' symmetric mean landmarks (the
+    records' decomposition, bilinear), its background outside the face and hair blurred by
+    ``calm_sigma`` when > 0 (the calm target), warped back to its own landmarks with
+    ``resampling`` (the model's warp)."""
+    import tensorflow as tf
+
+    from normface import warp
+    from normface.data import decompose
+    from normface.faces.masks import face_and_hair_mask
+    from normface.training.losses import gaussian_blur
+
+    mean = decompose.mean_landmarks(marks, SIZE).astype(np.float32)
+    texture = decompose.to_texture(photos.astype(np.float32), marks, mean)
+    if calm_sigma > 0:
+        mask = face_and_hair_mask(mean, SIZE).astype(np.float32)[None, :, :, None]
+        texture = mask * texture + (1 - mask) * gaussian_blur(tf.constant(texture), calm_sigma).numpy()
+    out = [warp.warp_to_landmarks(texture[i:i + 32], np.repeat(mean[None], len(texture[i:i + 32]), 0),
+                                  np.asarray(marks[i:i + 32], np.float32), resampling=resampling)[0].numpy()
+           for i in range(0, len(texture), 32)]
+    return np.clip(np.rint(np.concatenate(out)), 0, 255).astype(np.uint8)
+
+
 def main(argv):
     del argv
     from normface.data import build, faceset
@@ -89,24 +123,43 @@ def main(argv):
     photos, marks = recipe.resize_faces(held.images[idx], held.landmarks[idx], SIZE)
     features, _ = build.encode_fn_for("dlib")(held.images[idx], held.landmarks[idx])
     photo_power = normalized_power(photos)
-    rows = {}
+    earlier = {}
+    if FLAGS.results and (Path(FLAGS.results) / "grid_anatomy.json").is_file():
+        earlier = json.loads((Path(FLAGS.results) / "grid_anatomy.json").read_text())["rows"]
+    runs = {}
     for run in sorted(p for p in Path(FLAGS.runs).iterdir() if (p / "export" / "saved_model.pb").is_file()):
         model = export_format.load_keras(run / "export")
         images, _ = recipe.decode(model, np.asarray(features, np.float32))
-        rows[run.name] = anatomy(images, photos, photo_power)
-        print(run.name, {k: round(v, 3) for k, v in rows[run.name].items()}, flush=True)
+        runs[run.name] = anatomy(images, photos, photo_power)
+        print(run.name, {k: round(v, 3) for k, v in runs[run.name].items()}, flush=True)
+    controls = {}
+    for resampling in ("bilinear", "bicubic"):
+        controls[f"perfect decoder: texture round trip, {resampling} back"] = anatomy(
+            texture_round_trip(photos, marks, resampling), photos, photo_power)
+    controls["perfect decoder: calm texture round trip, bicubic back"] = anatomy(
+        texture_round_trip(photos, marks, "bicubic", calm_sigma=CALM_SIGMA), photos, photo_power)
+    for name, row in controls.items():
+        print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    blurs = {}
     for sigma in (float(s) for s in FLAGS.blur_sigmas):
         blurred = np.stack([cv2.GaussianBlur(im, (0, 0), sigma) for im in photos])
-        rows[f"photos, blur sigma {sigma}"] = anatomy(blurred, photos, photo_power)
+        blurs[f"photos, blur sigma {sigma}"] = anatomy(blurred, photos, photo_power)
         stripes = 2.0 * np.cos(np.pi * np.arange(SIZE) / 2)[None, None, :, None]
-        rows[f"photos, blur sigma {sigma} + stripes (period 4, 2 grey levels)"] = anatomy(
+        blurs[f"photos, blur sigma {sigma} + stripes (period 4, 2 grey levels)"] = anatomy(
             np.clip(blurred + stripes, 0, 255).astype(np.uint8), photos, photo_power)
+    # Earlier rows are kept when the first blur control, recomputed, equals the earlier one (the same photos).
+    check = next(iter(blurs), "")
+    names = sorted(set(runs) | {n for n in earlier if not n.startswith(("photos, ", "perfect decoder"))})
+    rows = {**recipe.merge_earlier_rows(names, runs, earlier, blurs.get(check, {}), earlier.get(check)),
+            **controls, **blurs}
     table = markdown_table({n: {k: round(v, 3) for k, v in r.items()} for n, r in rows.items()}, first="row")
     text = (f"# Where the measured grid lies (issue 28)\n\n{len(idx)} validation photos at {SIZE} and the outputs "
             "decoded from them. `pP`: the plain grid ratio at period P; `pP without (16,0)`: the same with the bin pair "
             "(+-16, 0) left off the lattice; `bin (ky,kx)`: that bin's mean normalized power, outputs over photos; "
-            "`matched pP`: the grid ratio against the photos blurred to the row's sharpness. Controls: the photos "
-            f"blurred, and blurred with faint period-4 stripes.\n\n{table}\n")
+            "`matched pP`: the grid ratio against the photos blurred to the row's sharpness. Controls: a perfect "
+            "decoder (each photo warped to the mean landmarks as the records are, bilinear, and back as the model "
+            "warps, plain and with the calm target's background), the photos blurred, and blurred with faint period-4 "
+            f"stripes. Rows whose runs were not in the workspace are kept from the earlier table.\n\n{table}\n")
     print(text)
     if FLAGS.results:
         dest = Path(FLAGS.results)
