@@ -11,6 +11,8 @@ carry that excess and whether it is a grid at all:
   of period 4: the transposed convolutions' checkerboard two stages from the end), ``(0, 64)``,
   ``(64, 0)``, ``(64, 64)`` (period 2: the last stage's checkerboard); and the matched grid ratios
   (against the photos blurred to the row's sharpness, :func:`metrics.blur_to_sharpness`);
+* the two sides of the band-edge share apart: that bin's own power, and the whole high band's
+  (the share's denominator), each output's over its photo's (medians);
 * controls with no grid: the photos under Gaussian blurs (what the plain ratio gives a blurred
   real picture), and with a faint period-4 stripe pattern added (what a real grid gives);
 * a perfect decoder (session 12): each photo decomposed as the records are (warped to the mean
@@ -77,6 +79,13 @@ def anatomy(images: np.ndarray, photos: np.ndarray, photo_power: np.ndarray) -> 
         row[f"p{p} without (16,0)"] = float(np.median(power[:, bins].sum(1)) / np.median(photo_power[:, bins].sum(1)))
     for ky, kx in NAMED_BINS:
         row[f"bin ({ky},{kx})"] = float(power[:, ky, kx].mean() / photo_power[:, ky, kx].mean())
+    # The share's two sides apart: the band-edge bin's own power, and the whole high band's (the
+    # share's denominator), each output over its photo (session 12: the detail rows' excess).
+    raw, raw_photos = (metrics.windowed_power(metrics.luma(x)) for x in (images, photos))
+    high = metrics.high_frequency_bins(SIZE)
+    ky, kx = BAND_EDGE_BIN
+    row[f"raw bin ({ky},{kx})"] = float(np.median(raw[:, ky, kx] / np.maximum(raw_photos[:, ky, kx], 1e-12)))
+    row["high band energy"] = float(np.median(raw[:, high].sum(1) / raw_photos[:, high].sum(1)))
     row["sharpness"] = metrics.sharpness_ratio(images, photos)
     matched, _ = metrics.blur_to_sharpness(photos, row["sharpness"])
     for p in metrics.GRID_PERIODS:
