@@ -194,6 +194,9 @@ ROWS = {
     + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + PIXEL03,
     "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+fast": STRIDE_LATTICE + ORIGINALS
     + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + FAST,
+    # All three levers together.
+    "stride_lattice+originals+bicubic+detail300+calm+perceptual2+identity+pixel03+fast": STRIDE_LATTICE
+    + ORIGINALS + BICUBIC + CALM + DETAIL300 + PERCEPTUAL2 + IDENTITY + PIXEL03 + FAST,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")

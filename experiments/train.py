@@ -112,6 +112,7 @@ TRAIN_HELP = {
     "lattice_weight": "Weight of the texture's spectral amplitude on a regular lattice in excess of the target's (0 = off).",
     "lattice_period": "Period in pixels of that lattice (its divisors' checkerboards fall on it too).",
     "detail_weight": "Weight of the texture's local fine-detail amplitude against the target's (0 = off).",
+    "detail_quantile": "Detail loss: missing detail costs 2q per unit, excess 2(1-q) (0.5 = alike).",
 }
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS,
                                                             "upsampling": UPSAMPLINGS,

@@ -245,6 +245,13 @@ MUTATIONS = (
         ("tests/training/test_losses.py::test_detail_mismatch_asks_how_much_detail_where_not_its_phase",),
     ),
     Mutation(
+        "detail_quantile_reversed", "the detail quantile weighs excess detail as it should weigh missing detail",
+        "normface/training/losses.py",
+        (("        diffs = [2.0 * tf.maximum(quantile * m, (quantile - 1.0) * m) for m in missing]",
+          "        diffs = [2.0 * tf.maximum((1.0 - quantile) * m, -quantile * m) for m in missing]"),),
+        ("tests/training/test_losses.py::test_detail_quantile_weighs_missing_detail_against_excess",),
+    ),
+    Mutation(
         "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",
         "normface/training/losses.py",
         (("excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc",

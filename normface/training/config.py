@@ -69,6 +69,9 @@ class TrainConfig:
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
       where without asking for the exact position of each hair and pore (which the pixel losses
       average into a blur).
+    detail_quantile: that loss's weighing of missing against excess detail (0.5: alike; above
+      0.5 it asks for an upper quantile of the amount where the features leave it uncertain,
+      :func:`normface.training.losses.detail_mismatch`).
     encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
       (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
       the validation identity metric always runs it in float32.
@@ -108,6 +111,7 @@ class TrainConfig:
     lattice_weight: float = 0.0
     lattice_period: int = 16
     detail_weight: float = 0.0
+    detail_quantile: float = 0.5
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
@@ -123,6 +127,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.identity_loss not in IDENTITY_KINDS:
             raise ValueError(f"identity_loss must be one of {IDENTITY_KINDS}, got {self.identity_loss!r}")
+        if not 0 < self.detail_quantile < 1:
+            raise ValueError(f"detail_quantile must be in (0, 1), got {self.detail_quantile}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -134,6 +134,24 @@ def _textured(size: int, cycles: float, phase: float = 0.0) -> np.ndarray:
     return np.repeat(image[None, ..., None], 3, axis=-1).astype(np.float32)
 
 
+def test_detail_quantile_weighs_missing_detail_against_excess():
+    size = 64
+    target = _textured(size, cycles=4)
+    blurred = losses.gaussian_blur(tf.constant(target), 2.0)  # detail missing everywhere
+    flat = np.full_like(target, 0.5)  # a target with none: the textured output's detail is all excess
+    cost = lambda t, o, q: float(losses.detail_mismatch(t, o, quantile=q)[0])
+    assert cost(target, blurred, 0.75) == pytest.approx(1.5 * cost(target, blurred, 0.5), rel=1e-4)
+    assert cost(flat, target, 0.75) == pytest.approx(0.5 * cost(flat, target, 0.5), rel=1e-4)
+    # Over targets that have the detail or not at random, the cheapest constant amount of it is
+    # the median at q = 0.5 (none: 3 of 5 have none) and the upper quantile above it (all of it).
+    targets = [target, flat, target, flat, flat]
+    scaled = lambda a: 0.5 + a * (target - 0.5)
+    total = lambda a, q: sum(cost(t, scaled(a), q) for t in targets)
+    amounts = np.linspace(0.0, 1.0, 11)
+    best = {q: amounts[int(np.argmin([total(a, q) for a in amounts]))] for q in (0.5, 0.8)}
+    assert best[0.5] <= 0.1 and best[0.8] >= 0.9, best
+
+
 def test_detail_mismatch_asks_how_much_detail_where_not_its_phase():
     size = 64
     target = _textured(size, cycles=4)  # period 4 px: the finest band's
@@ -163,5 +181,7 @@ def test_detail_mismatch_asks_how_much_detail_where_not_its_phase():
     assert right < 0.25 * left, (left, right)
     with pytest.raises(ValueError, match="bands must be increasing"):
         losses.detail_mismatch(target, target, bands=(2.0, 1.0))
+    with pytest.raises(ValueError, match="quantile must be in"):
+        losses.detail_mismatch(target, target, quantile=1.0)
     with pytest.raises(ValueError, match="y_true has shape"):
         losses.detail_mismatch(target, target[:, :32])
