@@ -72,6 +72,8 @@ class TrainConfig:
     detail_quantile: that loss's weighing of missing against excess detail (0.5: alike; above
       0.5 it asks for an upper quantile of the amount where the features leave it uncertain,
       :func:`normface.training.losses.detail_mismatch`).
+    detail_bands: that loss's band-pass octaves, increasing Gaussian sigmas in pixels at the output
+      size ((1, 2): the finest octave and the next; (1,): the finest alone).
     encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
       (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
       the validation identity metric always runs it in float32.
@@ -112,6 +114,7 @@ class TrainConfig:
     lattice_period: int = 16
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
+    detail_bands: tuple[float, ...] = (1.0, 2.0)
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
@@ -127,6 +130,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.identity_loss not in IDENTITY_KINDS:
             raise ValueError(f"identity_loss must be one of {IDENTITY_KINDS}, got {self.identity_loss!r}")
+        if not self.detail_bands or list(self.detail_bands) != sorted(set(self.detail_bands)) or min(
+                self.detail_bands) <= 0:
+            raise ValueError(f"detail_bands must be increasing positive sigmas, got {self.detail_bands}")
         if not 0 < self.detail_quantile < 1:
             raise ValueError(f"detail_quantile must be in (0, 1), got {self.detail_quantile}")
         if self.learning_rate <= 0:

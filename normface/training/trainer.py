@@ -69,7 +69,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
-                     "detail_weight", "detail_quantile")
+                     "detail_weight", "detail_quantile", "detail_bands")
 
 
 class Trainer:
@@ -210,7 +210,8 @@ class Trainer:
                 terms["lattice"] = self._average(losses.lattice_excess(target, out[key], cfg.lattice_period))
                 total += cfg.lattice_weight * terms["lattice"]
             if cfg.detail_weight > 0:
-                terms["detail"] = self._average(losses.detail_mismatch(target, out[key], quantile=cfg.detail_quantile))
+                terms["detail"] = self._average(losses.detail_mismatch(target, out[key], bands=cfg.detail_bands,
+                                                                      quantile=cfg.detail_quantile))
                 total += cfg.detail_weight * terms["detail"]
             generated = None
             if cfg.perceptual_weight > 0:

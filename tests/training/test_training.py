@@ -539,3 +539,14 @@ def test_model_output_names_are_the_record_keys():
 
     assert (models.IMAGE, models.TEXTURE, models.LANDMARKS, normalizer.FEATURES) == (
         schema.IMAGE, schema.TEXTURE, schema.LANDMARKS, schema.FEATURES)
+
+
+def test_train_config_names_a_bad_detail_setting():
+    from normface.training.config import TrainConfig
+
+    assert TrainConfig(detail_bands=(1.0,), detail_quantile=0.75).detail_bands == (1.0,)
+    for bad, field in ((dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
+                       (dict(detail_bands=(0.0, 1.0)), "detail_bands"), (dict(detail_quantile=0.0), "detail_quantile"),
+                       (dict(detail_quantile=1.0), "detail_quantile")):
+        with pytest.raises(ValueError, match=field):
+            TrainConfig(**bad)
