@@ -186,7 +186,8 @@ ROWS = {
     + BICUBIC + STRONG_DETAIL + CALM + PERCEPTUAL2 + IDENTITY + SEED1,
     # Session 12. What the grid measure needs (docs/training.md): the detail rows' excess is their
     # lack of fine energy (the share's denominator), not a lattice, and a decoder that returned its
-    # training textures exactly would pass (sharpness 0.67-0.71, grid max 1.07-1.09, calm or not).
+    # training textures exactly would pass (sharpness 0.65-0.70, grid max 1.05-1.06 through the
+    # model's bicubic warp, calm or not).
     # Sharpness stalled near 0.38 from detail weight 20 to 100: what holds it there -- the detail
     # weight again tripled, the averaging pixel L1 at 0.3, a faster learning rate.
     "stride_lattice+originals+bicubic+detail300+calm+perceptual2+identity": STRIDE_LATTICE + ORIGINALS
