@@ -103,7 +103,6 @@ def texture_round_trip(photos: np.ndarray, marks: np.ndarray, resampling: str, c
     ``resampling`` (the model's warp)."""
     import tensorflow as tf
 
-    from normface import warp
     from normface.data import decompose
     from normface.faces.masks import face_and_hair_mask
     from normface.training.losses import gaussian_blur
@@ -113,10 +112,8 @@ def texture_round_trip(photos: np.ndarray, marks: np.ndarray, resampling: str, c
     if calm_sigma > 0:
         mask = face_and_hair_mask(mean, SIZE).astype(np.float32)[None, :, :, None]
         texture = mask * texture + (1 - mask) * gaussian_blur(tf.constant(texture), calm_sigma).numpy()
-    out = [warp.warp_to_landmarks(texture[i:i + 32], np.repeat(mean[None], len(texture[i:i + 32]), 0),
-                                  np.asarray(marks[i:i + 32], np.float32), resampling=resampling)[0].numpy()
-           for i in range(0, len(texture), 32)]
-    return np.clip(np.rint(np.concatenate(out)), 0, 255).astype(np.uint8)
+    out = decompose.to_image(texture, mean, np.asarray(marks, np.float32), resampling=resampling)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def main(argv):

@@ -81,6 +81,8 @@ PERCEPTUAL2 = ["--perceptual_weight=2.0"]
 DETAIL300 = ["--detail_weight=300"]
 PIXEL03 = ["--texture_weight=0.3"]  # the pixel L1 at 0.3 (LESS_PIXEL without its perceptual change)
 FAST = ["--learning_rate=6e-4"]  # the recipe's 3e-4 doubled
+# Session 11's best balance, the base of session 12's rows.
+DETAIL100_RECIPE = STRIDE_LATTICE + ORIGINALS + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY
 Q75 = ["--detail_quantile=0.75"]  # missing detail costs 1.5, excess 0.5 (the plain L1: 1 and 1)
 # In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
@@ -177,11 +179,9 @@ ROWS = {
     "stride_lattice+originals+bicubic+strong_detail+calm+perceptual2+identity": STRIDE_LATTICE + ORIGINALS
     + BICUBIC + STRONG_DETAIL + CALM + PERCEPTUAL2 + IDENTITY,
     # Faces apart again (0.118), sharpness just short of 2x (0.334): the detail term at 100.
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity": STRIDE_LATTICE + ORIGINALS
-    + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity": DETAIL100_RECIPE,
     # Seed repeats of the two that meet three of the four points between them.
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+seed1": STRIDE_LATTICE + ORIGINALS
-    + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + SEED1,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+seed1": DETAIL100_RECIPE + SEED1,
     "stride_lattice+originals+bicubic+strong_detail+calm+perceptual2+identity+seed1": STRIDE_LATTICE + ORIGINALS
     + BICUBIC + STRONG_DETAIL + CALM + PERCEPTUAL2 + IDENTITY + SEED1,
     # Session 12. What the grid measure needs (docs/training.md): the detail rows' excess is their
@@ -192,28 +192,26 @@ ROWS = {
     # weight again tripled, the averaging pixel L1 at 0.3, a faster learning rate.
     "stride_lattice+originals+bicubic+detail300+calm+perceptual2+identity": STRIDE_LATTICE + ORIGINALS
     + BICUBIC + CALM + DETAIL300 + PERCEPTUAL2 + IDENTITY,
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03": STRIDE_LATTICE + ORIGINALS
-    + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + PIXEL03,
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+fast": STRIDE_LATTICE + ORIGINALS
-    + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + FAST,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03": DETAIL100_RECIPE + PIXEL03,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+fast": DETAIL100_RECIPE + FAST,
     # Tripled detail sharpened little (0.396) and cost identity; the pixel L1 at 0.3 kept the
     # sharpness and raised identity (0.743). The detail loss's floor (it stops falling after ~50
     # steps): where the features leave the amount of detail uncertain, its absolute difference asks
     # for the median amount, which is little. The upper quantile instead (losses.detail_mismatch),
     # on the pixel-0.3 row; and that row's seed repeat.
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q75": STRIDE_LATTICE
-    + ORIGINALS + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + PIXEL03 + Q75,
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+seed1": STRIDE_LATTICE
-    + ORIGINALS + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + PIXEL03 + SEED1,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q75":
+        DETAIL100_RECIPE + PIXEL03 + Q75,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+seed1":
+        DETAIL100_RECIPE + PIXEL03 + SEED1,
     # The quantile took sharpness from 0.37 to 0.63 and drew a bright band along every hairline
     # (where the hairline's height is uncertain, a fixed edge supplies the amount asked for), and
     # faces grew alike (0.140): a milder quantile.
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q60": STRIDE_LATTICE
-    + ORIGINALS + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + PIXEL03 + ["--detail_quantile=0.6"],
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q60":
+        DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"],
     # The band is a few pixels tall: the coarser octave's (sigma 1-2 px) amount. The upper quantile
     # asked of the finest octave alone.
-    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q75+finest": STRIDE_LATTICE
-    + ORIGINALS + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY + PIXEL03 + Q75 + ["--detail_bands=1"],
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q75+finest":
+        DETAIL100_RECIPE + PIXEL03 + Q75 + ["--detail_bands=1"],
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")

@@ -70,7 +70,8 @@ def mean_landmarks(landmarks: np.ndarray, size: int, symmetric: bool = True) -> 
     return mean
 
 
-def _warp_batched(images: np.ndarray, source: np.ndarray, dest: np.ndarray) -> np.ndarray:
+def _warp_batched(images: np.ndarray, source: np.ndarray, dest: np.ndarray,
+                  resampling: str = "bilinear") -> np.ndarray:
     """Warps ``[n, S, S, 3]`` float images so ``source`` ``[n | 1, 68, 2]`` lands on ``dest``."""
     images = np.asarray(images, dtype=np.float32)
     n = len(images)
@@ -83,7 +84,7 @@ def _warp_batched(images: np.ndarray, source: np.ndarray, dest: np.ndarray) -> n
         # Pad to a power of two (repeating the last face): few distinct shapes, few retraces.
         padded = 1 << (chunk - 1).bit_length()
         pad = lambda x: np.concatenate([x[part], np.repeat(x[part][-1:], padded - chunk, 0)])
-        warped, _ = warp.warp_to_landmarks(pad(images), pad(source), pad(dest))
+        warped, _ = warp.warp_to_landmarks(pad(images), pad(source), pad(dest), resampling=resampling)
         out[part] = warped.numpy()[:chunk]
     return out
 
@@ -95,8 +96,11 @@ def to_texture(images: np.ndarray, landmarks: np.ndarray, mean: np.ndarray) -> n
         return _warp_batched(images, landmarks, mean[None])
 
 
-def to_image(textures: np.ndarray, mean: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+def to_image(textures: np.ndarray, mean: np.ndarray, landmarks: np.ndarray,
+             resampling: str = "bilinear") -> np.ndarray:
     """Faces ``[n, S, S, 3]`` float32: ``textures`` warped from the ``mean`` landmarks to
-    ``landmarks`` ``[n, 68, 2]`` (the inverse of :func:`to_texture` up to resampling)."""
+    ``landmarks`` ``[n, 68, 2]`` (the inverse of :func:`to_texture` up to resampling;
+    ``resampling`` as :func:`normface.warp.warp_to_landmarks`: "bicubic" is how a model built
+    with ``--warp_resampling=bicubic`` places its texture)."""
     with tf.name_scope("to_image"):
-        return _warp_batched(textures, mean[None], landmarks)
+        return _warp_batched(textures, mean[None], landmarks, resampling)

@@ -31,6 +31,11 @@ def test_round_trip_reproduces_the_aligned_face(faces):
     assert l1 < ROUND_TRIP_MAX_L1, l1
     # The texture really moved: without the warp back it is far from the face.
     assert np.abs(textures - images / 255.0).mean() > 2 * l1
+    # Back through the bicubic warp (as a --warp_resampling=bicubic model places its texture):
+    # as close, and sampled otherwise.
+    bicubic = decompose.to_image(textures, mean, marks, resampling="bicubic")
+    assert np.abs(bicubic - images / 255.0).mean() < ROUND_TRIP_MAX_L1
+    assert np.abs(bicubic - back).max() > 1e-3
 
 
 def test_texture_is_registered_to_the_mean(faces):
