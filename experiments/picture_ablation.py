@@ -84,6 +84,9 @@ FAST = ["--learning_rate=6e-4"]  # the recipe's 3e-4 doubled
 # Session 11's best balance, the base of session 12's rows.
 DETAIL100_RECIPE = STRIDE_LATTICE + ORIGINALS + BICUBIC + CALM + STRONGER_DETAIL + PERCEPTUAL2 + IDENTITY
 Q75 = ["--detail_quantile=0.75"]  # missing detail costs 1.5, excess 0.5 (the plain L1: 1 and 1)
+# The texture's log power, ring by radial ring beyond 1/16 cycles per pixel, against the target's
+# (losses.spectrum_mismatch): the fine energy the grid measure's share needs, phase-free.
+SPECTRUM = ["--spectrum_weight=1.0"]
 # In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
     "baseline": [],
@@ -212,6 +215,12 @@ ROWS = {
     # asked of the finest octave alone.
     "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q75+finest":
         DETAIL100_RECIPE + PIXEL03 + Q75 + ["--detail_bands=1"],
+    # Session 13. In the texture frame the pixel-0.3 row's spectrum, ring over the target's (median
+    # of 32 validation textures), is 0.66 at 1/16 cycles per pixel, 0.42-0.47 at periods of 4-5 px
+    # and 1.4-3.8 at periods of 2-3 px (q75: 0.76-0.87 and 2.5-7.1): too little energy where the
+    # grid measure's share needs it, grain where it does not. The spectrum asked for by ring.
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+spectrum":
+        DETAIL100_RECIPE + PIXEL03 + SPECTRUM,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max")

@@ -114,6 +114,7 @@ TRAIN_HELP = {
     "detail_weight": "Weight of the texture's local fine-detail amplitude against the target's (0 = off).",
     "detail_quantile": "Detail loss: missing detail costs 2q per unit, excess 2(1-q) (0.5 = alike).",
     "detail_bands": "Detail loss: its band-pass octaves, increasing Gaussian sigmas in pixels.",
+    "spectrum_weight": "Weight of the texture's log power spectrum, ring by radial ring, against the target's (0 = off).",
 }
 config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": TEXTURE_DECODERS,
                                                             "upsampling": UPSAMPLINGS,

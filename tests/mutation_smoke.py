@@ -252,6 +252,26 @@ MUTATIONS = (
         ("tests/training/test_losses.py::test_detail_quantile_weighs_missing_detail_against_excess",),
     ),
     Mutation(
+        "spectrum_sign", "the spectrum term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.spectrum_weight * terms["spectrum"]', 'total -= cfg.spectrum_weight * terms["spectrum"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[spectrum]",),
+    ),
+    Mutation(
+        "spectrum_one_sided", "the spectrum loss counts missing energy only, not energy the target lacks",
+        "normface/training/losses.py",
+        (("        return tf.reduce_mean(tf.abs(log_rings(outputs) - log_rings(targets)), axis=-1)",
+          "        return tf.reduce_mean(tf.nn.relu(log_rings(targets) - log_rings(outputs)), axis=-1)"),),
+        ("tests/training/test_losses.py::test_spectrum_mismatch_asks_each_ring_for_its_energy_whatever_the_phase",),
+    ),
+    Mutation(
+        "spectrum_phase", "the spectrum loss compares the pixels' band, phase and all, not each ring's energy",
+        "normface/training/losses.py",
+        (("            power = tf.reshape(_windowed_power(images, k), [-1, size * size]) / float(size ** 4)",
+          "            power = tf.reshape(tf.image.resize(images, [size, size])[..., 0], [-1, size * size]) + 1.0"),),
+        ("tests/training/test_losses.py::test_spectrum_mismatch_asks_each_ring_for_its_energy_whatever_the_phase",),
+    ),
+    Mutation(
         "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",
         "normface/training/losses.py",
         (("excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc",

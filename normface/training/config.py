@@ -74,6 +74,11 @@ class TrainConfig:
       :func:`normface.training.losses.detail_mismatch`).
     detail_bands: that loss's band-pass octaves, increasing Gaussian sigmas in pixels at the output
       size ((1, 2): the finest octave and the next; (1,): the finest alone).
+    spectrum_weight: when > 0, :func:`normface.training.losses.spectrum_mismatch` on the decoded
+      texture against the training target: the log power of its spectrum, ring by radial ring
+      from 1/16 cycles per pixel to Nyquist, against the target's (how much energy each fine
+      frequency holds, whatever its phase and direction: the decoders' spectra fall off faster
+      than photographs').
     encoder_dtype: what the frozen encoder computes in for the identity and perceptual losses
       (bfloat16 halves its CPU time where the CPU has bfloat16 units; descriptors move by ~0.01);
       the validation identity metric always runs it in float32.
@@ -115,6 +120,7 @@ class TrainConfig:
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
     detail_bands: tuple[float, ...] = (1.0, 2.0)
+    spectrum_weight: float = 0.0
     encoder_dtype: str = "float32"
 
     def __post_init__(self):
@@ -124,7 +130,7 @@ class TrainConfig:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
-                     "lattice_weight", "detail_weight", "warmup_steps", "eval_batches",
+                     "lattice_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -18,6 +18,8 @@ Every loss is a named ``keras.losses.Loss`` whose ``call`` returns one value per
   lattice (where the upsampling's checkerboard puts its energy) in excess of the target's.
 - :func:`detail_mismatch`: the local amplitude of fine detail (band-pass energy in a window) of
   the output against the target's: how much detail there is where, whatever its exact phase.
+- :func:`spectrum_mismatch`: the log power of the output's spectrum, ring by radial ring, against
+  the target's: how much energy each fine frequency holds, whatever its phase or direction.
 - :func:`gaussian_blur`: the separable Gaussian the texture targets and the detail loss use.
 - :class:`IdentityMetric`: share of generated images whose descriptor distance to their input is
   below 0.6, and the median distance (paper Fig. 12) -- what validation selects models by.
@@ -35,6 +37,8 @@ IDENTITY_KINDS = ("squared_euclidean", "negative_cosine")
 # detail_mismatch's band edges (Gaussian sigmas, pixels) and its local window (sigma, pixels).
 DETAIL_BANDS = (1.0, 2.0)
 DETAIL_WINDOW_SIGMA = 4.0
+# spectrum_mismatch's lowest frequency (cycles per pixel): periods of 16 px and finer.
+SPECTRUM_MIN_FREQUENCY = 1.0 / 16.0
 
 
 def _as_float32(*tensors):
@@ -162,6 +166,28 @@ def discriminator_adversarial(real_logits: tf.Tensor, fake_logits: tf.Tensor) ->
         return tf.reduce_mean(tf.nn.softplus(-real), axis=axes) + tf.reduce_mean(tf.nn.softplus(fake), axis=axes)
 
 
+def _windowed_power(images: tf.Tensor, k: np.ndarray) -> tf.Tensor:
+    """``[batch, len(k), len(k)]`` float32 power of the DFT of the images' luma (channel mean) at
+    the frequency indices ``k`` (rows and columns), each image's mean removed and a 2-D Hann window
+    applied (as :func:`normface.evaluation.metrics.windowed_power` measures, so the frame's edges
+    do not leak onto the axes). ``images``: ``[batch, size, size, c]`` float32.
+
+    Computed as real matrix products with ``[len(k), size]`` cosines and sines, because
+    TensorFlow's complex gradients through fft2d and abs did not descend the lattice loss."""
+    size = images.shape[1]
+    hann = tf.signal.hann_window(size, periodic=False, dtype=tf.float32)
+    window = hann[:, None] * hann[None, :]
+    phase = 2.0 * np.pi * np.asarray(k, np.float64)[:, None] * np.arange(size)[None, :] / size
+    cos, sin = tf.constant(np.cos(phase), tf.float32), tf.constant(np.sin(phase), tf.float32)
+    grey = tf.reduce_mean(images, axis=-1)
+    grey = (grey - tf.reduce_mean(grey, axis=[1, 2], keepdims=True)) * window
+    cy, sy = tf.einsum("ky,byx->bkx", cos, grey), tf.einsum("ky,byx->bkx", sin, grey)
+    cc, ss = tf.einsum("bkx,lx->bkl", cy, cos), tf.einsum("bkx,lx->bkl", sy, sin)
+    cs, sc = tf.einsum("bkx,lx->bkl", cy, sin), tf.einsum("bkx,lx->bkl", sy, cos)
+    # F = sum over y, x of grey * exp(-i (phase_y + phase_x)): Re = cc - ss, Im = -(cs + sc).
+    return tf.square(cc - ss) + tf.square(cs + sc)
+
+
 def lattice_excess(targets: tf.Tensor, outputs: tf.Tensor, period: int) -> tf.Tensor:
     """``[batch]`` Euclidean norm, over the spectral bins of a period-``period`` lattice, of the
     outputs' amplitude in excess of the targets' (``relu(|F(out)| - |F(target)|)``), on luma.
@@ -184,32 +210,75 @@ def lattice_excess(targets: tf.Tensor, outputs: tf.Tensor, period: int) -> tf.Te
         raise ValueError(f"lattice_excess: needs square images whose side is a multiple of period={period}, "
                          f"got {outputs.shape}")
     with tf.name_scope("lattice_excess"):
-        hann = tf.signal.hann_window(size, periodic=False, dtype=tf.float32)
-        window = hann[:, None] * hann[None, :]
-        # The DFT at the lattice's frequencies only (k = j * size / period), as real matrix
-        # products: [period, size] cosines and sines. (Real arithmetic, because TensorFlow's
-        # complex gradients through fft2d and abs did not descend this loss.)
-        k = tf.range(period, dtype=tf.float32) * float(size // period)
-        phase = 2.0 * np.pi * k[:, None] * tf.range(size, dtype=tf.float32)[None, :] / float(size)
-        cos, sin = tf.cos(phase), tf.sin(phase)
+        # The lattice's frequencies only (k = j * size / period); DC excluded.
+        k = np.arange(period) * (size // period)
         not_dc = 1.0 - tf.one_hot(0, period)[:, None] * tf.one_hot(0, period)[None, :]
 
         def amplitude(images):
-            grey = tf.reduce_mean(images, axis=-1)
-            grey = (grey - tf.reduce_mean(grey, axis=[1, 2], keepdims=True)) * window
-            cc = tf.einsum("ky,byx,lx->bkl", cos, grey, cos)
-            ss = tf.einsum("ky,byx,lx->bkl", sin, grey, sin)
-            cs = tf.einsum("ky,byx,lx->bkl", cos, grey, sin)
-            sc = tf.einsum("ky,byx,lx->bkl", sin, grey, cos)
-            # F = sum over y, x of grey * exp(-i (phase_y + phase_x)): Re = cc - ss, Im = -(cs + sc).
-            power = tf.square(cc - ss) + tf.square(cs + sc)
-            return tf.sqrt(power + 1e-20) / float(size * size)
+            return tf.sqrt(_windowed_power(images, k) + 1e-20) / float(size * size)
 
         excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc
         # The root of the summed squares: each bin pulls in proportion to its excess, so the grid's
         # strong bins lead and the many bins barely above their targets do not (with a plain sum
         # each bin's pull is the same size, and they outvote the grid).
         return tf.sqrt(tf.reduce_sum(tf.square(excess), axis=[1, 2]) + 1e-12)
+
+
+def radial_rings(size: int, min_frequency: float) -> tuple[np.ndarray, np.ndarray]:
+    """The DFT bins of a ``size`` x ``size`` frame grouped by radial frequency: ``(rings, means)``
+    with ``rings`` the ring indices ``r`` (``r / size`` cycles per pixel) from
+    ``ceil(min_frequency * size)`` to Nyquist (``size // 2``; the corners beyond it left out) and
+    ``means`` a ``[size * size, len(rings)]`` float32 matrix whose column ``j`` averages the bins
+    whose radius rounds to ``rings[j]`` (the azimuthal integration of Durall et al., CVPR 2020)."""
+    freq = np.fft.fftfreq(size) * size
+    radius = np.rint(np.hypot(freq[:, None], freq[None, :])).astype(int).ravel()
+    rings = np.arange(int(np.ceil(min_frequency * size - 1e-9)), size // 2 + 1)
+    if rings.size == 0 or rings[0] < 1:
+        raise ValueError(f"radial_rings: min_frequency must be in (0, 0.5], got {min_frequency}")
+    member = (radius[:, None] == rings[None, :]).astype(np.float64)
+    return rings, (member / member.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def spectrum_mismatch(targets: tf.Tensor, outputs: tf.Tensor,
+                      min_frequency: float = SPECTRUM_MIN_FREQUENCY) -> tf.Tensor:
+    """``[batch]`` mean absolute difference of the log power spectra of outputs and targets, on
+    luma, averaged over radial rings: how much energy each frequency holds, whatever its phase and
+    direction.
+
+    ``targets``, ``outputs``: ``[batch, size, size, 3]`` images (any float dtype; computed in
+    float32). Each image's luma, its mean removed and a 2-D Hann window applied (the grid
+    measure's spectrum, :func:`normface.evaluation.metrics.windowed_power`), goes through a 2-D
+    DFT; its power is averaged over each ring of :func:`radial_rings` from ``min_frequency``
+    cycles per pixel to Nyquist, and the loss is the mean over rings of
+    ``|log P_out(r) - log P_target(r)|`` (0 for the target itself; a blur that keeps a tenth of
+    the fine energy costs ``log 10`` on those rings).
+
+    Why: the decoders' spectra fall off faster than photographs' beyond about 1/8 cycles per
+    pixel (periods of 8 px and less: hair strands, wrinkles, eyelashes), so what fine energy they
+    keep sits near the band's edge and on the strong axis bins there, which is what the grid
+    measure reads as a lattice (docs/training.md, session 12). The pixel losses average the phase
+    of that detail away and the local detail loss asks for its median amount; the ring's energy
+    over the whole frame is well decided by the features and free of phase. Durall et al. (CVPR
+    2020) regularise generators' azimuthally integrated spectra for the same up-convolution
+    artefacts. The log makes every ring count alike (the finest rings hold 1000x less energy than
+    the coarsest), and both sides cost: too little energy (a blur) and too much (noise, a grid).
+    Unlike :func:`lattice_excess` it says nothing of direction or position: it is meant beside
+    the lattice loss (a pattern on the lattice) and the detail loss (where the detail is)."""
+    targets, outputs = _as_float32(tf.stop_gradient(targets), outputs)
+    _check_same_shape(targets, outputs, "spectrum_mismatch")
+    size = outputs.shape[1]
+    if size is None or outputs.shape[2] != size:
+        raise ValueError(f"spectrum_mismatch: needs square images, got {outputs.shape}")
+    _, means = radial_rings(size, min_frequency)
+    with tf.name_scope("spectrum_mismatch"):
+        k = np.arange(size)
+
+        def log_rings(images):
+            power = tf.reshape(_windowed_power(images, k), [-1, size * size]) / float(size ** 4)
+            # The floor: about the power of a 1/1000-grey-level pattern, far below any photo's.
+            return tf.math.log(tf.matmul(power, means) + 1e-14)
+
+        return tf.reduce_mean(tf.abs(log_rings(outputs) - log_rings(targets)), axis=-1)
 
 
 def gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:

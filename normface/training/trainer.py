@@ -69,7 +69,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
-                     "detail_weight", "detail_quantile", "detail_bands")
+                     "detail_weight", "detail_quantile", "detail_bands", "spectrum_weight")
 
 
 class Trainer:
@@ -213,6 +213,9 @@ class Trainer:
                 terms["detail"] = self._average(losses.detail_mismatch(target, out[key], bands=cfg.detail_bands,
                                                                       quantile=cfg.detail_quantile))
                 total += cfg.detail_weight * terms["detail"]
+            if cfg.spectrum_weight > 0:
+                terms["spectrum"] = self._average(losses.spectrum_mismatch(target, out[key]))
+                total += cfg.spectrum_weight * terms["spectrum"]
             generated = None
             if cfg.perceptual_weight > 0:
                 generated, activations = self.perceptual_fn(out[IMAGE], out[LANDMARKS])
