@@ -13,6 +13,9 @@ carry that excess and whether it is a grid at all:
   (against the photos blurred to the row's sharpness, :func:`metrics.blur_to_sharpness`);
 * the two sides of the band-edge share apart: that bin's own power, and the whole high band's
   (the share's denominator), each output's over its photo's (medians);
+* the power on single radial rings (periods of 16, 8, 5.3, 4 and 2 px; the rings of
+  :func:`normface.training.losses.radial_rings`), each output's over its photo's (medians): where
+  in frequency the outputs lack, or add, energy;
 * controls with no grid: the photos under Gaussian blurs (what the plain ratio gives a blurred
   real picture), and with a faint period-4 stripe pattern added (what a real grid gives);
 * a perfect decoder (session 12): each photo decomposed as the records are (warped to the mean
@@ -41,6 +44,7 @@ import numpy as np
 from absl import app, flags
 
 from normface.evaluation import metrics
+from normface.training.losses import radial_rings
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "workspace/picture", "Folder of the picture ablation's row runs (each with export/).")
@@ -52,6 +56,7 @@ flags.DEFINE_string("results", None, "Folder for grid_anatomy.md / .json (none: 
 SIZE = 128
 BAND_EDGE_BIN = (16, 0)  # (vertical, horizontal) frequency index at SIZE: 1/8 cycle per pixel
 NAMED_BINS = (BAND_EDGE_BIN, (0, 32), (0, 64), (64, 0), (64, 64))
+RINGS = (8, 16, 24, 32, 64)  # radial frequency indices at SIZE: periods of 16, 8, 5.3, 4 and 2 px
 
 
 def normalized_power(images: np.ndarray) -> np.ndarray:
@@ -86,6 +91,11 @@ def anatomy(images: np.ndarray, photos: np.ndarray, photo_power: np.ndarray) -> 
     ky, kx = BAND_EDGE_BIN
     row[f"raw bin ({ky},{kx})"] = float(np.median(raw[:, ky, kx] / np.maximum(raw_photos[:, ky, kx], 1e-12)))
     row["high band energy"] = float(np.median(raw[:, high].sum(1) / raw_photos[:, high].sum(1)))
+    # Session 13: the power on single radial rings (the spectrum loss's), output over its photo.
+    rings, means = radial_rings(SIZE, min(RINGS) / SIZE)
+    by_ring = (raw.reshape(len(raw), -1) @ means) / np.maximum(raw_photos.reshape(len(raw), -1) @ means, 1e-12)
+    for r in RINGS:
+        row[f"ring period {SIZE / r:.3g} px"] = float(np.median(by_ring[:, list(rings).index(r)]))
     row["sharpness"] = metrics.sharpness_ratio(images, photos)
     matched, _ = metrics.blur_to_sharpness(photos, row["sharpness"])
     for p in metrics.GRID_PERIODS:
@@ -162,7 +172,9 @@ def main(argv):
     text = (f"# Where the measured grid lies (issue 28)\n\n{len(idx)} validation photos at {SIZE} and the outputs "
             "decoded from them. `pP`: the plain grid ratio at period P; `pP without (16,0)`: the same with the bin pair "
             "(+-16, 0) left off the lattice; `bin (ky,kx)`: that bin's mean normalized power, outputs over photos; "
-            "`matched pP`: the grid ratio against the photos blurred to the row's sharpness. Controls: a perfect "
+            "`matched pP`: the grid ratio against the photos blurred to the row's sharpness; `raw bin (16,0)`, `high "
+            "band energy`, `ring period P px`: that bin's, the high band's and one radial ring's power, output over "
+            "its photo (medians). Controls: a perfect "
             "decoder (each photo warped to the mean landmarks as the records are, bilinear, and back as the model "
             "warps, plain and with the calm target's background), the photos blurred, and blurred with faint period-4 "
             f"stripes. Rows whose runs were not in the workspace are kept from the earlier table.\n\n{table}\n")

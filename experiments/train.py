@@ -25,7 +25,8 @@ from absl import app, flags, logging  # noqa: E402
 
 from normface import encoders  # noqa: E402
 from normface.models.config import TEXTURE_DECODERS, UPSAMPLINGS, WARP_RESAMPLINGS, ModelConfig  # noqa: E402
-from normface.training.config import ENCODER_DTYPES, LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig  # noqa: E402
+from normface.training.config import (  # noqa: E402
+    DETAIL_QUANTILE_REGIONS, ENCODER_DTYPES, LR_SCHEDULES, MIXED_PRECISION, STRATEGIES, TrainConfig)
 from normface.training.losses import IDENTITY_KINDS  # noqa: E402
 from normface.utils import config_flags  # noqa: E402
 
@@ -113,6 +114,7 @@ TRAIN_HELP = {
     "lattice_period": "Period in pixels of that lattice (its divisors' checkerboards fall on it too).",
     "detail_weight": "Weight of the texture's local fine-detail amplitude against the target's (0 = off).",
     "detail_quantile": "Detail loss: missing detail costs 2q per unit, excess 2(1-q) (0.5 = alike).",
+    "detail_quantile_region": "Detail loss: where the quantile applies (face: inside the landmarks' hull, the median elsewhere).",
     "detail_bands": "Detail loss: its band-pass octaves, increasing Gaussian sigmas in pixels.",
     "spectrum_weight": "Weight of the texture's log power spectrum, ring by radial ring, against the target's (0 = off).",
 }
@@ -121,7 +123,7 @@ config_flags.define_flags(ModelConfig, MODEL_HELP, choices={"texture_decoder": T
                                                             "warp_resampling": WARP_RESAMPLINGS})
 config_flags.define_flags(TrainConfig, TRAIN_HELP, choices={
     "identity_loss": IDENTITY_KINDS, "lr_schedule": LR_SCHEDULES, "strategy": STRATEGIES, "mixed_precision": MIXED_PRECISION,
-    "encoder_dtype": ENCODER_DTYPES})
+    "encoder_dtype": ENCODER_DTYPES, "detail_quantile_region": DETAIL_QUANTILE_REGIONS})
 # The generated flags are this binary's own: --helpshort lists them and the model card records them.
 flags.adopt_module_key_flags(config_flags)
 # Distribution.

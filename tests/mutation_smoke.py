@@ -272,6 +272,19 @@ MUTATIONS = (
         ("tests/training/test_losses.py::test_spectrum_mismatch_asks_each_ring_for_its_energy_whatever_the_phase",),
     ),
     Mutation(
+        "detail_quantile_region_ignored", "the face-only detail quantile applies over the whole frame",
+        "normface/training/trainer.py",
+        (("    return (0.5 + (q - 0.5) * face).astype(np.float32)",
+          "    return (q + 0.0 * face).astype(np.float32)"),),
+        (f"{TRAINING}::test_detail_quantile_region_face_asks_the_quantile_inside_the_face_only",),
+    ),
+    Mutation(
+        "detail_quantile_map_flattened", "the detail loss takes a quantile map's mean for every pixel",
+        "normface/training/losses.py",
+        (("        q = q[None, :, :, None]", "        q = np.full((1, 1, 1, 1), q.mean(), np.float32)"),),
+        ("tests/training/test_losses.py::test_detail_quantile_weighs_missing_detail_against_excess",),
+    ),
+    Mutation(
         "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",
         "normface/training/losses.py",
         (("excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc",

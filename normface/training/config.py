@@ -14,6 +14,9 @@ from normface.training.losses import IDENTITY_KINDS
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
+# Where --detail_quantile applies: the whole frame, or the face (the mean landmarks' hull; the
+# plain median, 0.5, elsewhere).
+DETAIL_QUANTILE_REGIONS = ("frame", "face")
 MIXED_PRECISION = ("", "mixed_float16", "mixed_bfloat16")
 ENCODER_DTYPES = ("float32", "bfloat16")
 
@@ -72,6 +75,10 @@ class TrainConfig:
     detail_quantile: that loss's weighing of missing against excess detail (0.5: alike; above
       0.5 it asks for an upper quantile of the amount where the features leave it uncertain,
       :func:`normface.training.losses.detail_mismatch`).
+    detail_quantile_region: where that quantile applies: "frame" (everywhere) or "face" (inside
+      the hull of the texture frame's mean landmarks, edge softened by 2 px; the median, 0.5,
+      outside: above the brows, where the hairline's height is uncertain, the upper quantile draws
+      a fixed bright edge).
     detail_bands: that loss's band-pass octaves, increasing Gaussian sigmas in pixels at the output
       size ((1, 2): the finest octave and the next; (1,): the finest alone).
     spectrum_weight: when > 0, :func:`normface.training.losses.spectrum_mismatch` on the decoded
@@ -119,6 +126,7 @@ class TrainConfig:
     lattice_period: int = 16
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
+    detail_quantile_region: str = "frame"
     detail_bands: tuple[float, ...] = (1.0, 2.0)
     spectrum_weight: float = 0.0
     encoder_dtype: str = "float32"
@@ -141,6 +149,9 @@ class TrainConfig:
             raise ValueError(f"detail_bands must be increasing positive sigmas, got {self.detail_bands}")
         if not 0 < self.detail_quantile < 1:
             raise ValueError(f"detail_quantile must be in (0, 1), got {self.detail_quantile}")
+        if self.detail_quantile_region not in DETAIL_QUANTILE_REGIONS:
+            raise ValueError(f"detail_quantile_region must be one of {DETAIL_QUANTILE_REGIONS}, "
+                             f"got {self.detail_quantile_region!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -41,7 +41,7 @@ from normface.training.losses import gaussian_blur
 from normface.utils import io_utils
 from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
 from normface.models.discriminator import discriminator_features, patch_discriminator
-from normface.faces.masks import face_and_hair_mask
+from normface.faces.masks import face_and_hair_mask, hull_mask
 from normface.training.config import TrainConfig
 from normface.data import schema
 from normface.training import summaries
@@ -61,6 +61,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 DEFAULT_EVAL_BATCHES = 8
 PANEL_EXAMPLES = 3
+DETAIL_FACE_EDGE_PX = 2.0  # the soft edge of the face-only detail quantile
 INIT_SAMPLE_BATCHES = 8  # training batches whose features fit a donor's stages of another upsampling
 
 
@@ -69,7 +70,20 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
-                     "detail_weight", "detail_quantile", "detail_bands", "spectrum_weight")
+                     "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
+                     "spectrum_weight")
+
+
+def detail_quantile_map(config: TrainConfig, mean_landmarks: np.ndarray, size: int) -> float | np.ndarray:
+    """The detail loss's quantile: ``config.detail_quantile`` over the whole frame, or for
+    ``detail_quantile_region="face"`` an ``[size, size]`` float32 map, that quantile inside the hull
+    of ``mean_landmarks`` (``[68, 2]`` (x, y) pixels of the texture frame; edge softened by a 2 px
+    Gaussian) and 0.5 (the median) outside it."""
+    q = config.detail_quantile
+    if config.detail_quantile_region == "frame":
+        return q
+    face = hull_mask(mean_landmarks, size, blur_sigma=DETAIL_FACE_EDGE_PX)
+    return (0.5 + (q - 0.5) * face).astype(np.float32)
 
 
 class Trainer:
@@ -160,6 +174,7 @@ class Trainer:
         self.train_texture_loss = (losses.TextureL1(bg + (1.0 - bg) * self.face_mask) if bg != 1.0
                                    else self.texture_loss)
         self.identity_loss = losses.IdentityLoss(train_config.identity_loss)
+        self.detail_quantile = detail_quantile_map(train_config, mean_landmarks, model_config.output_size)
         self._train_fn = None
         self._fns: dict[str, Any] = {}
         self.history: dict[str, float] = {}
@@ -211,7 +226,7 @@ class Trainer:
                 total += cfg.lattice_weight * terms["lattice"]
             if cfg.detail_weight > 0:
                 terms["detail"] = self._average(losses.detail_mismatch(target, out[key], bands=cfg.detail_bands,
-                                                                      quantile=cfg.detail_quantile))
+                                                                      quantile=self.detail_quantile))
                 total += cfg.detail_weight * terms["detail"]
             if cfg.spectrum_weight > 0:
                 terms["spectrum"] = self._average(losses.spectrum_mismatch(target, out[key]))

@@ -209,6 +209,19 @@ def test_detail_quantile_weighs_missing_detail_against_excess():
     amounts = np.linspace(0.0, 1.0, 11)
     best = {q: amounts[int(np.argmin([total(a, q) for a in amounts]))] for q in (0.5, 0.8)}
     assert best[0.5] <= 0.1 and best[0.8] >= 0.9, best
+    # A map of quantiles weighs each pixel by its own: 0.75 everywhere is the number 0.75, and 0.75
+    # on the textured left half only asks more of the missing detail there and nothing more of
+    # the excess on a flat target's right half.
+    everywhere = np.full((size, size), 0.75, np.float32)
+    assert cost(target, blurred, everywhere) == pytest.approx(cost(target, blurred, 0.75), rel=1e-5)
+    left = np.full((size, size), 0.5, np.float32)
+    left[:, : size // 2] = 0.75
+    assert cost(target, blurred, left) == pytest.approx(cost(target, blurred, 0.75), rel=0.1)
+    moved = np.ascontiguousarray(target[:, :, ::-1])  # the detail on the right, where the map says 0.5
+    assert cost(flat, moved, left) == pytest.approx(cost(flat, moved, 0.5), rel=0.1)
+    assert cost(flat, moved, left) > 1.5 * cost(flat, moved, 0.75)
+    with pytest.raises(ValueError, match="quantile map is"):
+        cost(target, blurred, left[:32])
 
 
 def test_detail_mismatch_asks_how_much_detail_where_not_its_phase():

@@ -121,7 +121,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 # texture 0.82, identity 0.88; each bound allows half the measured decrease. A term entering the
 # optimized total with the wrong sign grows instead. Measured for the recipe terms: perceptual
 # 0.68, adversarial 1e-10, feature matching 0.79, face-weighted texture 0.80, calm-background
-# texture 0.78, lattice 0.04, detail 0.44, spectrum 0.22 (bounds: about half the decrease). The discriminator's own step is frozen for
+# texture 0.78, lattice 0.04, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
 # the generator's adversarial and feature-matching terms (a learning rate of 1e-12), so they are
 # plain functions of the decoder's output there.
 ALONE = dict(landmark_weight=0.0, texture_weight=0.0)
@@ -138,9 +138,11 @@ TERM_ALONE = [
     (dict(ALONE, lattice_weight=1.0, lattice_period=8), "lattice", 0.5),
     (dict(ALONE, detail_weight=1.0), "detail", 0.72),
     (dict(ALONE, spectrum_weight=1.0), "spectrum", 0.6),
+    (dict(ALONE, detail_weight=1.0, detail_quantile=0.75, detail_quantile_region="face"), "detail", 0.67),
 ]
 TERM_IDS = ["landmark", "texture", "identity", "perceptual", "adversarial", "feature_matching",
-            "texture_face_weighted", "texture_calm_background", "lattice", "detail", "spectrum"]
+            "texture_face_weighted", "texture_calm_background", "lattice", "detail", "spectrum",
+            "detail_face_quantile"]
 
 
 @pytest.mark.parametrize("weights, term, ratio", TERM_ALONE, ids=TERM_IDS)
@@ -542,11 +544,26 @@ def test_model_output_names_are_the_record_keys():
         schema.IMAGE, schema.TEXTURE, schema.LANDMARKS, schema.FEATURES)
 
 
+def test_detail_quantile_region_face_asks_the_quantile_inside_the_face_only():
+    from normface.training.trainer import detail_quantile_map
+
+    size = 128  # the 2 px soft edge is narrow against the face
+    marks = synthetic.mean_landmarks(size)
+    assert detail_quantile_map(TrainConfig(detail_quantile=0.75), marks, size) == 0.75
+    q = detail_quantile_map(TrainConfig(detail_quantile=0.75, detail_quantile_region="face"), marks, size)
+    assert q.shape == (size, size) and q.dtype == np.float32
+    nose_x, nose_y = np.round(marks[30]).astype(int)
+    assert q[nose_y, nose_x] == pytest.approx(0.75, abs=1e-3)  # inside the face: the quantile
+    assert q[0, 0] == pytest.approx(0.5) and q[1, size // 2] == pytest.approx(0.5)  # above it: the median
+    assert 0.5 <= q.min() and q.max() <= 0.75 + 1e-6
+
+
 def test_train_config_names_a_bad_detail_setting():
     from normface.training.config import TrainConfig
 
     assert TrainConfig(detail_bands=(1.0,), detail_quantile=0.75).detail_bands == (1.0,)
-    for bad, field in ((dict(spectrum_weight=-1.0), "spectrum_weight"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
+    for bad, field in ((dict(spectrum_weight=-1.0), "spectrum_weight"),
+                       (dict(detail_quantile_region="hair"), "detail_quantile_region"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
                        (dict(detail_bands=(0.0, 1.0)), "detail_bands"), (dict(detail_quantile=0.0), "detail_quantile"),
                        (dict(detail_quantile=1.0), "detail_quantile")):
         with pytest.raises(ValueError, match=field):
