@@ -226,10 +226,11 @@ MUTATIONS = (
         (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[perceptual]",),
     ),
     Mutation(
-        "lattice_sign", "the lattice (grid) term enters the training loss with the wrong sign",
+        "lattice_sign", "the lattice (grid) terms enter the training loss with the wrong sign",
         "normface/training/trainer.py",
-        (('total += cfg.lattice_weight * terms["lattice"]', 'total -= cfg.lattice_weight * terms["lattice"]'),),
-        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[lattice]",),
+        (("                    total += weight * terms[name]", "                    total -= weight * terms[name]"),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[lattice]",
+         f"{TRAINING}::test_each_loss_term_decreases_on_its_own[lattice2]"),
     ),
     Mutation(
         "detail_sign", "the detail term enters the training loss with the wrong sign",
@@ -283,6 +284,12 @@ MUTATIONS = (
         "normface/training/losses.py",
         (("        q = q[None, :, :, None]", "        q = np.full((1, 1, 1, 1), q.mean(), np.float32)"),),
         ("tests/training/test_losses.py::test_detail_quantile_weighs_missing_detail_against_excess",),
+    ),
+    Mutation(
+        "lattice2_period_ignored", "the second lattice term reads the first one's period",
+        "normface/training/trainer.py",
+        (('("lattice2", cfg.lattice2_weight, cfg.lattice2_period)', '("lattice2", cfg.lattice2_weight, cfg.lattice_period)'),),
+        (f"{TRAINING}::test_second_lattice_term_is_the_lattice_loss_on_its_own_period",),
     ),
     Mutation(
         "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",

@@ -67,6 +67,9 @@ class TrainConfig:
       period-``lattice_period`` lattice (the transposed convolutions' checkerboard of every stage,
       and the 8x8 grid's cells at 128) in excess of the target's, so the grid is penalised where
       it lives without asking the decoder for less detail anywhere else.
+    lattice2_weight, lattice2_period: a second such term on another period, with its own weight
+      (session 13: the stride lattice, period 4, at 500 holds the last stages' checkerboard back,
+      and period 8, whose bins add the band-edge (+-16, 0) at 128, at a lighter 100).
     detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
       against the training target: the local amplitude of its fine detail (two band-pass octaves,
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
@@ -124,6 +127,8 @@ class TrainConfig:
     calm_background_sigma: float = 0.0
     lattice_weight: float = 0.0
     lattice_period: int = 16
+    lattice2_weight: float = 0.0
+    lattice2_period: int = 8
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
     detail_quantile_region: str = "frame"
@@ -138,7 +143,7 @@ class TrainConfig:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
-                     "lattice_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
+                     "lattice_weight", "lattice2_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -168,8 +173,9 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.perceptual_weight > 0 and not self.perceptual_layers:
             raise ValueError("perceptual_weight > 0 needs perceptual_layers")
-        if self.lattice_period < 2:
-            raise ValueError(f"lattice_period must be >= 2, got {self.lattice_period}")
+        for name in ("lattice_period", "lattice2_period"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
         if self.discriminator_learning_rate <= 0:
             raise ValueError(f"discriminator_learning_rate must be > 0, got {self.discriminator_learning_rate}")
         if not self.discriminator_channels or min(self.discriminator_channels) < 1:

@@ -70,6 +70,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
+                     "lattice2_weight", "lattice2_period",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -221,9 +222,11 @@ class Trainer:
                 "texture": self._average(texture_loss.call(target, out[key])),
             }
             total = cfg.landmark_weight * terms["landmark"] + cfg.texture_weight * terms["texture"]
-            if cfg.lattice_weight > 0:
-                terms["lattice"] = self._average(losses.lattice_excess(target, out[key], cfg.lattice_period))
-                total += cfg.lattice_weight * terms["lattice"]
+            for name, weight, period in (("lattice", cfg.lattice_weight, cfg.lattice_period),
+                                         ("lattice2", cfg.lattice2_weight, cfg.lattice2_period)):
+                if weight > 0:
+                    terms[name] = self._average(losses.lattice_excess(target, out[key], period))
+                    total += weight * terms[name]
             if cfg.detail_weight > 0:
                 terms["detail"] = self._average(losses.detail_mismatch(target, out[key], bands=cfg.detail_bands,
                                                                       quantile=self.detail_quantile))

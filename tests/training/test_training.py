@@ -136,12 +136,13 @@ TERM_ALONE = [
     (dict(landmark_weight=0.0, texture_weight=1.0, background_weight=0.1), "texture", 0.9),
     (dict(landmark_weight=0.0, texture_weight=1.0, calm_background_sigma=2.0), "texture", 0.9),
     (dict(ALONE, lattice_weight=1.0, lattice_period=8), "lattice", 0.5),
+    (dict(ALONE, lattice2_weight=1.0, lattice2_period=8), "lattice2", 0.5),
     (dict(ALONE, detail_weight=1.0), "detail", 0.72),
     (dict(ALONE, spectrum_weight=1.0), "spectrum", 0.6),
     (dict(ALONE, detail_weight=1.0, detail_quantile=0.75, detail_quantile_region="face"), "detail", 0.67),
 ]
 TERM_IDS = ["landmark", "texture", "identity", "perceptual", "adversarial", "feature_matching",
-            "texture_face_weighted", "texture_calm_background", "lattice", "detail", "spectrum",
+            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "detail", "spectrum",
             "detail_face_quantile"]
 
 
@@ -544,6 +545,22 @@ def test_model_output_names_are_the_record_keys():
         schema.IMAGE, schema.TEXTURE, schema.LANDMARKS, schema.FEATURES)
 
 
+def test_second_lattice_term_is_the_lattice_loss_on_its_own_period(tmp_path):
+    """Two lattice terms, periods 4 and 8: each reported term is lattice_excess on its own period
+    of the step's decoded texture against its target."""
+    from normface.training import losses
+
+    trainer = make_trainer(tmp_path, steps=1, log_every=1, lattice_weight=2.0, lattice_period=4,
+                           lattice2_weight=3.0, lattice2_period=8)
+    batch = next(iter(data(shuffle=False, n=BATCH)))
+    out = trainer.net.model(batch["features"], training=True)
+    terms, _ = trainer._loss_terms(batch, training=True)
+    for name, period in (("lattice", 4), ("lattice2", 8)):
+        expected = float(tf.reduce_mean(losses.lattice_excess(batch[TEXTURE], out[TEXTURE], period)))
+        assert float(terms[name]) == pytest.approx(expected, rel=1e-4), name
+    assert float(terms["lattice"]) != pytest.approx(float(terms["lattice2"]), rel=1e-3)
+
+
 def test_detail_quantile_region_face_asks_the_quantile_inside_the_face_only():
     from normface.training.trainer import detail_quantile_map
 
@@ -562,7 +579,7 @@ def test_train_config_names_a_bad_detail_setting():
     from normface.training.config import TrainConfig
 
     assert TrainConfig(detail_bands=(1.0,), detail_quantile=0.75).detail_bands == (1.0,)
-    for bad, field in ((dict(spectrum_weight=-1.0), "spectrum_weight"),
+    for bad, field in ((dict(spectrum_weight=-1.0), "spectrum_weight"), (dict(lattice2_period=1), "lattice2_period"),
                        (dict(detail_quantile_region="hair"), "detail_quantile_region"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
                        (dict(detail_bands=(0.0, 1.0)), "detail_bands"), (dict(detail_quantile=0.0), "detail_quantile"),
                        (dict(detail_quantile=1.0), "detail_quantile")):
