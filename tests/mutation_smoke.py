@@ -292,6 +292,13 @@ MUTATIONS = (
         (f"{TRAINING}::test_second_lattice_term_is_the_lattice_loss_on_its_own_period",),
     ),
     Mutation(
+        "resume_missing_option_differs", "a resumed run's config lacking a newer option counts as changed",
+        "normface/training/trainer.py",
+        (('            old_train = {**TrainConfig().to_dict(), **old.get("train", {})}',
+          '            old_train = old.get("train", {})'),),
+        (f"{TRAINING}::test_resume_reads_an_option_an_older_run_lacks_as_its_default",),
+    ),
+    Mutation(
         "lattice_counts_deficit", "the lattice loss counts the target's grid instead of the output's",
         "normface/training/losses.py",
         (("excess = tf.nn.relu(amplitude(outputs) - amplitude(targets)) * not_dc",

@@ -263,7 +263,10 @@ def spectrum_mismatch(targets: tf.Tensor, outputs: tf.Tensor,
     artefacts. The log makes every ring count alike (the finest rings hold 1000x less energy than
     the coarsest), and both sides cost: too little energy (a blur) and too much (noise, a grid).
     Unlike :func:`lattice_excess` it says nothing of direction or position: it is meant beside
-    the lattice loss (a pattern on the lattice) and the detail loss (where the detail is)."""
+    the lattice loss (a pattern on the lattice) and the detail loss (where the detail is).
+    Measured in the picture ablation (docs/training.md, session 13): at weight 1 it took the grain
+    at periods of 2 px down and the grid max from 2.16 to 1.99, at weight 3 it cost 0.08 of judge
+    TAR for no more: energy asked for without a place to put it costs identity."""
     targets, outputs = _as_float32(tf.stop_gradient(targets), outputs)
     _check_same_shape(targets, outputs, "spectrum_mismatch")
     size = outputs.shape[1]

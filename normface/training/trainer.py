@@ -392,7 +392,8 @@ class Trainer:
                 )
             # A resumed run must follow the same optimization (a new --steps would bend the
             # learning-rate schedule mid-run, a new loss weight would change the objective).
-            old_train = old.get("train", {})
+            # A field the older run's config lacks (an option added since) had its default then.
+            old_train = {**TrainConfig().to_dict(), **old.get("train", {})}
             changed = sorted(k for k in TRAJECTORY_FIELDS if old_train.get(k) != record["train"].get(k))
             if changed:
                 raise ValueError(f"model_dir {self.model_dir} was trained with other {', '.join(changed)} "

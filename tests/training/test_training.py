@@ -340,6 +340,22 @@ def test_resume_refuses_a_different_schedule(tmp_path):
         make_trainer(tmp_path, steps=4).fit(data())
 
 
+def test_resume_reads_an_option_an_older_run_lacks_as_its_default(tmp_path):
+    """A run whose config.json predates a loss option resumes under that option's default (off),
+    and only under it."""
+    make_trainer(tmp_path, steps=2).fit(data())
+    path = tmp_path / "config.json"
+    record = json.loads(path.read_text())
+    del record["train"]["spectrum_weight"]
+    path.write_text(json.dumps(record))
+    resumed = make_trainer(tmp_path, steps=2)
+    resumed.fit(data())  # resumes at step 2: nothing left to do
+    assert int(resumed.step) == 2
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="other spectrum_weight"):
+        make_trainer(tmp_path, steps=2, spectrum_weight=1.0).fit(data())
+
+
 def test_resume_refuses_a_different_model(tmp_path):
     make_trainer(tmp_path).fit(data())
     with pytest.raises(ValueError, match="different model"):
