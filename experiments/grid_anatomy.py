@@ -15,7 +15,8 @@ carry that excess and whether it is a grid at all:
   (the share's denominator), each output's over its photo's (medians);
 * the power on single radial rings (periods of 16, 8, 5.3, 4 and 2 px; the rings of
   :func:`normface.training.losses.radial_rings`), each output's over its photo's (medians): where
-  in frequency the outputs lack, or add, energy;
+  in frequency the outputs lack, or add, energy; and the share of the photos' high-band energy
+  inside the landmarks' hull, beside white noise's (the window's own weighting of the centre);
 * controls with no grid: the photos under Gaussian blurs (what the plain ratio gives a blurred
   real picture), and with a faint period-4 stripe pattern added (what a real grid gives);
 * a perfect decoder (session 12): each photo decomposed as the records are (warped to the mean
