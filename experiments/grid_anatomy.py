@@ -113,9 +113,7 @@ def high_band_share_in_face(photos: np.ndarray, marks: np.ndarray) -> float:
     landmarks' convex hull: which part of the frame the grid measure's denominator is about."""
     from normface.faces.masks import face_mask
 
-    grey = metrics.luma(photos)
-    window = np.outer(np.hanning(SIZE), np.hanning(SIZE))
-    spectrum = np.fft.fft2((grey - grey.mean(axis=(1, 2), keepdims=True)) * window)
+    spectrum = metrics.windowed_spectrum(metrics.luma(photos))
     spectrum[:, ~metrics.high_frequency_bins(SIZE)] = 0
     energy = np.real(np.fft.ifft2(spectrum)) ** 2
     inside = np.stack([face_mask(m, SIZE) for m in marks])

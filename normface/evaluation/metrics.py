@@ -238,13 +238,19 @@ def hair_band_sharpness_ratio(outputs: np.ndarray, output_landmarks: np.ndarray,
     return float(np.median(ratios)) if ratios else float("nan")
 
 
-def windowed_power(grey: np.ndarray) -> np.ndarray:
-    """``[..., S, S]`` power spectrum of square grey images as the grid measures take it: each
+def windowed_spectrum(grey: np.ndarray) -> np.ndarray:
+    """``[..., S, S]`` complex DFT of square grey images as the grid measures take it: each
     image's mean removed, a 2-D Hann window (so the frame's edges do not leak onto the axes)."""
     grey = np.asarray(grey, np.float64)
     size = grey.shape[-1]
     window = np.outer(np.hanning(size), np.hanning(size))
-    return np.abs(np.fft.fft2((grey - grey.mean(axis=(-2, -1), keepdims=True)) * window)) ** 2
+    return np.fft.fft2((grey - grey.mean(axis=(-2, -1), keepdims=True)) * window)
+
+
+def windowed_power(grey: np.ndarray) -> np.ndarray:
+    """``[..., S, S]`` power spectrum of square grey images as the grid measures take it
+    (:func:`windowed_spectrum`, squared magnitude)."""
+    return np.abs(windowed_spectrum(grey)) ** 2
 
 
 def high_frequency_bins(size: int) -> np.ndarray:
