@@ -60,7 +60,8 @@ def test_portable_names_paths_by_their_root(tmp_path, monkeypatch):
     assert paths.portable(paths.REPO_ROOT / "archive" / "normface128-v1") == "archive/normface128-v1"
     assert paths.portable("workspace/pairs128") == "workspace/pairs128"  # relative: as given
     assert paths.portable(paths.REPO_ROOT.parent / "shared" / "judges" / "j.tflite") == "../shared/judges/j.tflite"
-    assert paths.portable(tmp_path / "elsewhere" / "model") == ".../elsewhere/model"
+    # A path under none of the roots (not tmp_path: a clone in /tmp has it under the repository's parent).
+    assert paths.portable(Path("/nowhere-normface/elsewhere/model")) == ".../elsewhere/model"
     text = f"weights from {work}/runs/r/best/ckpt-4; GET /v1/model; http://127.0.0.1:8000/docs"
     assert paths.portable_text(text) == "weights from workspace/runs/r/best/ckpt-4; GET /v1/model; " \
                                         "http://127.0.0.1:8000/docs"

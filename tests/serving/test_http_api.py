@@ -206,7 +206,9 @@ def test_bad_inputs_name_the_file(client, normalizer):
         r = client.post("/v1/normalize", files=files)
         assert r.status_code == status, (text, r.text)
         assert text in r.json()["error"], r.json()
-    for path in ("/v1/adjust", "/v1/avatar"):
+    # /v1/avatar answers 503 first when the Surrey Face Model is absent (its own test checks that).
+    avatar_here = avatar.surrey_model_missing(None) is None
+    for path in ("/v1/adjust", "/v1/avatar") if avatar_here else ("/v1/adjust",):
         r = client.post(path, files=[_upload(PHOTO, name="a.jpg"), _upload(PHOTO, name="b.jpg")])
         assert r.status_code == 400 and "b.jpg" in r.json()["error"]
         r = client.post(path, files=[("files", ("notes.txt", b"hello", "text/plain"))])
