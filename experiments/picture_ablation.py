@@ -92,6 +92,9 @@ LATTICE8 = ["--lattice_weight=500", "--lattice_period=8"]
 LATTICE8_100 = ["--lattice_weight=100", "--lattice_period=8"]
 SECOND_LATTICE8_100 = ["--lattice2_weight=100", "--lattice2_period=8"]  # beside the stride lattice
 FACE_QUANTILE = ["--detail_quantile_region=face"]  # the quantile inside the landmarks' hull, the median outside
+# Session 14: the period-8 lattice with texture and target placed on the predicted landmarks (where
+# the band-edge bin is measured; in the texture frame the face's bands cancel there).
+GEOMETRY_LATTICE = ["--geometry_lattice_weight=500", "--geometry_lattice_period=8"]
 # In the order they train (the most telling first, so an interrupted run has the rows that matter).
 ROWS = {
     "baseline": [],
@@ -265,9 +268,19 @@ ROWS = {
     # the finest octave alone, inside the face.
     "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q90face+finest":
         DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.9"] + FACE_QUANTILE + ["--detail_bands=1"],
+    # Session 14: the plain grid ratio's excess is the band-edge bin, and that bin is the face's
+    # proportions (grid_geometry.md): the photos' own detail placed on a model's landmarks scores
+    # 1.18-1.29 at period 8. The period-8 lattice held where it is measured, on the two recipes
+    # that hold the most points (pixel 0.3: identity, distinctiveness, sharpness; face quantile 0.9:
+    # the photos' high-band energy).
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+geometry_lattice":
+        DETAIL100_RECIPE + PIXEL03 + GEOMETRY_LATTICE,
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q90face+geometry_lattice":
+        DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.9"] + FACE_QUANTILE + GEOMETRY_LATTICE,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
-                   "grid_ratio_matched_p16", "grid_ratio_matched_max")
+                   "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",
+                   "grid_ratio_geometry_max")
 SHOWN = ("judge_cross_TAR@FAR0.1%_balanced", "judge_cross_TAR@FAR0.1%", "judge_rank1", "judge_distinctiveness",
          "cross_TAR@FAR0.1%", *PICTURE_COLUMNS,
          "london_landmark_error_iod", "london_mouth_landmark_error_iod", "london_pixel_l1", "london_ssim",

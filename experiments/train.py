@@ -114,6 +114,8 @@ TRAIN_HELP = {
     "lattice_period": "Period in pixels of that lattice (its divisors' checkerboards fall on it too).",
     "lattice2_weight": "Weight of a second such lattice term, on --lattice2_period (0 = off).",
     "lattice2_period": "Period in pixels of the second lattice.",
+    "geometry_lattice_weight": "Weight of the lattice term with texture and target placed on the predicted landmarks (0 = off).",
+    "geometry_lattice_period": "Period in pixels of that lattice.",
     "detail_weight": "Weight of the texture's local fine-detail amplitude against the target's (0 = off).",
     "detail_quantile": "Detail loss: missing detail costs 2q per unit, excess 2(1-q) (0.5 = alike).",
     "detail_quantile_region": "Detail loss: where the quantile applies (face: inside the landmarks' hull, the median elsewhere).",

@@ -70,9 +70,11 @@ def mean_landmarks(landmarks: np.ndarray, size: int, symmetric: bool = True) -> 
     return mean
 
 
-def _warp_batched(images: np.ndarray, source: np.ndarray, dest: np.ndarray,
-                  resampling: str = "bilinear") -> np.ndarray:
-    """Warps ``[n, S, S, 3]`` float images so ``source`` ``[n | 1, 68, 2]`` lands on ``dest``."""
+def warp_faces(images: np.ndarray, source: np.ndarray, dest: np.ndarray,
+               resampling: str = "bilinear") -> np.ndarray:
+    """``[n, S, S, 3]`` float32: ``images`` (float) warped so their landmarks ``source``
+    ``[n | 1, 68, 2]`` land on ``dest`` ``[n | 1, 68, 2]`` ((x, y) pixels; ``resampling`` as
+    :func:`normface.warp.warp_to_landmarks`), in batches."""
     images = np.asarray(images, dtype=np.float32)
     n = len(images)
     source = np.broadcast_to(np.asarray(source, np.float32), (n, NUM_LANDMARKS, 2))
@@ -93,7 +95,7 @@ def to_texture(images: np.ndarray, landmarks: np.ndarray, mean: np.ndarray) -> n
     """Textures ``[n, S, S, 3]`` float32: ``images`` (same shape, float) warped from their
     ``landmarks`` ``[n, 68, 2]`` to the ``mean`` ``[68, 2]`` landmarks."""
     with tf.name_scope("to_texture"):
-        return _warp_batched(images, landmarks, mean[None])
+        return warp_faces(images, landmarks, mean[None])
 
 
 def to_image(textures: np.ndarray, mean: np.ndarray, landmarks: np.ndarray,
@@ -103,4 +105,4 @@ def to_image(textures: np.ndarray, mean: np.ndarray, landmarks: np.ndarray,
     ``resampling`` as :func:`normface.warp.warp_to_landmarks`: "bicubic" is how a model built
     with ``--warp_resampling=bicubic`` places its texture)."""
     with tf.name_scope("to_image"):
-        return _warp_batched(textures, mean[None], landmarks, resampling)
+        return warp_faces(textures, mean[None], landmarks, resampling)

@@ -293,12 +293,23 @@ def grid_ratio(outputs: np.ndarray, photos: np.ndarray, period: int) -> float:
 
 
 def picture_measures(outputs: np.ndarray, output_landmarks: np.ndarray, photos: np.ndarray,
-                     photo_landmarks: np.ndarray) -> dict[str, float]:
+                     photo_landmarks: np.ndarray, photos_at_output_geometry: np.ndarray | None = None
+                     ) -> dict[str, float]:
     """Every picture measure of outputs against the same photos aligned to the same frame:
     sharpness (face box, hair band), grid ratios at :data:`GRID_PERIODS` and their largest, and
     the same grid ratios against the photos blurred to the outputs' sharpness
     (``grid_ratio_matched_*``, with ``matched_blur_sigma``; :func:`blur_to_sharpness` says why:
-    the plain ratio counts blur as grid, the matched one does not)."""
+    the plain ratio counts blur as grid, the matched one does not).
+
+    With ``photos_at_output_geometry`` (``[n, S, S, 3]`` uint8: each photo warped so its landmarks
+    land on its output's, :func:`normface.evaluation.recipe.photos_at_geometry`), also the grid
+    ratios against those (``grid_ratio_geometry_*``). Why: the lattice's band-edge bin (vertical
+    frequency 1/8 cycle per pixel) is where a face's horizontal bands (brows, eyes, mouth) add or
+    cancel by their spacing, so the plain ratio moves with the face's proportions: the photos' own
+    detail placed on a model's landmarks scores 1.18-1.29 at period 8, and the same output
+    stretched 8% taller or shorter moves from 0.7 to 2.4 (session 14, ``grid_geometry.md``). Against
+    the photos at the outputs' geometry, that share of the ratio is the photos' too, and what is left
+    is the output's own (a grid, or bands drawn bolder than a photo's; blur still counts)."""
     row = {"sharpness_ratio": sharpness_ratio(outputs, photos),
            "hair_band_sharpness_ratio": hair_band_sharpness_ratio(outputs, output_landmarks, photos, photo_landmarks)}
     grids = {p: grid_ratio(outputs, photos, p) for p in GRID_PERIODS}
@@ -308,6 +319,13 @@ def picture_measures(outputs: np.ndarray, output_landmarks: np.ndarray, photos: 
     matched = {p: grid_ratio(outputs, blurred, p) for p in GRID_PERIODS}
     row.update({f"grid_ratio_matched_p{p}": v for p, v in matched.items()})
     row["grid_ratio_matched_max"] = max(matched.values())
+    if photos_at_output_geometry is not None:
+        if np.shape(photos_at_output_geometry) != np.shape(outputs):
+            raise ValueError(f"photos_at_output_geometry must have the outputs' shape {np.shape(outputs)}, "
+                             f"got {np.shape(photos_at_output_geometry)}")
+        geometry = {p: grid_ratio(outputs, photos_at_output_geometry, p) for p in GRID_PERIODS}
+        row.update({f"grid_ratio_geometry_p{p}": v for p, v in geometry.items()})
+        row["grid_ratio_geometry_max"] = max(geometry.values())
     return row
 
 

@@ -15,7 +15,8 @@ people (smiling -> neutral):
   person-balanced, rank-1, own cosine, distinctiveness). :class:`JudgeScorer` gives training's
   checkpoint choice the same numbers.
 - **picture measures**: face-box and hair-band sharpness and grid ratios of the outputs against
-  the real aligned photos resampled to the output size
+  the real aligned photos resampled to the output size, and grid ratios against the same photos
+  placed on the outputs' landmarks (:func:`photos_at_geometry`: the face's proportions taken out)
   (:func:`normface.evaluation.metrics.picture_measures`; 1.0 = like the photos).
 - **London smiling -> neutral**: landmark error (IOD) and pixel L1 of the normalized smiling
   photo against the person's neutral photo (both at the output size).
@@ -35,7 +36,7 @@ import cv2
 import keras
 import numpy as np
 
-from normface.data import schema
+from normface.data import decompose, schema
 from normface.evaluation import metrics, protocol, report
 from normface.utils.pictures import to_uint8
 
@@ -164,12 +165,23 @@ def score_model(model: keras.Model, validation: HeldOut, encode_fn: EncodeFn,
     return row
 
 
+def photos_at_geometry(photos: np.ndarray, photo_landmarks: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """``[n, S, S, 3]`` uint8: each photo (uint8, landmarks ``[n, 68, 2]`` (x, y) pixels) warped
+    so its landmarks land on ``landmarks`` (its output's): a real face's own detail at the output's
+    geometry, the reference of the geometry-matched grid ratio
+    (:func:`normface.evaluation.metrics.picture_measures`). One bicubic resampling, as the model
+    places its texture."""
+    placed = decompose.warp_faces(np.asarray(photos, np.float32), photo_landmarks, landmarks, resampling="bicubic")
+    return np.clip(np.rint(placed), 0, 255).astype(np.uint8)
+
+
 def picture_row(images: np.ndarray, marks: np.ndarray, validation: HeldOut) -> dict:
     """:func:`normface.evaluation.metrics.picture_measures` of the outputs decoded from every
     validation photo (``images`` ``[n, s, s, 3]`` uint8, ``marks`` ``[n, 68, 2]``, in the photos'
-    order) against those photos aligned to the same frame."""
+    order) against those photos aligned to the same frame, and against the same photos placed on
+    the outputs' landmarks (:func:`photos_at_geometry`)."""
     real, real_marks = resize_faces(validation.photos.images, validation.photos.landmarks, images.shape[1])
-    return metrics.picture_measures(images, marks, real, real_marks)
+    return metrics.picture_measures(images, marks, real, real_marks, photos_at_geometry(real, real_marks, marks))
 
 
 def ceiling_row(validation: HeldOut, judge=None) -> dict:

@@ -34,6 +34,8 @@ IMAGE = "image"
 FEATURES = "features"
 # Names of the sub-models inside the full model (used to rebuild the decoder of a loaded model).
 FEATURE_MLP, LANDMARK_MLP = "feature_mlp", "landmark_mlp"
+# The warp layer of the full model (training places other textures with it: the geometry lattice).
+WARP = "spline_warp"
 
 
 @dataclasses.dataclass
@@ -74,7 +76,7 @@ def _assemble(config: ModelConfig, feature_net, landmark_net, texture_net) -> No
         num_boundary_points=config.warp_boundary_points,
         resampling=config.warp_resampling,
         dtype="float32",
-        name="spline_warp",
+        name=WARP,
     )([rgb, source, landmarks])
     model = keras.Model(features, {LANDMARKS: landmarks, TEXTURE: rgb, IMAGE: image}, name="normalizer")
     decoder = keras.Model(features, {LANDMARKS: landmarks, TEXTURE: rgb}, name="normalizer_decoder")

@@ -70,6 +70,14 @@ class TrainConfig:
     lattice2_weight, lattice2_period: a second such term on another period, with its own weight
       (session 13: the stride lattice, period 4, at 500 holds the last stages' checkerboard back,
       and period 8, whose bins add the band-edge (+-16, 0) at 128, at a lighter 100).
+    geometry_lattice_weight, geometry_lattice_period: when the weight is > 0, the same
+      :func:`normface.training.losses.lattice_excess`, but with the decoded texture and its target
+      both placed on the step's predicted landmarks (the warp the output image goes through, its
+      gradient kept from the landmarks): at the geometry the picture is shown in. Why (session 14):
+      the lattice's band-edge bin (vertical frequency 1/8 cycle per pixel) is where the face's
+      horizontal bands add or cancel by their spacing; in the texture frame (the mean landmarks)
+      they cancel and a texture-frame lattice term cannot see them, on the outputs' landmarks they
+      add, and the target's own texture there is what a real face would hold.
     detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
       against the training target: the local amplitude of its fine detail (two band-pass octaves,
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
@@ -129,6 +137,8 @@ class TrainConfig:
     lattice_period: int = 16
     lattice2_weight: float = 0.0
     lattice2_period: int = 8
+    geometry_lattice_weight: float = 0.0
+    geometry_lattice_period: int = 8
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
     detail_quantile_region: str = "frame"
@@ -143,7 +153,7 @@ class TrainConfig:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
-                     "lattice_weight", "lattice2_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
+                     "lattice_weight", "lattice2_weight", "geometry_lattice_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -173,7 +183,7 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.perceptual_weight > 0 and not self.perceptual_layers:
             raise ValueError("perceptual_weight > 0 needs perceptual_layers")
-        for name in ("lattice_period", "lattice2_period"):
+        for name in ("lattice_period", "lattice2_period", "geometry_lattice_period"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
         if self.discriminator_learning_rate <= 0:

@@ -39,7 +39,7 @@ from absl import logging
 from normface.training import losses
 from normface.training.losses import gaussian_blur
 from normface.utils import io_utils
-from normface.models import IMAGE, LANDMARKS, TEXTURE, ModelConfig, build_normalizer
+from normface.models import IMAGE, LANDMARKS, TEXTURE, WARP, ModelConfig, build_normalizer
 from normface.models.discriminator import discriminator_features, patch_discriminator
 from normface.faces.masks import face_and_hair_mask, hull_mask
 from normface.training.config import TrainConfig
@@ -70,7 +70,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
-                     "lattice2_weight", "lattice2_period",
+                     "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -127,6 +127,8 @@ class Trainer:
         scorer: Callable[[keras.Model], dict[str, float]] | None = None,
     ):
         train_config.validate()
+        if train_config.geometry_lattice_weight > 0 and model_config.plain_cnn:
+            raise ValueError("geometry_lattice_weight > 0 needs a texture and a warp (not plain_cnn)")
         if train_config.uses_identity and embed_fn is None:
             raise ValueError("identity_weight > 0 needs an embed_fn (the frozen encoder)")
         if train_config.perceptual_weight > 0 and perceptual_fn is None:
@@ -145,6 +147,7 @@ class Trainer:
         self.metadata = dict(metadata or {})
         # The export rebuilds the model from config.json: it needs the mean landmarks.
         self.metadata["mean_landmarks"] = np.asarray(mean_landmarks, np.float32).tolist()
+        self.mean_landmarks = np.asarray(mean_landmarks, np.float32)
         self.strategy = strategy or make_strategy(train_config.strategy)
         self.chief = is_chief(self.strategy)
         keras.utils.set_random_seed(train_config.seed)
@@ -227,6 +230,11 @@ class Trainer:
                 if weight > 0:
                     terms[name] = self._average(losses.lattice_excess(target, out[key], period))
                     total += weight * terms[name]
+            if cfg.geometry_lattice_weight > 0:
+                placed_target, placed_out = self._at_output_geometry([target, out[key]], out[LANDMARKS])
+                terms["geometry_lattice"] = self._average(
+                    losses.lattice_excess(placed_target, placed_out, cfg.geometry_lattice_period))
+                total += cfg.geometry_lattice_weight * terms["geometry_lattice"]
             if cfg.detail_weight > 0:
                 terms["detail"] = self._average(losses.detail_mismatch(target, out[key], bands=cfg.detail_bands,
                                                                       quantile=self.detail_quantile))
@@ -256,6 +264,18 @@ class Trainer:
                     total += cfg.feature_matching_weight * terms["feature_matching"]
             terms["total"] = total
             return terms, out
+
+    def _at_output_geometry(self, textures: list[tf.Tensor], landmarks: tf.Tensor) -> list[tf.Tensor]:
+        """Each ``[b, S, S, 3]`` texture (of the texture frame) placed on ``landmarks`` ``[b, 68, 2]``
+        by the model's own warp, float32; the landmarks' gradient stopped (what is placed answers
+        for itself, the geometry does not move to flatter it). One warp call for all of them."""
+        with tf.name_scope("at_output_geometry"):
+            b = tf.shape(landmarks)[0]
+            landmarks = tf.tile(tf.stop_gradient(tf.cast(landmarks, tf.float32)), [len(textures), 1, 1])
+            source = tf.broadcast_to(tf.constant(self.mean_landmarks)[None], tf.shape(landmarks))
+            stacked = tf.concat([tf.cast(t, tf.float32) for t in textures], axis=0)
+            placed = self.net.model.get_layer(WARP)([stacked, source, landmarks])
+            return [placed[i * b:(i + 1) * b] for i in range(len(textures))]
 
     def _replica_train_step(self, batch):
         variables = self.net.model.trainable_variables

@@ -236,3 +236,40 @@ def test_the_matched_grid_ratio_counts_a_grid_and_not_a_blur():
     assert row["grid_ratio_matched_p16"] == pytest.approx(metrics.grid_ratio(striped, matched, 16))
     assert row["grid_ratio_matched_max"] == max(row[f"grid_ratio_matched_p{p}"] for p in metrics.GRID_PERIODS)
     assert row["matched_blur_sigma"] > 1.0
+
+
+def _banded(seed: int, rows) -> np.ndarray:
+    """A smooth photo-like image with faint soft dark horizontal bands (a face's brows, eyes and
+    mouth: 10% darker, 1.5 px Gaussian profile) centred on ``rows``."""
+    import cv2
+
+    image = cv2.GaussianBlur(_textured(seed=seed), (0, 0), 1.6).astype(np.float32)
+    y = np.arange(image.shape[0])[:, None]
+    shade = 1.0 - 0.1 * sum(np.exp(-0.5 * ((y - r) / 1.5) ** 2) for r in rows)
+    image[:, 24:104] *= shade[:, :, None]
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_the_geometry_matched_grid_ratio_takes_the_faces_proportions_out_and_keeps_a_grid():
+    # Bands 8 px apart (in phase at the lattice's band-edge bin, 1/8 cycle per pixel) on every
+    # output; the photos' bands at varied spacings. The plain ratio reads the spacing as a grid;
+    # against the photos' own detail placed at the outputs' spacing it is about 1, and faint
+    # period-4 stripes (4 grey levels) still score far above it.
+    rng = np.random.default_rng(0)
+    geometry = [40, 48, 56, 80]
+    outputs = np.stack([_banded(100 + s, geometry) for s in range(24)])
+    photos = np.stack([_banded(s, [40, 40 + rng.integers(5, 12), 56 + rng.integers(-3, 4), 80 + rng.integers(-5, 6)])
+                       for s in range(24)])
+    at_geometry = np.stack([_banded(s, geometry) for s in range(24)])
+    marks = np.stack([_face_landmarks()] * len(outputs))
+    plain = metrics.picture_measures(outputs, marks, photos, marks)
+    row = metrics.picture_measures(outputs, marks, photos, marks, at_geometry)
+    assert plain["grid_ratio_p8"] > 2.0 and "grid_ratio_geometry_p8" not in plain
+    for period in metrics.GRID_PERIODS:
+        assert row[f"grid_ratio_geometry_p{period}"] == pytest.approx(1.0, abs=0.1)
+    assert row["grid_ratio_geometry_max"] == max(row[f"grid_ratio_geometry_p{p}"] for p in metrics.GRID_PERIODS)
+    stripes = 4.0 * np.cos(np.pi * np.arange(128) / 2)[None, None, :, None]
+    striped = np.clip(outputs + stripes, 0, 255).astype(np.uint8)
+    assert metrics.picture_measures(striped, marks, photos, marks, at_geometry)["grid_ratio_geometry_p8"] > 1.8
+    with pytest.raises(ValueError, match="photos_at_output_geometry"):
+        metrics.picture_measures(outputs, marks, photos, marks, at_geometry[:3])

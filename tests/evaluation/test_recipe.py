@@ -57,10 +57,30 @@ def test_score_model_gives_the_judge_and_picture_columns():
 
     row = recipe.score_model(model, recipe.with_judge(held, judge), encode, judge=judge)
     for key in ("judge_cross_TAR@FAR0.1%_balanced", "judge_rank1", "judge_distinctiveness", "sharpness_ratio",
-                "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max", "cross_TAR@FAR0.1%"):
+                "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max", "cross_TAR@FAR0.1%",
+                "grid_ratio_geometry_p16", "grid_ratio_geometry_max"):
         assert key in row, key
     assert row["grid_ratio_max"] == max(row[f"grid_ratio_p{p}"] for p in (8, 16, 32))
     assert "judge_own_mean_cosine" in row and "judge_cross_TAR@FAR0.1%_balanced_of_ceiling" not in row
+
+
+def test_photos_at_geometry_moves_each_photo_onto_its_outputs_landmarks():
+    from normface.testing import synthetic
+
+    size = 64
+    rng = np.random.default_rng(1)
+    photos = rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    marks = np.tile(synthetic.mean_landmarks(size)[None], (2, 1, 1)).astype(np.float32)
+    # On its own landmarks a photo stays itself (a bicubic warp that moves nothing).
+    np.testing.assert_allclose(recipe.photos_at_geometry(photos, marks, marks).astype(int), photos, atol=1)
+    # Landmarks 4 px lower: the photo moves down 4 px (away from the frame's edges, where the warp's
+    # boundary points hold it); the second photo stays, each on its own output's landmarks.
+    lower = marks + np.array([[[0.0, 4.0]]], np.float32) * np.array([1.0, 0.0])[:, None, None]
+    placed = recipe.photos_at_geometry(photos, marks, lower).astype(int)
+    centre = slice(size // 2 - 6, size // 2 + 6)
+    np.testing.assert_allclose(placed[0, 34:42, centre], photos[0, 30:38, centre], atol=2)
+    np.testing.assert_allclose(placed[1], photos[1], atol=1)
+    assert placed.dtype != np.float32 and recipe.photos_at_geometry(photos, marks, lower).dtype == np.uint8
 
 
 def test_ceiling_row_puts_each_photo_in_place_of_its_output():

@@ -121,7 +121,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 # texture 0.82, identity 0.88; each bound allows half the measured decrease. A term entering the
 # optimized total with the wrong sign grows instead. Measured for the recipe terms: perceptual
 # 0.68, adversarial 1e-10, feature matching 0.79, face-weighted texture 0.80, calm-background
-# texture 0.78, lattice 0.04, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
+# texture 0.78, lattice 0.04, geometry lattice 0.05, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
 # the generator's adversarial and feature-matching terms (a learning rate of 1e-12), so they are
 # plain functions of the decoder's output there.
 ALONE = dict(landmark_weight=0.0, texture_weight=0.0)
@@ -137,12 +137,13 @@ TERM_ALONE = [
     (dict(landmark_weight=0.0, texture_weight=1.0, calm_background_sigma=2.0), "texture", 0.9),
     (dict(ALONE, lattice_weight=1.0, lattice_period=8), "lattice", 0.5),
     (dict(ALONE, lattice2_weight=1.0, lattice2_period=8), "lattice2", 0.5),
+    (dict(ALONE, geometry_lattice_weight=1.0, geometry_lattice_period=8), "geometry_lattice", 0.5),
     (dict(ALONE, detail_weight=1.0), "detail", 0.72),
     (dict(ALONE, spectrum_weight=1.0), "spectrum", 0.6),
     (dict(ALONE, detail_weight=1.0, detail_quantile=0.75, detail_quantile_region="face"), "detail", 0.67),
 ]
 TERM_IDS = ["landmark", "texture", "identity", "perceptual", "adversarial", "feature_matching",
-            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "detail", "spectrum",
+            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "detail", "spectrum",
             "detail_face_quantile"]
 
 
@@ -577,6 +578,48 @@ def test_second_lattice_term_is_the_lattice_loss_on_its_own_period(tmp_path):
     assert float(terms["lattice"]) != pytest.approx(float(terms["lattice2"]), rel=1e-3)
 
 
+def test_geometry_lattice_is_the_lattice_loss_on_textures_placed_at_the_predicted_landmarks(tmp_path):
+    """The geometry lattice term is lattice_excess of the step's target and decoded textures, both
+    placed by the model's warp on the step's predicted landmarks (here 3 px below the mean), not on
+    the mean's; and no gradient of it reaches the landmarks."""
+    from normface.models import WARP
+    from normface.training import losses
+
+    trainer = make_trainer(tmp_path, steps=1, log_every=1, geometry_lattice_weight=2.0, geometry_lattice_period=4)
+    offsets = trainer.net.model.get_layer("landmark_mlp").get_layer("offsets")
+    offsets.bias.assign(offsets.bias + np.tile([0.0, 3.0 / SIZE], offsets.bias.shape[0] // 2))
+    batch = next(iter(data(shuffle=False, n=BATCH)))
+    out = trainer.net.model(batch["features"], training=True)
+    marks = out[LANDMARKS]
+    mean = np.broadcast_to(synthetic.mean_landmarks(SIZE), marks.shape)
+    assert float(tf.reduce_mean(marks[..., 1] - mean[..., 1])) == pytest.approx(3.0, abs=0.5)
+    warp_layer = trainer.net.model.get_layer(WARP)
+
+    def term_at(geometry):
+        target, output = (warp_layer([tf.cast(t, tf.float32), tf.constant(mean), geometry])
+                          for t in (batch[TEXTURE], out[TEXTURE]))
+        return float(tf.reduce_mean(losses.lattice_excess(target, output, 4)))
+
+    terms, _ = trainer._loss_terms(batch, training=True)
+    assert float(terms["geometry_lattice"]) == pytest.approx(term_at(marks), rel=1e-4)
+    assert float(terms["geometry_lattice"]) != pytest.approx(term_at(tf.constant(mean)), rel=1e-3)
+    landmark_vars = trainer.net.model.get_layer("landmark_mlp").trainable_variables
+    with tf.GradientTape() as tape:
+        terms, _ = trainer._loss_terms(batch, training=True)
+    grads = tape.gradient(terms["geometry_lattice"], landmark_vars)
+    assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0.0 for g in grads)
+    texture_vars = trainer.net.decoder.trainable_variables
+    with tf.GradientTape() as tape:
+        terms, _ = trainer._loss_terms(batch, training=True)
+    assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+               for g in tape.gradient(terms["geometry_lattice"], texture_vars))
+
+
+def test_geometry_lattice_needs_a_texture(tmp_path):
+    with pytest.raises(ValueError, match="geometry_lattice_weight"):
+        make_trainer(tmp_path, model_overrides={"plain_cnn": True}, geometry_lattice_weight=1.0)
+
+
 def test_detail_quantile_region_face_asks_the_quantile_inside_the_face_only():
     from normface.training.trainer import detail_quantile_map
 
@@ -596,6 +639,8 @@ def test_train_config_names_a_bad_detail_setting():
 
     assert TrainConfig(detail_bands=(1.0,), detail_quantile=0.75).detail_bands == (1.0,)
     for bad, field in ((dict(spectrum_weight=-1.0), "spectrum_weight"), (dict(lattice2_period=1), "lattice2_period"),
+                       (dict(geometry_lattice_period=1), "geometry_lattice_period"),
+                       (dict(geometry_lattice_weight=-1.0), "geometry_lattice_weight"),
                        (dict(detail_quantile_region="hair"), "detail_quantile_region"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
                        (dict(detail_bands=(0.0, 1.0)), "detail_bands"), (dict(detail_quantile=0.0), "detail_quantile"),
                        (dict(detail_quantile=1.0), "detail_quantile")):
