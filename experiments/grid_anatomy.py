@@ -204,11 +204,9 @@ def main(argv):
             f"{table}\n")
     print(text)
     if FLAGS.results:
-        dest = Path(FLAGS.results)
-        io_utils.write_bytes_atomic(dest / "grid_anatomy.md", text.encode())
-        io_utils.write_bytes_atomic(dest / "grid_anatomy.json", json.dumps(
-            {"photos": int(len(idx)), "high_band_share_in_face": {"photos": face_share, "white noise": noise_share},
-             "rows": rows}, indent=1).encode())
+        io_utils.write_report(FLAGS.results, "grid_anatomy", text, {
+            "photos": int(len(idx)), "high_band_share_in_face": {"photos": face_share, "white noise": noise_share},
+            "rows": rows})
 
 
 if __name__ == "__main__":

@@ -151,6 +151,16 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     tf.io.gfile.rename(tmp, str(path), overwrite=True)
 
 
+def write_report(folder: str | os.PathLike, stem: str, markdown: str, data: dict) -> None:
+    """An experiment's results: ``<stem>.md`` (the text a person reads) and ``<stem>.json`` (the
+    same numbers for the next script), each written atomically into ``folder``."""
+    import json
+
+    folder = Path(folder)
+    write_bytes_atomic(folder / f"{stem}.md", markdown.encode())
+    write_bytes_atomic(folder / f"{stem}.json", json.dumps(data, indent=1).encode())
+
+
 # zlib level of the PNGs normface writes and serves: level 1 encodes a 128x128 face in ~1.2 ms
 # against ~3.4 ms at Pillow's default 6, for files ~16% larger (measured 2026-12-04 on a London
 # sample): at batch speed the encoder was a fifth of a face's CPU time, in the server a sixth of

@@ -22,6 +22,15 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert target.stat().st_mode & 0o044 == 0o044
 
 
+def test_a_report_is_its_markdown_and_its_numbers(tmp_path):
+    import json
+
+    io_utils.write_report(tmp_path / "out", "grid", "# Title\n", {"rows": {"a": 1.5}})
+    assert (tmp_path / "out" / "grid.md").read_text() == "# Title\n"
+    assert json.loads((tmp_path / "out" / "grid.json").read_text()) == {"rows": {"a": 1.5}}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grid.json", "grid.md"]
+
+
 @pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "I;16"])
 def test_read_rgb_converts_modes(tmp_path, mode):
     path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
