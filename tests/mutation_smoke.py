@@ -327,6 +327,20 @@ MUTATIONS = (
         ("tests/evaluation/test_recipe.py::test_photos_at_geometry_moves_each_photo_onto_its_outputs_landmarks",),
     ),
     Mutation(
+        "landmark_spread_sign", "the landmark spread term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.landmark_spread_weight * terms["landmark_spread"]',
+          'total -= cfg.landmark_spread_weight * terms["landmark_spread"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[landmark_spread]",),
+    ),
+    Mutation(
+        "landmark_spread_about_zero", "the landmark spread is measured about zero, not about the batch's mean",
+        "normface/training/losses.py",
+        (("return tf.sqrt(tf.math.reduce_variance(x / float(image_size), axis=0) + 1e-12)",
+          "return tf.sqrt(tf.reduce_mean(tf.square(x / float(image_size)), axis=0) + 1e-12)"),),
+        ("tests/training/test_losses.py::test_landmark_spread_asks_the_batch_to_spread_as_its_targets_do",),
+    ),
+    Mutation(
         "resume_missing_option_differs", "a resumed run's config lacking a newer option counts as changed",
         "normface/training/trainer.py",
         (('            old_train = {**TrainConfig().to_dict(), **old.get("train", {})}',

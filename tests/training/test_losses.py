@@ -95,6 +95,30 @@ def _smooth_faces(n: int, size: int) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(im, (0, 0), 3.0) for im in noise])
 
 
+def test_landmark_spread_asks_the_batch_to_spread_as_its_targets_do():
+    rng = np.random.default_rng(0)
+    size = 64
+    targets = (32 + 3 * rng.normal(size=(16, 68, 2))).astype(np.float32)
+    centre = targets.mean(axis=0, keepdims=True)
+
+    def cost(pred):
+        return float(losses.landmark_spread_mismatch(tf.constant(targets), tf.constant(pred, tf.float32), size))
+
+    assert cost(targets) == pytest.approx(0.0, abs=1e-9)
+    assert cost(targets + np.float32(5.0)) == pytest.approx(0.0, abs=1e-9)  # where they lie is the MSE's
+    assert cost(targets[::-1]) == pytest.approx(0.0, abs=1e-9)  # blind to which face gets which shape
+    shrunk = [cost(centre + k * (targets - centre)) for k in (0.0, 0.4, 0.8)]
+    assert shrunk[0] > shrunk[1] > shrunk[2] > 0  # the mean shape alone costs most
+    assert shrunk[0] == pytest.approx(float(np.mean(targets.std(axis=0) ** 2)) / size ** 2, rel=1e-3)
+    # Spreading too much costs as spreading too little.
+    assert cost(centre + 1.4 * (targets - centre)) == pytest.approx(cost(centre + 0.6 * (targets - centre)), rel=1e-3)
+    pred = tf.Variable(centre + 0.4 * (targets - centre))
+    with tf.GradientTape() as tape:
+        value = losses.landmark_spread_mismatch(tf.constant(targets), pred, size)
+    step = pred - 1e3 * tape.gradient(value, pred)  # a gradient step spreads the predictions out
+    assert float(tf.math.reduce_std(step)) > float(tf.math.reduce_std(pred))
+
+
 def test_lattice_excess_counts_a_grid_the_target_does_not_have():
     size, period = 64, 16
     target = _smooth_faces(2, size)
