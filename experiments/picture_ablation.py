@@ -297,6 +297,13 @@ ROWS = {
         DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"] + GEOMETRY_LATTICE100 + IDENTITY2 + SPREAD,
     "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity2+pixel03+q60+geometry_lattice100+spread1000":
         DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"] + GEOMETRY_LATTICE100 + IDENTITY2 + SPREAD1000,
+    # Spread did not make faces distinct (0.151 / 0.152), and its varied shapes raised the grid
+    # (1.74 / 1.67) and the London landmark error (0.061 / 0.069). The perceptual term, which lowered
+    # distinctiveness before (0.135 -> 0.121 beside the strong discriminator), doubled on the best
+    # geometry-lattice row.
+    "stride_lattice+originals+bicubic+detail100+calm+perceptual4+identity2+pixel03+q60+geometry_lattice100":
+        DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"] + GEOMETRY_LATTICE100 + IDENTITY2
+        + ["--perceptual_weight=4.0"],
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",
