@@ -306,8 +306,9 @@ def picture_measures(outputs: np.ndarray, output_landmarks: np.ndarray, photos: 
     ratios against those (``grid_ratio_geometry_*``). Why: the lattice's band-edge bin (vertical
     frequency 1/8 cycle per pixel) is where a face's horizontal bands (brows, eyes, mouth) add or
     cancel by their spacing, so the plain ratio moves with the face's proportions: the photos' own
-    detail placed on a model's landmarks scores 1.18-1.29 at period 8, and the same output
-    stretched 8% taller or shorter moves from 0.7 to 2.4 (session 14, ``grid_geometry.md``). Against
+    detail placed on three models' landmarks scores 1.18-1.33 at period 8, and the shipped model's
+    outputs with their heights from the eye line scaled by 0.88-1.08 score 1.29-3.41 (session 14,
+    ``grid_geometry.md``). Against
     the photos at the outputs' geometry, that share of the ratio is the photos' too, and what is left
     is the output's own (a grid, or bands drawn bolder than a photo's; blur still counts)."""
     row = {"sharpness_ratio": sharpness_ratio(outputs, photos),
