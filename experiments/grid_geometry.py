@@ -90,14 +90,10 @@ def proportions(landmarks: np.ndarray) -> dict[str, float]:
             "eye-brow": float(eye_brow.mean()), "eye-brow sd": float(eye_brow.std())}
 
 
-def to_u8(images: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
-
-
 def load_model(path: Path):
     from normface.serving import export_format, packed
 
-    return packed.load(path)[0] if (path / "weights.npz").is_file() else export_format.load_keras(path / "export")
+    return packed.load(path)[0] if packed.is_packed(path) else export_format.load_keras(path / "export")
 
 
 def main(argv):
@@ -106,6 +102,7 @@ def main(argv):
     from normface.evaluation import protocol, recipe
     from normface.models.normalizer import mean_landmarks_of
     from normface.utils import io_utils
+    from normface.utils.pictures import to_uint8
     from normface.utils.tables import markdown_table
 
     aligned = faceset.aligned_dir(Path(FLAGS.faces))
@@ -128,10 +125,10 @@ def main(argv):
         model = load_model(path)
         mean = mean_landmarks_of(model)
         out = [model(features[s:s + 64], training=False) for s in range(0, len(features), 64)]
-        texture = np.concatenate([np.asarray(o["texture"], np.float32) for o in out]) * 255.0
+        texture = np.concatenate([np.asarray(o["texture"], np.float32) for o in out])  # [0, 1]
         predicted = np.concatenate([np.asarray(o["landmarks"], np.float32) for o in out])
         shape[f"{path.name}: outputs"] = proportions(predicted)
-        place = lambda geometry: to_u8(decompose.to_image(texture, mean, geometry, resampling="bicubic"))
+        place = lambda geometry: to_uint8(decompose.to_image(texture, mean, geometry, resampling="bicubic"))
         at_outputs = recipe.photos_at_geometry(photos, marks, predicted)
         swaps[f"{path.name}: outputs"] = scores(place(predicted), photos, at_outputs)
         swaps[f"{path.name}: photos' own detail on its landmarks"] = scores(at_outputs, photos)

@@ -322,8 +322,8 @@ MUTATIONS = (
     Mutation(
         "photos_at_geometry_unmoved", "the geometry reference leaves each photo on its own landmarks",
         "normface/evaluation/recipe.py",
-        (("decompose.warp_faces(np.asarray(photos, np.float32), photo_landmarks, landmarks, resampling=\"bicubic\")",
-          "decompose.warp_faces(np.asarray(photos, np.float32), photo_landmarks, photo_landmarks, resampling=\"bicubic\")"),),
+        (("decompose.warp_faces(np.asarray(photos, np.float32) / 255.0, photo_landmarks, landmarks,",
+          "decompose.warp_faces(np.asarray(photos, np.float32) / 255.0, photo_landmarks, photo_landmarks,"),),
         ("tests/evaluation/test_recipe.py::test_photos_at_geometry_moves_each_photo_onto_its_outputs_landmarks",),
     ),
     Mutation(

@@ -171,8 +171,9 @@ def photos_at_geometry(photos: np.ndarray, photo_landmarks: np.ndarray, landmark
     geometry, the reference of the geometry-matched grid ratio
     (:func:`normface.evaluation.metrics.picture_measures`). One bicubic resampling, as the model
     places its texture."""
-    placed = decompose.warp_faces(np.asarray(photos, np.float32), photo_landmarks, landmarks, resampling="bicubic")
-    return np.clip(np.rint(placed), 0, 255).astype(np.uint8)
+    placed = decompose.warp_faces(np.asarray(photos, np.float32) / 255.0, photo_landmarks, landmarks,
+                                  resampling="bicubic")
+    return to_uint8(placed)
 
 
 def picture_row(images: np.ndarray, marks: np.ndarray, validation: HeldOut) -> dict:
