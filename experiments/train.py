@@ -82,6 +82,7 @@ TRAIN_HELP = {
     "texture_weight": "Weight of the texture L1.",
     "identity_weight": "Weight of the identity loss (0 = off: no warp/encoder in training).",
     "identity_loss": "Identity loss kind.",
+    "identity_relation_weight": "Weight of the distances between the batch's output descriptors against its inputs' (0 = off).",
     "learning_rate": "Adam learning rate (peak).",
     "lr_schedule": "Learning-rate schedule.",
     "warmup_steps": "Linear warm-up steps (cosine schedule).",

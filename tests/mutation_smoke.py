@@ -341,6 +341,27 @@ MUTATIONS = (
         ("tests/training/test_losses.py::test_landmark_spread_asks_the_batch_to_spread_as_its_targets_do",),
     ),
     Mutation(
+        "identity_relation_sign", "the identity relation term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.identity_relation_weight * terms["identity_relation"]',
+          'total -= cfg.identity_relation_weight * terms["identity_relation"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[identity_relation]",),
+    ),
+    Mutation(
+        "identity_relation_to_mean_distance", "the identity relation compares each output distance with the photos' mean distance",
+        "normface/training/losses.py",
+        (("off_diagonal * tf.square(distances(y_pred) - distances(y_true))",
+          "off_diagonal * tf.square(distances(y_pred) - tf.reduce_mean(distances(y_true)))"),),
+        ("tests/training/test_losses.py::test_descriptor_relation_asks_outputs_to_lie_as_far_apart_as_their_photos",),
+    ),
+    Mutation(
+        "identity_relation_on_inputs", "the trainer's identity relation compares the outputs' descriptors with themselves",
+        "normface/training/trainer.py",
+        (("relation = losses.descriptor_relation_mismatch(batch[schema.DESCRIPTOR], generated)",
+          "relation = losses.descriptor_relation_mismatch(generated, generated)"),),
+        (f"{TRAINING}::test_identity_relation_alone_is_the_distance_mismatch_of_the_batchs_descriptors",),
+    ),
+    Mutation(
         "resume_missing_option_differs", "a resumed run's config lacking a newer option counts as changed",
         "normface/training/trainer.py",
         (('            old_train = {**TrainConfig().to_dict(), **old.get("train", {})}',

@@ -78,6 +78,10 @@ class TrainConfig:
       horizontal bands add or cancel by their spacing; in the texture frame (the mean landmarks)
       they cancel and a texture-frame lattice term cannot see them, on the outputs' landmarks they
       add, and the target's own texture there is what a real face would hold.
+    identity_relation_weight: when > 0, :func:`normface.training.losses.descriptor_relation_mismatch`:
+      the distances between the batch's output descriptors asked to equal those between its input
+      descriptors (outputs of different people as far apart as their photos; the per-example
+      identity loss alone lets them drift towards the crowd's mean).
     landmark_spread_weight: when > 0, :func:`normface.training.losses.landmark_spread_mismatch`:
       the batch's predicted landmarks asked to spread (standard deviation over the batch, point by
       point) as much as its targets do; the MSE alone draws every face near one geometry.
@@ -109,6 +113,7 @@ class TrainConfig:
     texture_weight: float = 1.0
     identity_weight: float = 0.0
     identity_loss: str = "squared_euclidean"
+    identity_relation_weight: float = 0.0
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     warmup_steps: int = 0
@@ -155,7 +160,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the bad field."""
-        for name in ("landmark_weight", "texture_weight", "identity_weight", "perceptual_weight", "adversarial_weight",
+        for name in ("landmark_weight", "texture_weight", "identity_weight", "identity_relation_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
                      "lattice_weight", "lattice2_weight", "geometry_lattice_weight", "landmark_spread_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
@@ -201,13 +206,13 @@ class TrainConfig:
 
     @property
     def uses_identity(self) -> bool:
-        """Whether training steps compare descriptors (the identity loss)."""
-        return self.identity_weight > 0
+        """Whether training steps compare descriptors (the identity loss or their relation)."""
+        return self.identity_weight > 0 or self.identity_relation_weight > 0
 
     @property
     def uses_warp(self) -> bool:
         """Whether training steps run the warp and the encoder (identity or perceptual loss)."""
-        return self.identity_weight > 0 or self.perceptual_weight > 0
+        return self.uses_identity or self.perceptual_weight > 0
 
     @property
     def uses_discriminator(self) -> bool:

@@ -68,6 +68,7 @@ INIT_SAMPLE_BATCHES = 8  # training batches whose features fit a donor's stages 
 # TrainConfig fields a resumed run may not change.
 TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps", "decay_steps",
                      "decay_rate", "landmark_weight", "texture_weight", "identity_weight", "identity_loss",
+                     "identity_relation_weight",
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
                      "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
@@ -131,7 +132,7 @@ class Trainer:
         if train_config.geometry_lattice_weight > 0 and model_config.plain_cnn:
             raise ValueError("geometry_lattice_weight > 0 needs a texture and a warp (not plain_cnn)")
         if train_config.uses_identity and embed_fn is None:
-            raise ValueError("identity_weight > 0 needs an embed_fn (the frozen encoder)")
+            raise ValueError("identity_weight or identity_relation_weight > 0 needs an embed_fn (the frozen encoder)")
         if train_config.perceptual_weight > 0 and perceptual_fn is None:
             raise ValueError("perceptual_weight > 0 needs a perceptual_fn (the frozen encoder's activations)")
         if train_config.mixed_precision:
@@ -258,8 +259,14 @@ class Trainer:
             if cfg.uses_identity:
                 if generated is None:
                     generated = self.loss_embed_fn(out[IMAGE], out[LANDMARKS])
-                terms["identity"] = self._average(self.identity_loss.call(batch[schema.DESCRIPTOR], generated))
-                total += cfg.identity_weight * terms["identity"]
+                if cfg.identity_weight > 0:
+                    terms["identity"] = self._average(self.identity_loss.call(batch[schema.DESCRIPTOR], generated))
+                    total += cfg.identity_weight * terms["identity"]
+                if cfg.identity_relation_weight > 0:
+                    # A batch statistic, each replica's own (as the landmark spread's).
+                    relation = losses.descriptor_relation_mismatch(batch[schema.DESCRIPTOR], generated)
+                    terms["identity_relation"] = self._average(tf.fill(tf.shape(generated)[:1], relation))
+                    total += cfg.identity_relation_weight * terms["identity_relation"]
             if cfg.uses_discriminator:
                 fake = self.discriminator_features(out[key], training=training)
                 if cfg.adversarial_weight > 0:

@@ -119,6 +119,38 @@ def test_landmark_spread_asks_the_batch_to_spread_as_its_targets_do():
     assert float(tf.math.reduce_std(step)) > float(tf.math.reduce_std(pred))
 
 
+def test_descriptor_relation_asks_outputs_to_lie_as_far_apart_as_their_photos():
+    rng = np.random.default_rng(1)
+    photos = rng.normal(scale=0.1, size=(8, 16)).astype(np.float32)
+    centre = photos.mean(axis=0, keepdims=True)
+
+    def cost(outputs):
+        return float(losses.descriptor_relation_mismatch(tf.constant(photos), tf.constant(outputs, tf.float32)))
+
+    assert cost(photos) == pytest.approx(0.0, abs=1e-9)
+    assert cost(photos + np.float32(0.3)) == pytest.approx(0.0, abs=1e-9)  # where they lie is the identity loss's
+    rotation = np.linalg.qr(rng.normal(size=(16, 16)))[0].astype(np.float32)
+    assert cost(photos @ rotation) == pytest.approx(0.0, abs=1e-9)
+    contracted = [cost(centre + k * (photos - centre)) for k in (0.0, 0.4, 0.8)]
+    assert contracted[0] > contracted[1] > contracted[2] > 0  # all outputs alike costs most
+    # Against the formula: the mean over ordered pairs i != j of the squared difference of distances.
+    outputs = photos + rng.normal(scale=0.05, size=photos.shape).astype(np.float32)
+    d = np.linalg.norm(photos[:, None] - photos[None], axis=-1)
+    g = np.linalg.norm(outputs[:, None] - outputs[None], axis=-1)
+    off = ~np.eye(len(photos), dtype=bool)
+    assert cost(outputs) == pytest.approx(float(np.mean((g - d)[off] ** 2)), rel=1e-4)
+    assert float(losses.descriptor_relation_mismatch(tf.constant(photos[:1]), tf.constant(photos[:1]))) == 0.0
+    pred = tf.Variable(centre + 0.4 * (photos - centre))
+    with tf.GradientTape() as tape:
+        value = losses.descriptor_relation_mismatch(tf.constant(photos), pred)
+    step = pred - 0.5 * tape.gradient(value, pred)  # a gradient step spreads the outputs out
+    assert cost(step.numpy()) < cost(pred.numpy())
+    def spread(x):
+        return float(np.mean(np.linalg.norm(x[:, None] - x[None], axis=-1)))
+
+    assert spread(step.numpy()) > spread(pred.numpy())
+
+
 def test_lattice_excess_counts_a_grid_the_target_does_not_have():
     size, period = 64, 16
     target = _smooth_faces(2, size)

@@ -121,7 +121,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 # texture 0.82, identity 0.88; each bound allows half the measured decrease. A term entering the
 # optimized total with the wrong sign grows instead. Measured for the recipe terms: perceptual
 # 0.68, adversarial 1e-10, feature matching 0.79, face-weighted texture 0.80, calm-background
-# texture 0.78, lattice 0.04, geometry lattice 0.05, landmark spread 0.007, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
+# texture 0.78, lattice 0.04, geometry lattice 0.05, landmark spread 0.007, identity relation 0.003, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
 # the generator's adversarial and feature-matching terms (a learning rate of 1e-12), so they are
 # plain functions of the decoder's output there.
 ALONE = dict(landmark_weight=0.0, texture_weight=0.0)
@@ -139,12 +139,13 @@ TERM_ALONE = [
     (dict(ALONE, lattice2_weight=1.0, lattice2_period=8), "lattice2", 0.5),
     (dict(ALONE, geometry_lattice_weight=1.0, geometry_lattice_period=8), "geometry_lattice", 0.5),
     (dict(ALONE, landmark_spread_weight=1.0), "landmark_spread", 0.5),
+    (dict(ALONE, identity_relation_weight=1.0), "identity_relation", 0.5),
     (dict(ALONE, detail_weight=1.0), "detail", 0.72),
     (dict(ALONE, spectrum_weight=1.0), "spectrum", 0.6),
     (dict(ALONE, detail_weight=1.0, detail_quantile=0.75, detail_quantile_region="face"), "detail", 0.67),
 ]
 TERM_IDS = ["landmark", "texture", "identity", "perceptual", "adversarial", "feature_matching",
-            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "landmark_spread", "detail", "spectrum",
+            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "landmark_spread", "identity_relation", "detail", "spectrum",
             "detail_face_quantile"]
 
 
@@ -182,6 +183,29 @@ def test_one_batch_total_equals_a_hand_computation(tmp_path):
     for key, value in expected.items():
         assert history[f"train/{key}"] == pytest.approx(value, rel=2e-7), (key, history[f"train/{key}"], value)
     assert history["train/total"] > 0 and landmark > 0 and texture > 0 and identity > 0
+
+
+def test_identity_relation_alone_is_the_distance_mismatch_of_the_batchs_descriptors(tmp_path):
+    """With only the relation term on (no per-example identity loss), the first step reports
+    :func:`losses.descriptor_relation_mismatch` of the inputs' descriptors against the encoder's
+    on the model's own outputs, weighted into the total, and no identity term."""
+    weight = 3.0
+    trainer = make_trainer(tmp_path, steps=1, log_every=1, landmark_weight=0.0, texture_weight=0.0,
+                           identity_relation_weight=weight)
+    ds = data(shuffle=False, n=BATCH)
+    batch = next(iter(ds))
+    out = trainer.net.model(batch["features"], training=True)
+    generated = trainer.embed_fn(out[IMAGE], out[LANDMARKS]).numpy().astype(np.float64)
+    desc = batch["descriptor"].numpy().astype(np.float64)
+    g = np.linalg.norm(generated[:, None] - generated[None], axis=-1)
+    d = np.linalg.norm(desc[:, None] - desc[None], axis=-1)
+    off = ~np.eye(BATCH, dtype=bool)
+    expected = float(np.mean((g - d)[off] ** 2))
+    history = trainer.fit(ds)
+    assert "train/identity" not in history
+    assert expected > 0
+    assert history["train/identity_relation"] == pytest.approx(expected, rel=1e-4)
+    assert history["train/total"] == pytest.approx(weight * expected, rel=1e-4)
 
 
 def test_validation_identity_metric_and_best_checkpoint(tmp_path, monkeypatch):
