@@ -99,7 +99,8 @@ GEOMETRY_LATTICE100 = ["--geometry_lattice_weight=100", "--geometry_lattice_peri
 IDENTITY2 = ["--identity_weight=2.0"]  # DETAIL100_RECIPE's 1.0 doubled (a later flag wins)
 SPREAD = ["--landmark_spread_weight=300"]  # the landmarks' batch spread against the targets' (losses.landmark_spread_mismatch)
 SPREAD1000 = ["--landmark_spread_weight=1000"]
-GEOMETRY_LATTICE50 = ["--geometry_lattice_weight=50", "--geometry_lattice_period=8"]
+TEXTURE_SPREAD1 = ["--texture_spread_weight=1"]  # the batch's texture spread against the targets'
+TEXTURE_SPREAD3 = ["--texture_spread_weight=3"]
 RELATION50 = ["--identity_relation_weight=50"]  # output descriptors' distances against the photos'
 # Session 14's best balance (judge TAR 0.757, distinctiveness 0.152, grid 1.12 / 1.19).
 BEST14 = "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity2+pixel03+q60+geometry_lattice100"
@@ -308,16 +309,18 @@ ROWS = {
     "stride_lattice+originals+bicubic+detail100+calm+perceptual4+identity2+pixel03+q60+geometry_lattice100":
         DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"] + GEOMETRY_LATTICE100 + IDENTITY2
         + ["--perceptual_weight=4.0"],
-    # Session 15, on a new machine with the workspace rebuilt from the raw photos: session 14's
-    # best balance again with the same flags and seed (how far the rebuild and the machine move a
-    # row), then beside it the batch's output descriptors asked to lie as far apart as its photos'
-    # (losses.descriptor_relation_mismatch), and the geometry lattice halved (the weight that bought
-    # the grid bound cost distinctiveness: 0.119 -> 0.149 at 100, 0.166 at 500).
+    # Session 15, on a new machine with the workspace rebuilt from the raw photos. The judge's
+    # distinctiveness is the outputs' contraction towards the mean face: each shipped output's
+    # deviation from the mean output scaled by 1.3 brings it from 0.124 to 0.058 (and the judge's
+    # TAR up), while the photos placed on the outputs' landmarks score 0.029: the geometry is not it.
+    # Session 14's best balance asked for its textures to vary as the targets do
+    # (losses.texture_spread_mismatch), at two weights; beside it the same row again with the same
+    # flags and seed (how far the rebuild and the machine move a row), and the batch's output
+    # descriptors asked to lie as far apart as its photos' (losses.descriptor_relation_mismatch).
+    BEST14 + "+texture_spread1": BEST14_FLAGS + TEXTURE_SPREAD1,
     BEST14 + "+rebuilt": BEST14_FLAGS,
+    BEST14 + "+texture_spread3": BEST14_FLAGS + TEXTURE_SPREAD3,
     BEST14 + "+relation50": BEST14_FLAGS + RELATION50,
-    BEST14.replace("geometry_lattice100", "geometry_lattice50"):
-        DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"] + GEOMETRY_LATTICE50 + IDENTITY2,
-    BEST14 + "+seed1": BEST14_FLAGS + SEED1,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",

@@ -362,6 +362,20 @@ MUTATIONS = (
         (f"{TRAINING}::test_identity_relation_alone_is_the_distance_mismatch_of_the_batchs_descriptors",),
     ),
     Mutation(
+        "texture_spread_sign", "the texture spread term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.texture_spread_weight * terms["texture_spread"]',
+          'total -= cfg.texture_spread_weight * terms["texture_spread"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[texture_spread]",),
+    ),
+    Mutation(
+        "texture_spread_about_zero", "the texture spread is measured about zero, not about the batch's mean face",
+        "normface/training/losses.py",
+        (("return tf.sqrt(tf.math.reduce_variance(x, axis=0) + 1e-8)",
+          "return tf.sqrt(tf.reduce_mean(tf.square(x), axis=0) + 1e-8)"),),
+        ("tests/training/test_losses.py::test_texture_spread_asks_the_batch_to_vary_as_its_targets_do",),
+    ),
+    Mutation(
         "resume_missing_option_differs", "a resumed run's config lacking a newer option counts as changed",
         "normface/training/trainer.py",
         (('            old_train = {**TrainConfig().to_dict(), **old.get("train", {})}',

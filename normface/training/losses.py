@@ -97,6 +97,31 @@ def landmark_spread_mismatch(y_true: tf.Tensor, y_pred: tf.Tensor, image_size: i
         return tf.reduce_mean(tf.square(spread(y_pred) - spread(y_true)))
 
 
+def texture_spread_mismatch(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+    """Scalar: how far the batch's decoded textures are from varying, pixel by pixel, as much as
+    their targets do: the mean over pixels and channels of ``|sd_out - sd_target|``, each standard
+    deviation over the batch (about its own mean), in the images' units.
+
+    targets, outputs: ``[batch, h, w, c]`` in [0, 1], one frame (the texture frame: a pixel is the
+    same place on every face). Why (session 15): the pixel losses are minimised by the conditional
+    mean, so every output is the mean face plus a deviation smaller than people's: the shipped
+    model's outputs vary 0.37x as much as the photos placed on the same landmarks, and the
+    independent judge finds outputs of different people alike (distinctiveness 0.124 against the
+    photos' 0.016). Scaling each output's deviation from the mean output by 1.3 after the fact
+    brings it to 0.058 and raises the judge's TAR; this term asks the decoder for that spread
+    itself, along whatever directions the features give (it is blind to which face varies which
+    way; the pixel and identity losses beside it decide that). The mean face, which holds the
+    bands the grid measure sees, is left to the other terms."""
+    with tf.name_scope("texture_spread"):
+        targets, outputs = _as_float32(tf.stop_gradient(targets), outputs)
+        _check_same_shape(targets, outputs, "textures")
+
+        def spread(x):
+            return tf.sqrt(tf.math.reduce_variance(x, axis=0) + 1e-8)
+
+        return tf.reduce_mean(tf.abs(spread(outputs) - spread(targets)))
+
+
 @keras.saving.register_keras_serializable(package="normface")
 class TextureL1(keras.losses.Loss):
     """Mean absolute error of ``[batch, h, w, c]`` images in [0, 1]; ``call`` returns ``[batch]``.

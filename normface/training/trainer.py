@@ -72,7 +72,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
                      "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
-                     "landmark_spread_weight",
+                     "landmark_spread_weight", "texture_spread_weight",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -233,6 +233,10 @@ class Trainer:
                                                          self.model_config.output_size)
                 terms["landmark_spread"] = self._average(tf.fill(tf.shape(out[LANDMARKS])[:1], spread))
                 total += cfg.landmark_spread_weight * terms["landmark_spread"]
+            if cfg.texture_spread_weight > 0:
+                spread = losses.texture_spread_mismatch(target, out[key])
+                terms["texture_spread"] = self._average(tf.fill(tf.shape(out[LANDMARKS])[:1], spread))
+                total += cfg.texture_spread_weight * terms["texture_spread"]
             for name, weight, period in (("lattice", cfg.lattice_weight, cfg.lattice_period),
                                          ("lattice2", cfg.lattice2_weight, cfg.lattice2_period)):
                 if weight > 0:

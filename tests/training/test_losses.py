@@ -119,6 +119,30 @@ def test_landmark_spread_asks_the_batch_to_spread_as_its_targets_do():
     assert float(tf.math.reduce_std(step)) > float(tf.math.reduce_std(pred))
 
 
+def test_texture_spread_asks_the_batch_to_vary_as_its_targets_do():
+    targets = _smooth_faces(8, 16)
+    centre = targets.mean(axis=0, keepdims=True)
+
+    def cost(outputs):
+        return float(losses.texture_spread_mismatch(tf.constant(targets), tf.constant(outputs, tf.float32)))
+
+    assert cost(targets) == pytest.approx(0.0, abs=1e-5)
+    assert cost(targets - np.float32(0.1)) == pytest.approx(0.0, abs=1e-5)  # the mean face is the pixel loss's
+    assert cost(targets[::-1]) == pytest.approx(0.0, abs=1e-5)  # blind to which face varies which way
+    shrunk = [cost(centre + k * (targets - centre)) for k in (0.0, 0.4, 0.8)]
+    assert shrunk[0] > shrunk[1] > shrunk[2] > 0  # the mean face alone costs most
+    # (the mean face's own spread is the 1e-4 floor that keeps the square root differentiable)
+    assert shrunk[0] == pytest.approx(float(np.mean(np.sqrt(targets.var(axis=0) + 1e-8))) - 1e-4, rel=1e-4)
+    # Varying too much costs as varying too little.
+    assert cost(centre + 1.4 * (targets - centre)) == pytest.approx(cost(centre + 0.6 * (targets - centre)), rel=1e-3)
+    pred = tf.Variable(centre + 0.4 * (targets - centre))
+    with tf.GradientTape() as tape:
+        value = losses.texture_spread_mismatch(tf.constant(targets), pred)
+    step = pred - 1e2 * tape.gradient(value, pred)  # a gradient step spreads the textures out
+    assert float(np.mean(np.std(step.numpy(), axis=0))) > float(np.mean(np.std(pred.numpy(), axis=0)))
+    assert cost(step.numpy()) < cost(pred.numpy())
+
+
 def test_descriptor_relation_asks_outputs_to_lie_as_far_apart_as_their_photos():
     rng = np.random.default_rng(1)
     photos = rng.normal(scale=0.1, size=(8, 16)).astype(np.float32)

@@ -121,7 +121,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 # texture 0.82, identity 0.88; each bound allows half the measured decrease. A term entering the
 # optimized total with the wrong sign grows instead. Measured for the recipe terms: perceptual
 # 0.68, adversarial 1e-10, feature matching 0.79, face-weighted texture 0.80, calm-background
-# texture 0.78, lattice 0.04, geometry lattice 0.05, landmark spread 0.007, identity relation 0.003, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
+# texture 0.78, lattice 0.04, geometry lattice 0.05, landmark spread 0.007, identity relation 0.003, texture spread 0.53, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
 # the generator's adversarial and feature-matching terms (a learning rate of 1e-12), so they are
 # plain functions of the decoder's output there.
 ALONE = dict(landmark_weight=0.0, texture_weight=0.0)
@@ -140,12 +140,13 @@ TERM_ALONE = [
     (dict(ALONE, geometry_lattice_weight=1.0, geometry_lattice_period=8), "geometry_lattice", 0.5),
     (dict(ALONE, landmark_spread_weight=1.0), "landmark_spread", 0.5),
     (dict(ALONE, identity_relation_weight=1.0), "identity_relation", 0.5),
+    (dict(ALONE, texture_spread_weight=1.0), "texture_spread", 0.77),
     (dict(ALONE, detail_weight=1.0), "detail", 0.72),
     (dict(ALONE, spectrum_weight=1.0), "spectrum", 0.6),
     (dict(ALONE, detail_weight=1.0, detail_quantile=0.75, detail_quantile_region="face"), "detail", 0.67),
 ]
 TERM_IDS = ["landmark", "texture", "identity", "perceptual", "adversarial", "feature_matching",
-            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "landmark_spread", "identity_relation", "detail", "spectrum",
+            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "landmark_spread", "identity_relation", "texture_spread", "detail", "spectrum",
             "detail_face_quantile"]
 
 
