@@ -111,14 +111,12 @@ def main(argv):
 
     out = Path(FLAGS.output) if FLAGS.output else paths.workspace_dir() / "ablations"
     rows = {name: run_variant(name, out) for name in variants}
-    io_utils.write_bytes_atomic(out / "ablations.json", json.dumps(
-        {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "size": FLAGS.output_size, "rows": rows},
-        indent=1).encode())
     lines = ["| variant | best step | " + " | ".join(SUMMARY_KEYS) + " |", "|---" * (len(SUMMARY_KEYS) + 2) + "|"]
     for name, row in rows.items():
         cells = [f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in SUMMARY_KEYS]
         lines.append(f"| {name} | {row['step']} | " + " | ".join(cells) + " |")
-    io_utils.write_bytes_atomic(out / "ablations.md", ("\n".join(lines) + "\n").encode())
+    io_utils.write_report(out, "ablations", "\n".join(lines) + "\n", {
+        "steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "size": FLAGS.output_size, "rows": rows})
     if not FLAGS.synthetic:
         print(f"wrote {output_grid(rows, out)}")
     print("\n".join(lines))

@@ -451,8 +451,6 @@ def main(argv):
     budget = {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "seed_repeat": 1,
               "init_from": FLAGS.init_from, "recipe": RECIPE, "rows": {n: ROWS[n] for n in results if n in ROWS},
               "records": FLAGS.records, "pairs": FLAGS.pairs, "judge": judge.identity if judge else None}
-    io_utils.write_bytes_atomic(dest / "picture.json", json.dumps(
-        {"budget": paths.portable_values(budget), "rows": results}, indent=1).encode())
     table = markdown_table({n: {k: r.get(k) for k in SHOWN} for n, r in results.items()}, first="row")
     first = next(iter(results.values()), {})
     text = (f"# Picture ablation at 128x128 (issue 28)\n\nEvery row fine-tunes `{paths.portable(FLAGS.init_from)}` "
@@ -464,7 +462,7 @@ def main(argv):
             f"{judge.identity if judge else 'none'}. Wall time on the 2 shared cores.\n\n{table}\n"
             "![London outputs per row](picture.png)\n\n`picture.png`: six held-out London people smiling (top) "
             "and each row's outputs, in the table's order, the row's number and name written across its tiles.\n")
-    io_utils.write_bytes_atomic(dest / "picture.md", text.encode())
+    io_utils.write_report(dest, "picture", text, {"budget": paths.portable_values(budget), "rows": results})
     io_utils.save_image_atomic(dest / "picture.png", pictures.image_grid(grid, cols=len(shown), labels=labels, tile=SHEET_TILE))
     print(text)
 

@@ -160,14 +160,13 @@ def main(argv):
               "model": FLAGS.model, "records": FLAGS.records, "pairs": FLAGS.pairs, "pairs_ratio": FLAGS.pairs_ratio,
               "perceptual_weight": FLAGS.perceptual_weight, "adversarial_weight": FLAGS.adversarial_weight,
               "chosen": FLAGS.chosen, "flags": {n: variant_flags(n) for n in variants}}
-    io_utils.write_bytes_atomic(results / "recipe.json", json.dumps({"budget": paths.portable_values(budget), "rows": rows}, indent=1).encode())
     table = markdown_table({name: {"best step": row.get("best_step"), **{k: row.get(k) for k in RESULT_KEYS}}
                             for name, row in rows.items()}, first="variant")
     text = (f"# Recipe ablation at {FLAGS.size}x{FLAGS.size}\n\nBudget per run: {FLAGS.steps} steps of {FLAGS.batch_size}, "
             f"seed {FLAGS.seed}, model flags {' '.join(FLAGS.model)}. Scored on "
             f"{rows[variants[0]]['validation_photos']} photos of {rows[variants[0]]['validation_people']} validation "
             f"people and {rows[variants[0]].get('london_people', 0)} held-out London people.\n\n{table}\n")
-    io_utils.write_bytes_atomic(results / "recipe.md", text.encode())
+    io_utils.write_report(results, "recipe", text, {"budget": paths.portable_values(budget), "rows": rows})
     io_utils.save_image_atomic(results / "recipe.png", pictures.image_grid(grid, cols=len(shown), labels=labels, tile=96))
     print(text)
 

@@ -45,6 +45,7 @@ import numpy as np
 from absl import app, flags
 
 from normface.evaluation import metrics
+from normface.utils import io_utils
 from normface.warp import numpy_warp as nw
 
 FLAGS = flags.FLAGS
@@ -277,12 +278,9 @@ def main(argv):
     text = table_md(rows, n, len(photos), FLAGS.noise_px)
     print(text)
     if FLAGS.results:
-        out = Path(FLAGS.results)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "table.md").write_text(text)
         meta = {"records": FLAGS.records, "faces": FLAGS.faces, "faces_used": n, "photos": FLAGS.photos, "noise_px": FLAGS.noise_px,
                 "seed": FLAGS.seed, "rows": rows}
-        (out / "table.json").write_text(json.dumps(meta, indent=1) + "\n")
+        io_utils.write_report(FLAGS.results, "table", text, meta)
 
 
 if __name__ == "__main__":
