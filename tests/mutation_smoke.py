@@ -369,6 +369,13 @@ MUTATIONS = (
         (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[texture_spread]",),
     ),
     Mutation(
+        "texture_spread_weights_ignored", "the trainer's texture spread counts the background as the face",
+        "normface/training/trainer.py",
+        (("spread = losses.texture_spread_mismatch(target, out[key], pixel_weights=self.face_mask)",
+          "spread = losses.texture_spread_mismatch(target, out[key])"),),
+        (f"{TRAINING}::test_texture_spread_is_taken_inside_the_face_and_hair",),
+    ),
+    Mutation(
         "texture_spread_about_zero", "the texture spread is measured about zero, not about the batch's mean face",
         "normface/training/losses.py",
         (("return tf.sqrt(tf.math.reduce_variance(x, axis=0) + 1e-8)",

@@ -87,7 +87,8 @@ class TrainConfig:
       point) as much as its targets do; the MSE alone draws every face near one geometry.
     texture_spread_weight: when > 0, :func:`normface.training.losses.texture_spread_mismatch`: the
       batch's decoded textures asked to vary, pixel by pixel (standard deviation over the batch),
-      as much as their targets do; the pixel losses alone draw every face near the mean face.
+      as much as their targets do, inside the face and hair (the background's spread is clutter);
+      the pixel losses alone draw every face near the mean face.
     detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
       against the training target: the local amplitude of its fine detail (two band-pass octaves,
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is

@@ -97,13 +97,15 @@ def landmark_spread_mismatch(y_true: tf.Tensor, y_pred: tf.Tensor, image_size: i
         return tf.reduce_mean(tf.square(spread(y_pred) - spread(y_true)))
 
 
-def texture_spread_mismatch(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+def texture_spread_mismatch(targets: tf.Tensor, outputs: tf.Tensor, pixel_weights=None) -> tf.Tensor:
     """Scalar: how far the batch's decoded textures are from varying, pixel by pixel, as much as
     their targets do: the mean over pixels and channels of ``|sd_out - sd_target|``, each standard
     deviation over the batch (about its own mean), in the images' units.
 
     targets, outputs: ``[batch, h, w, c]`` in [0, 1], one frame (the texture frame: a pixel is the
-    same place on every face). Why (session 15): the pixel losses are minimised by the conditional
+    same place on every face). pixel_weights: ``[h, w]`` (optional), a weighted mean over pixels
+    (the trainer's: the face and hair, where the features say who it is; the background's spread
+    is clutter no feature predicts). Why (session 15): the pixel losses are minimised by the conditional
     mean, so every output is the mean face plus a deviation smaller than people's: the shipped
     model's outputs vary 0.37x as much as the photos placed on the same landmarks, and the
     independent judge finds outputs of different people alike (distinctiveness 0.124 against the
@@ -119,7 +121,11 @@ def texture_spread_mismatch(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor
         def spread(x):
             return tf.sqrt(tf.math.reduce_variance(x, axis=0) + 1e-8)
 
-        return tf.reduce_mean(tf.abs(spread(outputs) - spread(targets)))
+        mismatch = tf.reduce_mean(tf.abs(spread(outputs) - spread(targets)), axis=-1)  # [h, w]
+        if pixel_weights is None:
+            return tf.reduce_mean(mismatch)
+        weights = tf.constant(np.asarray(pixel_weights, np.float32))
+        return tf.reduce_sum(weights * mismatch) / tf.reduce_sum(weights)
 
 
 @keras.saving.register_keras_serializable(package="normface")

@@ -234,7 +234,7 @@ class Trainer:
                 terms["landmark_spread"] = self._average(tf.fill(tf.shape(out[LANDMARKS])[:1], spread))
                 total += cfg.landmark_spread_weight * terms["landmark_spread"]
             if cfg.texture_spread_weight > 0:
-                spread = losses.texture_spread_mismatch(target, out[key])
+                spread = losses.texture_spread_mismatch(target, out[key], pixel_weights=self.face_mask)
                 terms["texture_spread"] = self._average(tf.fill(tf.shape(out[LANDMARKS])[:1], spread))
                 total += cfg.texture_spread_weight * terms["texture_spread"]
             for name, weight, period in (("lattice", cfg.lattice_weight, cfg.lattice_period),

@@ -141,6 +141,19 @@ def test_texture_spread_asks_the_batch_to_vary_as_its_targets_do():
     step = pred - 1e2 * tape.gradient(value, pred)  # a gradient step spreads the textures out
     assert float(np.mean(np.std(step.numpy(), axis=0))) > float(np.mean(np.std(pred.numpy(), axis=0)))
     assert cost(step.numpy()) < cost(pred.numpy())
+    # With pixel weights, a mean over those pixels: variation where the weight is 0 costs nothing.
+    weights = np.zeros((16, 16), np.float32)
+    weights[4:12, 4:12] = 1.0
+    wrong_outside = np.array(targets)
+    wrong_outside[:, :4] = centre[:, :4]  # the top rows all alike, the weighted square as the targets
+    weighted = losses.texture_spread_mismatch(tf.constant(targets), tf.constant(wrong_outside), pixel_weights=weights)
+    assert float(weighted) == pytest.approx(0.0, abs=1e-5)
+    assert cost(wrong_outside) > 0.005  # unweighted, the same textures cost (measured 0.0087)
+    inside = np.array(targets)
+    inside[:, 4:12, 4:12] = centre[:, 4:12, 4:12]
+    expected = float(np.mean(np.sqrt(targets[:, 4:12, 4:12].var(axis=0) + 1e-8))) - 1e-4
+    assert float(losses.texture_spread_mismatch(tf.constant(targets), tf.constant(inside), pixel_weights=weights)) == \
+        pytest.approx(expected, rel=1e-4)
 
 
 def test_descriptor_relation_asks_outputs_to_lie_as_far_apart_as_their_photos():
