@@ -373,7 +373,27 @@ MUTATIONS = (
         "normface/training/trainer.py",
         (("spread = losses.texture_spread_mismatch(target, out[key], pixel_weights=self.face_mask)",
           "spread = losses.texture_spread_mismatch(target, out[key])"),),
-        (f"{TRAINING}::test_texture_spread_is_taken_inside_the_face_and_hair",),
+        (f"{TRAINING}::test_texture_spread_is_taken_inside_the_face_and_hair[texture_spread-texture_spread_mismatch]",),
+    ),
+    Mutation(
+        "texture_deviation_sign", "the texture deviation term enters the training loss with the wrong sign",
+        "normface/training/trainer.py",
+        (('total += cfg.texture_deviation_weight * terms["texture_deviation"]',
+          'total -= cfg.texture_deviation_weight * terms["texture_deviation"]'),),
+        (f"{TRAINING}::test_each_loss_term_decreases_on_its_own[texture_deviation]",),
+    ),
+    Mutation(
+        "texture_deviation_weights_ignored", "the trainer's texture deviation counts the background as the face",
+        "normface/training/trainer.py",
+        (("losses.texture_deviation_mismatch(target, out[key], pixel_weights=self.face_mask))",
+          "losses.texture_deviation_mismatch(target, out[key]))"),),
+        (f"{TRAINING}::test_texture_spread_is_taken_inside_the_face_and_hair[texture_deviation-texture_deviation_mismatch]",),
+    ),
+    Mutation(
+        "texture_deviation_about_zero", "each texture's deviation is measured from zero, not from the batch's mean",
+        "normface/training/losses.py",
+        (("deviation = x - tf.reduce_mean(x, axis=0, keepdims=True)", "deviation = x"),),
+        ("tests/training/test_losses.py::test_texture_deviation_asks_each_face_to_stand_as_far_from_the_mean_as_its_target",),
     ),
     Mutation(
         "texture_spread_about_zero", "the texture spread is measured about zero, not about the batch's mean face",

@@ -89,6 +89,10 @@ class TrainConfig:
       batch's decoded textures asked to vary, pixel by pixel (standard deviation over the batch),
       as much as their targets do, inside the face and hair (the background's spread is clutter);
       the pixel losses alone draw every face near the mean face.
+    texture_deviation_weight: when > 0, :func:`normface.training.losses.texture_deviation_mismatch`:
+      each decoded texture's deviation from the batch's mean output asked to be as large (root mean
+      square inside the face and hair) as its target's from the mean target: each face as far from
+      the mean face as the person is, in whatever direction the other losses choose.
     detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
       against the training target: the local amplitude of its fine detail (two band-pass octaves,
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
@@ -153,6 +157,7 @@ class TrainConfig:
     geometry_lattice_period: int = 8
     landmark_spread_weight: float = 0.0
     texture_spread_weight: float = 0.0
+    texture_deviation_weight: float = 0.0
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
     detail_quantile_region: str = "frame"
@@ -167,7 +172,7 @@ class TrainConfig:
         """Raises ValueError naming the bad field."""
         for name in ("landmark_weight", "texture_weight", "identity_weight", "identity_relation_weight", "perceptual_weight", "adversarial_weight",
                      "feature_matching_weight", "background_weight", "calm_background_sigma",
-                     "lattice_weight", "lattice2_weight", "geometry_lattice_weight", "landmark_spread_weight", "texture_spread_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
+                     "lattice_weight", "lattice2_weight", "geometry_lattice_weight", "landmark_spread_weight", "texture_spread_weight", "texture_deviation_weight", "detail_weight", "spectrum_weight", "warmup_steps", "eval_batches",
                      "identity_eval_examples", "log_every", "image_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

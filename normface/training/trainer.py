@@ -72,7 +72,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "perceptual_weight", "perceptual_layers", "adversarial_weight", "feature_matching_weight",
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
                      "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
-                     "landmark_spread_weight", "texture_spread_weight",
+                     "landmark_spread_weight", "texture_spread_weight", "texture_deviation_weight",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -237,6 +237,10 @@ class Trainer:
                 spread = losses.texture_spread_mismatch(target, out[key], pixel_weights=self.face_mask)
                 terms["texture_spread"] = self._average(tf.fill(tf.shape(out[LANDMARKS])[:1], spread))
                 total += cfg.texture_spread_weight * terms["texture_spread"]
+            if cfg.texture_deviation_weight > 0:
+                terms["texture_deviation"] = self._average(
+                    losses.texture_deviation_mismatch(target, out[key], pixel_weights=self.face_mask))
+                total += cfg.texture_deviation_weight * terms["texture_deviation"]
             for name, weight, period in (("lattice", cfg.lattice_weight, cfg.lattice_period),
                                          ("lattice2", cfg.lattice2_weight, cfg.lattice2_period)):
                 if weight > 0:

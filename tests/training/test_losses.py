@@ -156,6 +156,38 @@ def test_texture_spread_asks_the_batch_to_vary_as_its_targets_do():
         pytest.approx(expected, rel=1e-4)
 
 
+def test_texture_deviation_asks_each_face_to_stand_as_far_from_the_mean_as_its_target():
+    targets = _smooth_faces(8, 16)
+    centre = targets.mean(axis=0, keepdims=True)
+
+    def cost(outputs, weights=None):
+        return losses.texture_deviation_mismatch(tf.constant(targets), tf.constant(outputs, tf.float32),
+                                                 pixel_weights=weights).numpy()
+
+    assert cost(targets).shape == (8,)
+    assert np.allclose(cost(targets), 0.0, atol=1e-5)
+    assert np.allclose(cost(targets + np.float32(0.1)), 0.0, atol=1e-5)  # the mean face is the pixel loss's
+    sizes = np.sqrt(np.mean((targets - centre) ** 2, axis=(1, 2, 3)))
+    # Each face's own deviation, scaled: the cost is its size's shortfall, face by face.
+    assert np.allclose(cost(centre + 0.5 * (targets - centre)), 0.5 * sizes, rtol=1e-3)
+    assert np.allclose(cost(centre + 1.5 * (targets - centre)), 0.5 * sizes, rtol=1e-3)  # too far costs too
+    # Blind to the direction: each face's deviation reversed (the same size) costs nothing.
+    assert np.allclose(cost(centre - (targets - centre)), 0.0, atol=1e-5)
+    # Weighted: a mean over the weighted pixels; deviation where the weight is 0 costs nothing.
+    weights = np.zeros((16, 16), np.float32)
+    weights[4:12, 4:12] = 1.0
+    outside_flat = np.array(targets)
+    outside_flat[:, :4] = centre[:, :4]
+    assert np.allclose(cost(outside_flat, weights), 0.0, atol=1e-5) and cost(outside_flat).max() > 1e-3
+    pred = tf.Variable(centre + 0.5 * (targets - centre))
+    with tf.GradientTape() as tape:
+        value = tf.reduce_mean(losses.texture_deviation_mismatch(tf.constant(targets), pred))
+    step = (pred - 1e-2 * tape.gradient(value, pred)).numpy()  # a step draws each face's deviation larger
+    assert cost(step).mean() < cost(pred.numpy()).mean()
+    assert np.all(np.sqrt(np.mean((step - step.mean(0)) ** 2, axis=(1, 2, 3))) >
+                  np.sqrt(np.mean((pred.numpy() - centre) ** 2, axis=(1, 2, 3))))
+
+
 def test_descriptor_relation_asks_outputs_to_lie_as_far_apart_as_their_photos():
     rng = np.random.default_rng(1)
     photos = rng.normal(scale=0.1, size=(8, 16)).astype(np.float32)

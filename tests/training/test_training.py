@@ -121,7 +121,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
 # texture 0.82, identity 0.88; each bound allows half the measured decrease. A term entering the
 # optimized total with the wrong sign grows instead. Measured for the recipe terms: perceptual
 # 0.68, adversarial 1e-10, feature matching 0.79, face-weighted texture 0.80, calm-background
-# texture 0.78, lattice 0.04, geometry lattice 0.05, landmark spread 0.007, identity relation 0.003, texture spread 0.52, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
+# texture 0.78, lattice 0.04, geometry lattice 0.05, landmark spread 0.007, identity relation 0.003, texture spread 0.52, texture deviation 0.03, detail 0.44, spectrum 0.22, detail with the face's quantile 0.34 (bounds: about half the decrease). The discriminator's own step is frozen for
 # the generator's adversarial and feature-matching terms (a learning rate of 1e-12), so they are
 # plain functions of the decoder's output there.
 ALONE = dict(landmark_weight=0.0, texture_weight=0.0)
@@ -141,12 +141,13 @@ TERM_ALONE = [
     (dict(ALONE, landmark_spread_weight=1.0), "landmark_spread", 0.5),
     (dict(ALONE, identity_relation_weight=1.0), "identity_relation", 0.5),
     (dict(ALONE, texture_spread_weight=1.0), "texture_spread", 0.77),
+    (dict(ALONE, texture_deviation_weight=1.0), "texture_deviation", 0.5),
     (dict(ALONE, detail_weight=1.0), "detail", 0.72),
     (dict(ALONE, spectrum_weight=1.0), "spectrum", 0.6),
     (dict(ALONE, detail_weight=1.0, detail_quantile=0.75, detail_quantile_region="face"), "detail", 0.67),
 ]
 TERM_IDS = ["landmark", "texture", "identity", "perceptual", "adversarial", "feature_matching",
-            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "landmark_spread", "identity_relation", "texture_spread", "detail", "spectrum",
+            "texture_face_weighted", "texture_calm_background", "lattice", "lattice2", "geometry_lattice", "landmark_spread", "identity_relation", "texture_spread", "texture_deviation", "detail", "spectrum",
             "detail_face_quantile"]
 
 
@@ -209,20 +210,23 @@ def test_identity_relation_alone_is_the_distance_mismatch_of_the_batchs_descript
     assert history["train/total"] == pytest.approx(weight * expected, rel=1e-4)
 
 
-def test_texture_spread_is_taken_inside_the_face_and_hair(tmp_path):
-    """The reported texture spread is :func:`losses.texture_spread_mismatch` of the batch's
-    textures weighted by the trainer's face-and-hair mask, not the whole frame's."""
+@pytest.mark.parametrize("term, loss", [("texture_spread", "texture_spread_mismatch"),
+                                        ("texture_deviation", "texture_deviation_mismatch")])
+def test_texture_spread_is_taken_inside_the_face_and_hair(tmp_path, term, loss):
+    """The reported texture spread (and deviation) is the loss of the batch's textures weighted by
+    the trainer's face-and-hair mask, not the whole frame's."""
     trainer = make_trainer(tmp_path, steps=1, log_every=1, landmark_weight=0.0, texture_weight=0.0,
-                           texture_spread_weight=1.0)
+                           **{f"{term}_weight": 1.0})
     ds = data(shuffle=False, n=BATCH)
     batch = next(iter(ds))
     out = trainer.net.model(batch["features"], training=True)
-    weighted = float(losses.texture_spread_mismatch(batch[TEXTURE], out[TEXTURE], pixel_weights=trainer.face_mask))
-    whole = float(losses.texture_spread_mismatch(batch[TEXTURE], out[TEXTURE]))
+    fn = getattr(losses, loss)
+    weighted = float(tf.reduce_mean(fn(batch[TEXTURE], out[TEXTURE], pixel_weights=trainer.face_mask)))
+    whole = float(tf.reduce_mean(fn(batch[TEXTURE], out[TEXTURE])))
     assert 0.0 < trainer.face_mask.mean() < 1.0
     assert abs(weighted - whole) > 1e-3 * whole, (weighted, whole)
     history = trainer.fit(ds)
-    assert history["train/texture_spread"] == pytest.approx(weighted, rel=1e-4)
+    assert history[f"train/{term}"] == pytest.approx(weighted, rel=1e-4)
 
 
 def test_validation_identity_metric_and_best_checkpoint(tmp_path, monkeypatch):
