@@ -396,6 +396,12 @@ MUTATIONS = (
         ("tests/training/test_losses.py::test_texture_deviation_asks_each_face_to_stand_as_far_from_the_mean_as_its_target",),
     ),
     Mutation(
+        "target_exaggeration_about_zero", "the targets are exaggerated about zero, not about the batch's mean target",
+        "normface/training/trainer.py",
+        (("deviation = target - tf.reduce_mean(target, axis=0, keepdims=True)", "deviation = target"),),
+        (f"{TRAINING}::test_target_exaggeration_scales_each_targets_deviation_inside_the_face",),
+    ),
+    Mutation(
         "texture_spread_about_zero", "the texture spread is measured about zero, not about the batch's mean face",
         "normface/training/losses.py",
         (("return tf.sqrt(tf.math.reduce_variance(x, axis=0) + 1e-8)",

@@ -93,6 +93,12 @@ class TrainConfig:
       each decoded texture's deviation from the batch's mean output asked to be as large (root mean
       square inside the face and hair) as its target's from the mean target: each face as far from
       the mean face as the person is, in whatever direction the other losses choose.
+    target_exaggeration: each training target's deviation from the batch's mean target, inside the
+      face and hair, scaled by this (1: the targets as they are). Why (session 15): the pixel
+      losses learn the conditional mean, the mean face plus a deviation shrunk by what the features
+      leave uncertain, and the judge finds such outputs alike; the conditional mean of exaggerated
+      targets is the mean face plus the predicted deviation scaled, the shrinkage undone in the
+      decoder (validation scores the real targets).
     detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
       against the training target: the local amplitude of its fine detail (two band-pass octaves,
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
@@ -158,6 +164,7 @@ class TrainConfig:
     landmark_spread_weight: float = 0.0
     texture_spread_weight: float = 0.0
     texture_deviation_weight: float = 0.0
+    target_exaggeration: float = 1.0
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
     detail_quantile_region: str = "frame"
@@ -186,6 +193,8 @@ class TrainConfig:
         if self.detail_quantile_region not in DETAIL_QUANTILE_REGIONS:
             raise ValueError(f"detail_quantile_region must be one of {DETAIL_QUANTILE_REGIONS}, "
                              f"got {self.detail_quantile_region!r}")
+        if self.target_exaggeration <= 0:
+            raise ValueError(f"target_exaggeration must be > 0, got {self.target_exaggeration}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:

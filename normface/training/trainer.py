@@ -73,6 +73,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
                      "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
                      "landmark_spread_weight", "texture_spread_weight", "texture_deviation_weight",
+                     "target_exaggeration",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -196,15 +197,23 @@ class Trainer:
 
     def _training_target(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """The decoder's target in training: the texture (or image), its background outside the
-        face and hair blurred when ``calm_background_sigma`` > 0."""
+        face and hair blurred when ``calm_background_sigma`` > 0, and inside them each target's
+        deviation from the batch's mean target scaled by ``target_exaggeration`` when it is not 1."""
         target = batch[self._target_key]
-        sigma = self.config.calm_background_sigma
-        if sigma <= 0:
+        sigma, scale = self.config.calm_background_sigma, self.config.target_exaggeration
+        if sigma <= 0 and scale == 1.0:
             return target
-        with tf.name_scope("calm_background"):
-            target = tf.cast(target, tf.float32)
-            mask = tf.constant(self.face_mask)[None, :, :, None]
-            return mask * target + (1.0 - mask) * gaussian_blur(target, sigma)
+        target = tf.cast(target, tf.float32)
+        mask = tf.constant(self.face_mask)[None, :, :, None]
+        if sigma > 0:
+            with tf.name_scope("calm_background"):
+                target = mask * target + (1.0 - mask) * gaussian_blur(target, sigma)
+        if scale != 1.0:
+            with tf.name_scope("target_exaggeration"):
+                # The batch's mean target stands in for the mean face (each replica's own batch).
+                deviation = target - tf.reduce_mean(target, axis=0, keepdims=True)
+                target = target + (scale - 1.0) * mask * deviation
+        return target
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         # Divides by the global batch, so summing the replicas' values gives the batch mean.

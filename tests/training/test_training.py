@@ -229,6 +229,22 @@ def test_texture_spread_is_taken_inside_the_face_and_hair(tmp_path, term, loss):
     assert history[f"train/{term}"] == pytest.approx(weighted, rel=1e-4)
 
 
+def test_target_exaggeration_scales_each_targets_deviation_inside_the_face(tmp_path):
+    trainer = make_trainer(tmp_path, target_exaggeration=1.5)
+    batch = next(iter(data(shuffle=False, n=BATCH)))
+    texture = batch[TEXTURE].numpy().astype(np.float64)
+    mask = trainer.face_mask[None, :, :, None].astype(np.float64)
+    expected = texture + 0.5 * mask * (texture - texture.mean(axis=0, keepdims=True))
+    target = trainer._training_target(batch).numpy()
+    assert np.abs(target - expected).max() < 1e-5
+    assert np.abs(target - texture).max() > 1e-3  # it changed the targets
+    outside = mask[0, :, :, 0] == 0
+    assert outside.any()
+    assert np.array_equal(target[:, outside], texture[:, outside].astype(np.float32))  # the background untouched
+    plain = make_trainer(tmp_path / "plain")
+    assert plain._training_target(batch) is batch[TEXTURE]  # 1: the targets as they are
+
+
 def test_validation_identity_metric_and_best_checkpoint(tmp_path, monkeypatch):
     scores = []
     score = Trainer._score
@@ -688,6 +704,7 @@ def test_train_config_names_a_bad_detail_setting():
                        (dict(geometry_lattice_period=1), "geometry_lattice_period"),
                        (dict(geometry_lattice_weight=-1.0), "geometry_lattice_weight"),
                        (dict(landmark_spread_weight=-1.0), "landmark_spread_weight"),
+                       (dict(target_exaggeration=0.0), "target_exaggeration"),
                        (dict(detail_quantile_region="hair"), "detail_quantile_region"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
                        (dict(detail_bands=(0.0, 1.0)), "detail_bands"), (dict(detail_quantile=0.0), "detail_quantile"),
                        (dict(detail_quantile=1.0), "detail_quantile")):
