@@ -105,7 +105,6 @@ TEXTURE_SPREAD10 = ["--texture_spread_weight=10"]
 TEXTURE_DEVIATION3 = ["--texture_deviation_weight=3"]  # each face's distance from the mean against its target's
 TEXTURE_DEVIATION10 = ["--texture_deviation_weight=10"]
 EXAGGERATION13 = ["--target_exaggeration=1.3"]  # each target's deviation from the batch's mean target x1.3
-RELATION50 = ["--identity_relation_weight=50"]  # output descriptors' distances against the photos'
 # Session 14's best balance (judge TAR 0.757, distinctiveness 0.152, grid 1.12 / 1.19).
 BEST14 = "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity2+pixel03+q60+geometry_lattice100"
 BEST14_FLAGS = DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.6"] + GEOMETRY_LATTICE100 + IDENTITY2
@@ -319,11 +318,11 @@ ROWS = {
     # TAR up), while the photos placed on the outputs' landmarks score 0.029: the geometry is not it.
     # Session 14's best balance asked for its textures to vary as the targets do
     # (losses.texture_spread_mismatch); beside it the same row again with the same
-    # flags and seed (how far the rebuild and the machine move a row), and the batch's output
-    # descriptors asked to lie as far apart as its photos' (losses.descriptor_relation_mismatch).
+    # flags and seed (how far the rebuild and the machine move a row).
+    BEST14 + "+rebuilt": BEST14_FLAGS,
     BEST14 + "+texture_spread1": BEST14_FLAGS + TEXTURE_SPREAD1,
-    # At 1: distinctiveness 0.152 -> 0.134 (a probe), the outputs' spread 0.37 -> 0.40 of the photos':
-    # the term stronger.
+    # At 1: distinctiveness 0.155 (the control) -> 0.134, the outputs' pixel spread 0.26 -> 0.40 of
+    # the photos': the term stronger.
     BEST14 + "+texture_spread3": BEST14_FLAGS + TEXTURE_SPREAD3,
     BEST14 + "+texture_spread10": BEST14_FLAGS + TEXTURE_SPREAD10,
     # At 3 the outputs varied more (0.45 of the photos' pixel spread) but were no more distinct
@@ -331,13 +330,13 @@ ROWS = {
     # be as large as its target's instead (losses.texture_deviation_mismatch).
     BEST14 + "+texture_deviation3": BEST14_FLAGS + TEXTURE_DEVIATION3,
     BEST14 + "+texture_deviation10": BEST14_FLAGS + TEXTURE_DEVIATION10,
-    # Neither term made faces more distinct (0.132-0.139): asked for more variation, the decoder
-    # added it where the judge does not look (its pixel spread rose to 0.44-0.49 of the photos').
+    # Neither term made faces distinct enough (0.132-0.139): asked for more variation, the decoder
+    # added it where the judge does not look (skin tone and light; blotches in the hair).
     # The post-hoc scaling that worked, learned: targets exaggerated about the batch's mean target,
     # whose conditional mean is the predicted deviation scaled.
     BEST14 + "+exaggeration1.3": BEST14_FLAGS + EXAGGERATION13,
-    BEST14 + "+rebuilt": BEST14_FLAGS,
-    BEST14 + "+relation50": BEST14_FLAGS + RELATION50,
+    # Three points at once (grid 1.02 / 1.09, sharpness 0.53, judge TAR 0.752): again with seed 1.
+    BEST14 + "+exaggeration1.3+seed1": BEST14_FLAGS + EXAGGERATION13 + SEED1,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",
