@@ -477,7 +477,7 @@ MUTATIONS = (
     Mutation(
         "calm_background_off", "the calm-background target keeps the cluttered background",
         "normface/training/trainer.py",
-        (("return mask * target + (1.0 - mask) * gaussian_blur(target, sigma)", "return target"),),
+        (("target = mask * target + (1.0 - mask) * gaussian_blur(target, sigma)", "target = target"),),
         ("tests/training/test_recipe_losses.py::test_calm_background_target_keeps_the_face_and_blurs_the_rest",),
     ),
     Mutation(
