@@ -71,12 +71,6 @@ def inside_of(inner: np.ndarray, outer: np.ndarray, masks: np.ndarray) -> np.nda
     return to_uint8(blend / 255.0)
 
 
-def load_model(path: Path):
-    from normface.serving import export_format, packed
-
-    return packed.load(path)[0] if packed.is_packed(path) else export_format.load_keras(path / "export")
-
-
 def main(argv):
     del argv
     from normface.data import build, faceset, splits
@@ -103,7 +97,7 @@ def main(argv):
         london.images[neutral], london.landmarks[neutral], london.people[neutral])
     parts, contraction = {}, {}
     for path in (Path(p) for p in FLAGS.models):
-        model = load_model(path)
+        model = recipe.load_model(path)
         images, marks = recipe.decode(model, validation.features)
         size = images.shape[1]
         placed = recipe.photos_at_geometry(photos.images, photos.landmarks, marks)

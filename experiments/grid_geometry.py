@@ -90,12 +90,6 @@ def proportions(landmarks: np.ndarray) -> dict[str, float]:
             "eye-brow": float(eye_brow.mean()), "eye-brow sd": float(eye_brow.std())}
 
 
-def load_model(path: Path):
-    from normface.serving import export_format, packed
-
-    return packed.load(path)[0] if packed.is_packed(path) else export_format.load_keras(path / "export")
-
-
 def main(argv):
     del argv
     from normface.data import build, decompose, faceset, pipeline, schema, splits
@@ -122,7 +116,7 @@ def main(argv):
              "London neutral photos (held out, frontal)": proportions(london_marks)}
     swaps, stretched = {}, {}
     for path in (Path(p) for p in FLAGS.models):
-        model = load_model(path)
+        model = recipe.load_model(path)
         mean = mean_landmarks_of(model)
         out = [model(features[s:s + 64], training=False) for s in range(0, len(features), 64)]
         texture = np.concatenate([np.asarray(o["texture"], np.float32) for o in out])  # [0, 1]

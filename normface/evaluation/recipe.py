@@ -86,6 +86,15 @@ class JudgeScorer:
         return {k: float(row[k]) for k in self.KEYS}
 
 
+def load_model(path: str | Path) -> keras.Model:
+    """The normalizer model of a packed model (a folder with ``weights.npz``) or of a training run
+    (a folder with ``export/``): what the experiment scripts compare side by side."""
+    from normface.serving import export_format, packed
+
+    path = Path(path)
+    return packed.load(path)[0] if packed.is_packed(path) else export_format.load_keras(path / "export")
+
+
 def load_held_out(aligned_root: str | Path, encode_fn: EncodeFn, split: str, prefix: str) -> HeldOut:
     """The aligned ``split`` photos whose person id starts with ``prefix``, encoded."""
     photos = protocol.load_test_photos(aligned_root, prefix, split=split)

@@ -7,6 +7,7 @@ import pytest
 
 from normface.data import schema
 from normface.evaluation import protocol, recipe
+from normface.utils import paths
 
 
 def _held_out(people: list[str], size: int = 8) -> recipe.HeldOut:
@@ -136,3 +137,11 @@ def test_merge_earlier_rows_keeps_rows_not_rerun_when_the_ceiling_agrees():
         recipe.merge_earlier_rows(["a"], now, earlier, ceiling, None)
     # Nothing kept: nothing to check.
     assert recipe.merge_earlier_rows(["b"], now, earlier, ceiling, None) == {"b": {"x": 3.0}}
+
+
+def test_load_model_reads_a_packed_model_and_names_a_missing_run(tmp_path):
+    model = recipe.load_model(paths.REPO_ROOT / "normface" / "serving" / "pretrained" / "normface128")
+    out = model(np.zeros((1, 256), np.float32), training=False)
+    assert tuple(out["image"].shape) == (1, 128, 128, 3)
+    with pytest.raises((FileNotFoundError, OSError, ValueError)):
+        recipe.load_model(tmp_path / "no_run")
