@@ -106,6 +106,7 @@ TEXTURE_DEVIATION3 = ["--texture_deviation_weight=3"]  # each face's distance fr
 TEXTURE_DEVIATION10 = ["--texture_deviation_weight=10"]
 EXAGGERATION13 = ["--target_exaggeration=1.3"]  # each target's deviation from the batch's mean target x1.3
 EXAGGERATION2 = ["--target_exaggeration=2.0"]
+EXAGGERATE_PERCEPTUAL = ["--exaggerate_perceptual"]  # the perceptual term's photo exaggerated too
 NO_CALM = ["--calm_background_sigma=0"]  # the targets' own backgrounds (a later flag wins over CALM's)
 # Session 14's best balance (judge TAR 0.757, distinctiveness 0.152, grid 1.12 / 1.19).
 BEST14 = "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity2+pixel03+q60+geometry_lattice100"
@@ -350,6 +351,10 @@ ROWS = {
     BEST14 + "+exaggeration2-calm": BEST14_FLAGS + EXAGGERATION2 + NO_CALM,
     BEST14 + "+exaggeration1.3-calm+pixel1": BEST14_FLAGS + EXAGGERATION13 + NO_CALM + ["--texture_weight=1.0"],
     BEST14 + "+exaggeration1.3-calm+seed1": BEST14_FLAGS + EXAGGERATION13 + NO_CALM + SEED1,
+    # The perceptual term's photo exaggerated as the targets are (the exaggeration placed on the
+    # photo's landmarks): the recipe's strongest term asking for the exaggerated face too.
+    BEST14 + "+exaggeration1.3-calm+perceptual_exaggerated": BEST14_FLAGS + EXAGGERATION13 + NO_CALM + EXAGGERATE_PERCEPTUAL,
+    BEST14 + "+exaggeration2-calm+perceptual_exaggerated": BEST14_FLAGS + EXAGGERATION2 + NO_CALM + EXAGGERATE_PERCEPTUAL,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",

@@ -301,8 +301,8 @@ MUTATIONS = (
     Mutation(
         "geometry_lattice_at_mean", "the geometry lattice places the textures on the mean landmarks, not the predicted ones",
         "normface/training/trainer.py",
-        (("placed_target, placed_out = self._at_output_geometry([target, out[key]], out[LANDMARKS])",
-          "placed_target, placed_out = self._at_output_geometry([target, out[key]], 0 * out[LANDMARKS] + self.mean_landmarks)"),),
+        (("placed_target, placed_out = self._placed([target, out[key]], out[LANDMARKS])",
+          "placed_target, placed_out = self._placed([target, out[key]], 0 * out[LANDMARKS] + self.mean_landmarks)"),),
         (f"{TRAINING}::test_geometry_lattice_is_the_lattice_loss_on_textures_placed_at_the_predicted_landmarks",),
     ),
     Mutation(
@@ -400,6 +400,18 @@ MUTATIONS = (
         "normface/training/trainer.py",
         (("deviation = target - tf.reduce_mean(target, axis=0, keepdims=True)", "deviation = target"),),
         (f"{TRAINING}::test_target_exaggeration_scales_each_targets_deviation_inside_the_face",),
+    ),
+    Mutation(
+        "perceptual_exaggeration_ignored", "exaggerate_perceptual leaves the perceptual term's photo as it is",
+        "normface/training/trainer.py",
+        (("return tf.cast(photo, tf.float32) + exaggeration", "return tf.cast(photo, tf.float32)"),),
+        (f"{TRAINING}::test_exaggerate_perceptual_gives_the_perceptual_term_the_photo_plus_the_placed_exaggeration",),
+    ),
+    Mutation(
+        "perceptual_exaggeration_unplaced", "the exaggeration is added to the photo in the texture frame, not placed on its landmarks",
+        "normface/training/trainer.py",
+        (("(exaggeration,) = self._placed([exaggeration], batch[schema.LANDMARKS])", "pass"),),
+        (f"{TRAINING}::test_exaggerate_perceptual_gives_the_perceptual_term_the_photo_plus_the_placed_exaggeration",),
     ),
     Mutation(
         "texture_spread_about_zero", "the texture spread is measured about zero, not about the batch's mean face",

@@ -99,6 +99,11 @@ class TrainConfig:
       leave uncertain, and the judge finds such outputs alike; the conditional mean of exaggerated
       targets is the mean face plus the predicted deviation scaled, the shrinkage undone in the
       decoder (validation scores the real targets).
+    exaggerate_perceptual: the perceptual term's photo exaggerated too (needs target_exaggeration
+      != 1 and perceptual_weight > 0): the photo plus the target's exaggeration placed on the
+      photo's landmarks. Why (session 16): exaggerated targets alone reach the pixel terms only,
+      while the perceptual term, the recipe's strongest, still asks for the real photo's
+      activations and so for the shrunk conditional mean in the encoder's space.
     detail_weight: when > 0, :func:`normface.training.losses.detail_mismatch` on the decoded texture
       against the training target: the local amplitude of its fine detail (two band-pass octaves,
       in windows of sigma 4 px) against the target's, a loss that asks how much detail there is
@@ -165,6 +170,7 @@ class TrainConfig:
     texture_spread_weight: float = 0.0
     texture_deviation_weight: float = 0.0
     target_exaggeration: float = 1.0
+    exaggerate_perceptual: bool = False
     detail_weight: float = 0.0
     detail_quantile: float = 0.5
     detail_quantile_region: str = "frame"
@@ -195,6 +201,9 @@ class TrainConfig:
                              f"got {self.detail_quantile_region!r}")
         if self.target_exaggeration <= 0:
             raise ValueError(f"target_exaggeration must be > 0, got {self.target_exaggeration}")
+        if self.exaggerate_perceptual and (self.target_exaggeration == 1.0 or self.perceptual_weight == 0):
+            raise ValueError("exaggerate_perceptual needs target_exaggeration != 1 and perceptual_weight > 0, "
+                             f"got {self.target_exaggeration} and {self.perceptual_weight}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:

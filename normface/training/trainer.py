@@ -73,7 +73,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
                      "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
                      "landmark_spread_weight", "texture_spread_weight", "texture_deviation_weight",
-                     "target_exaggeration",
+                     "target_exaggeration", "exaggerate_perceptual",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -199,21 +199,41 @@ class Trainer:
         """The decoder's target in training: the texture (or image), its background outside the
         face and hair blurred when ``calm_background_sigma`` > 0, and inside them each target's
         deviation from the batch's mean target scaled by ``target_exaggeration`` when it is not 1."""
+        target, exaggeration = self._target_parts(batch)
+        return target if exaggeration is None else target + exaggeration
+
+    def _target_parts(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(the target with its calm background, what ``target_exaggeration`` adds to it or None);
+        ``[b, S, S, 3]`` each, in the frame of the decoder's target. The target is the batch's own
+        tensor when neither option is on."""
         target = batch[self._target_key]
         sigma, scale = self.config.calm_background_sigma, self.config.target_exaggeration
         if sigma <= 0 and scale == 1.0:
-            return target
+            return target, None
         target = tf.cast(target, tf.float32)
         mask = tf.constant(self.face_mask)[None, :, :, None]
         if sigma > 0:
             with tf.name_scope("calm_background"):
                 target = mask * target + (1.0 - mask) * gaussian_blur(target, sigma)
-        if scale != 1.0:
-            with tf.name_scope("target_exaggeration"):
-                # The batch's mean target stands in for the mean face (each replica's own batch).
-                deviation = target - tf.reduce_mean(target, axis=0, keepdims=True)
-                target = target + (scale - 1.0) * mask * deviation
-        return target
+        if scale == 1.0:
+            return target, None
+        with tf.name_scope("target_exaggeration"):
+            # The batch's mean target stands in for the mean face (each replica's own batch).
+            deviation = target - tf.reduce_mean(target, axis=0, keepdims=True)
+            return target, (scale - 1.0) * mask * deviation
+
+    def _perceptual_photo(self, batch: dict[str, tf.Tensor], exaggeration: tf.Tensor | None) -> tf.Tensor:
+        """The photo the perceptual term compares the output with: the batch's image, plus the
+        target exaggeration placed on the photo's landmarks when ``exaggerate_perceptual`` is on
+        (the warp is linear in the texture: the exaggerated texture placed equals the photo plus
+        the exaggeration placed, and the photo keeps its own pixels)."""
+        photo = batch[schema.IMAGE]
+        if exaggeration is None or not self.config.exaggerate_perceptual:
+            return photo
+        with tf.name_scope("perceptual_exaggeration"):
+            if self.net.has_texture:
+                (exaggeration,) = self._placed([exaggeration], batch[schema.LANDMARKS])
+            return tf.cast(photo, tf.float32) + exaggeration
 
     def _average(self, per_example: tf.Tensor) -> tf.Tensor:
         # Divides by the global batch, so summing the replicas' values gives the batch mean.
@@ -229,7 +249,9 @@ class Trainer:
                 # The paper's saving: no warp, no encoder, just the decoders on stored features.
                 out = self.net.decoder(batch[schema.FEATURES], training=training)
             key = self._target_key
-            target = self._training_target(batch) if training else batch[key]
+            target, exaggeration = self._target_parts(batch) if training else (batch[key], None)
+            if exaggeration is not None:
+                target = target + exaggeration
             texture_loss = self.train_texture_loss if training else self.texture_loss
             terms = {
                 "landmark": self._average(self.landmark_loss.call(batch[schema.LANDMARKS], out[LANDMARKS])),
@@ -256,7 +278,7 @@ class Trainer:
                     terms[name] = self._average(losses.lattice_excess(target, out[key], period))
                     total += weight * terms[name]
             if cfg.geometry_lattice_weight > 0:
-                placed_target, placed_out = self._at_output_geometry([target, out[key]], out[LANDMARKS])
+                placed_target, placed_out = self._placed([target, out[key]], out[LANDMARKS])
                 terms["geometry_lattice"] = self._average(
                     losses.lattice_excess(placed_target, placed_out, cfg.geometry_lattice_period))
                 total += cfg.geometry_lattice_weight * terms["geometry_lattice"]
@@ -270,7 +292,8 @@ class Trainer:
             generated = None
             if cfg.perceptual_weight > 0:
                 generated, activations = self.perceptual_fn(out[IMAGE], out[LANDMARKS])
-                _, target_activations = self.perceptual_fn(batch[schema.IMAGE], batch[schema.LANDMARKS])
+                _, target_activations = self.perceptual_fn(self._perceptual_photo(batch, exaggeration),
+                                                           batch[schema.LANDMARKS])
                 terms["perceptual"] = self._average(losses.perceptual_distance(target_activations, activations))
                 total += cfg.perceptual_weight * terms["perceptual"]
             if cfg.uses_identity:
@@ -296,11 +319,11 @@ class Trainer:
             terms["total"] = total
             return terms, out
 
-    def _at_output_geometry(self, textures: list[tf.Tensor], landmarks: tf.Tensor) -> list[tf.Tensor]:
+    def _placed(self, textures: list[tf.Tensor], landmarks: tf.Tensor) -> list[tf.Tensor]:
         """Each ``[b, S, S, 3]`` texture (of the texture frame) placed on ``landmarks`` ``[b, 68, 2]``
         by the model's own warp, float32; the landmarks' gradient stopped (what is placed answers
         for itself, the geometry does not move to flatter it). One warp call for all of them."""
-        with tf.name_scope("at_output_geometry"):
+        with tf.name_scope("placed"):
             b = tf.shape(landmarks)[0]
             landmarks = tf.tile(tf.stop_gradient(tf.cast(landmarks, tf.float32)), [len(textures), 1, 1])
             source = tf.broadcast_to(tf.constant(self.mean_landmarks)[None], tf.shape(landmarks))

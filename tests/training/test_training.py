@@ -245,6 +245,39 @@ def test_target_exaggeration_scales_each_targets_deviation_inside_the_face(tmp_p
     assert plain._training_target(batch) is batch[TEXTURE]  # 1: the targets as they are
 
 
+def test_exaggerate_perceptual_gives_the_perceptual_term_the_photo_plus_the_placed_exaggeration(tmp_path):
+    """With exaggerate_perceptual the perceptual term's photo is the batch's image plus the target
+    exaggeration (texture frame) placed by the model's warp on the photo's own landmarks; without
+    it, the image as it is."""
+    from normface.models import WARP
+
+    batch = next(iter(data(shuffle=False, n=BATCH)))
+    seen = {}
+    trainers = {}
+    for on in (False, True):
+        trainer = make_trainer(tmp_path / str(on), perceptual_weight=1.0, target_exaggeration=1.5,
+                               exaggerate_perceptual=on)
+        activations = trainer.perceptual_fn
+        # The second perceptual call of a step is the photo's.
+        trainer.perceptual_fn = lambda images, marks, f=activations, on=on: (
+            seen.setdefault(on, []).append(np.asarray(images, np.float64)) or f(images, marks))
+        trainer._loss_terms(batch, training=True)
+        trainers[on] = trainer
+    image = batch[IMAGE].numpy().astype(np.float64)
+    assert np.array_equal(seen[False][1], image)
+    texture = batch[TEXTURE].numpy().astype(np.float64)
+    mask = trainers[True].face_mask[None, :, :, None]
+    exaggeration = 0.5 * mask * (texture - texture.mean(axis=0, keepdims=True))
+    mean = np.broadcast_to(synthetic.mean_landmarks(SIZE), batch[LANDMARKS].shape).astype(np.float32)
+    assert np.abs(batch[LANDMARKS].numpy() - mean).max() > 0.5  # the photos' landmarks are not the mean's
+    warp_layer = trainers[True].net.model.get_layer(WARP)
+    placed = warp_layer([tf.constant(exaggeration, tf.float32), tf.constant(mean),
+                         tf.cast(batch[LANDMARKS], tf.float32)]).numpy()
+    unplaced_error = np.abs(seen[True][1] - (image + exaggeration)).max()
+    assert np.abs(seen[True][1] - (image + placed)).max() < 1e-4 < unplaced_error
+    assert np.abs(placed).max() > 1e-2  # the photo changed
+
+
 def test_validation_identity_metric_and_best_checkpoint(tmp_path, monkeypatch):
     scores = []
     score = Trainer._score
@@ -707,6 +740,8 @@ def test_train_config_names_a_bad_detail_setting():
                        (dict(geometry_lattice_weight=-1.0), "geometry_lattice_weight"),
                        (dict(landmark_spread_weight=-1.0), "landmark_spread_weight"),
                        (dict(target_exaggeration=0.0), "target_exaggeration"),
+                       (dict(exaggerate_perceptual=True, perceptual_weight=1.0), "exaggerate_perceptual"),
+                       (dict(exaggerate_perceptual=True, target_exaggeration=1.3), "exaggerate_perceptual"),
                        (dict(detail_quantile_region="hair"), "detail_quantile_region"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
                        (dict(detail_bands=(0.0, 1.0)), "detail_bands"), (dict(detail_quantile=0.0), "detail_quantile"),
                        (dict(detail_quantile=1.0), "detail_quantile")):
