@@ -106,6 +106,7 @@ TEXTURE_DEVIATION3 = ["--texture_deviation_weight=3"]  # each face's distance fr
 TEXTURE_DEVIATION10 = ["--texture_deviation_weight=10"]
 EXAGGERATION13 = ["--target_exaggeration=1.3"]  # each target's deviation from the batch's mean target x1.3
 EXAGGERATION2 = ["--target_exaggeration=2.0"]
+FINEST = ["--detail_bands=1"]  # the detail loss on the finest octave alone
 EXAGGERATE_PERCEPTUAL = ["--exaggerate_perceptual"]  # the perceptual term's photo exaggerated too
 NO_CALM = ["--calm_background_sigma=0"]  # the targets' own backgrounds (a later flag wins over CALM's)
 # Session 14's best balance (judge TAR 0.757, distinctiveness 0.152, grid 1.12 / 1.19).
@@ -238,7 +239,7 @@ ROWS = {
     # The band is a few pixels tall: the coarser octave's (sigma 1-2 px) amount. The upper quantile
     # asked of the finest octave alone.
     "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q75+finest":
-        DETAIL100_RECIPE + PIXEL03 + Q75 + ["--detail_bands=1"],
+        DETAIL100_RECIPE + PIXEL03 + Q75 + FINEST,
     # Session 13. In the texture frame the pixel-0.3 row's spectrum, ring over the target's (median
     # of 32 validation textures), is 0.66 at 1/16 cycles per pixel, 0.42-0.47 at periods of 4-5 px
     # and 1.4-3.8 at periods of 2-3 px (q75: 0.76-0.87 and 2.5-7.1): too little energy where the
@@ -283,7 +284,7 @@ ROWS = {
     # band-edge bin alone (1.57x): the coarser octave's amount drawn bolder. The quantile asked of
     # the finest octave alone, inside the face.
     "stride_lattice+originals+bicubic+detail100+calm+perceptual2+identity+pixel03+q90face+finest":
-        DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.9"] + FACE_QUANTILE + ["--detail_bands=1"],
+        DETAIL100_RECIPE + PIXEL03 + ["--detail_quantile=0.9"] + FACE_QUANTILE + FINEST,
     # Session 14: the plain grid ratio's excess is the band-edge bin, and that bin is the face's
     # proportions (grid_geometry.md): the photos' own detail placed on a model's landmarks scores
     # 1.18-1.29 at period 8. The period-8 lattice held where it is measured, on the two recipes
@@ -355,6 +356,10 @@ ROWS = {
     # photo's landmarks): the recipe's strongest term asking for the exaggerated face too.
     BEST14 + "+exaggeration1.3-calm+perceptual_exaggerated": BEST14_FLAGS + EXAGGERATION13 + NO_CALM + EXAGGERATE_PERCEPTUAL,
     BEST14 + "+exaggeration2-calm+perceptual_exaggerated": BEST14_FLAGS + EXAGGERATION2 + NO_CALM + EXAGGERATE_PERCEPTUAL,
+    # The detail loss on the finest octave alone lowered distinctiveness twice in session 12-13
+    # (q75: 0.140 -> 0.107; q90 face: 0.151 -> 0.118): the coarser octave's amount, asked of every
+    # face alike, draws the same bold edges on all of them.
+    BEST14 + "+exaggeration1.3-calm+finest": BEST14_FLAGS + EXAGGERATION13 + NO_CALM + FINEST,
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",
