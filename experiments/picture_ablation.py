@@ -17,11 +17,11 @@ judge's cross-photo identity and distinctiveness, dlib's beside it, the picture 
 the held-out London people (smiling -> neutral landmark error of all and of the mouth points,
 pixel L1, SSIM, colour difference; ``normface adjust``'s Delta E). ``<results>/picture.md`` and
 ``picture.json`` hold the table and the budget (steps, batch, wall time per row, seeds);
-``picture.png`` shows each row's outputs for six held-out London people (never LFW faces in
-committed figures). No output is post-processed: the measures read the decoder's output.
+``rows/<row>.png`` shows each row's outputs for six held-out London people (never LFW faces in
+committed figures), ``rows/inputs.png`` their smiling photos. No output is post-processed: the measures read the decoder's output.
 Rows scored before a picture measure was added get only their picture measures redone. Rows not in
 the workspace (trained on an earlier machine) keep their scores from the committed ``picture.json``
-and their tiles from ``picture.png``, once the ceiling row shows the same held-out photos and judge.
+and their tiles from their committed strips, once the ceiling row shows the same held-out photos and judge.
 """
 
 from __future__ import annotations
@@ -53,7 +53,11 @@ flags.DEFINE_bool("score_only", False, "Score finished rows, train nothing.")
 
 TRAIN = Path(__file__).resolve().parent / "train.py"
 SCORE_FILE = "picture_score.json"
-SHEET_TILE = 128  # pixels of each face in picture.png
+SHEET_TILE = 128  # pixels of each face in a row's strip
+# One strip of London tiles per row (and one of the inputs) rather than one sheet of every row:
+# a new row adds its own small file instead of a new copy of a sheet that grew to 12 MB.
+STRIPS = "rows"
+INPUTS = "inputs"
 CEILING = "real photos (ceiling)"  # the table's last row: each photo in place of its output
 # The shipped model's architecture and its phase-2 recipe (docs/model.md), at a fine-tuning rate.
 RECIPE = ["--output_size=128", "--channels=128,64,32,32", "--grid_channels=256", "--feature_hidden=1024",
@@ -394,27 +398,43 @@ def train_row(name: str, out: Path) -> Path:
     return model_dir
 
 
+def strip_path(dest: Path, name: str) -> Path:
+    """Where a row's strip of London tiles lives (``name``: a row, or ``INPUTS``)."""
+    return dest / STRIPS / f"{folder_name(name)}.png"
+
+
+def write_strip(dest: Path, name: str, tiles: list, label: str) -> None:
+    """One row's tiles as a labelled strip, written atomically. Unchanged tiles give the same
+    bytes, so a rerun leaves git nothing to store for the rows it did not change."""
+    from normface.utils import io_utils, pictures
+
+    labels = pictures.spread_label(label, len(tiles), SHEET_TILE)
+    io_utils.save_image_atomic(strip_path(dest, name), pictures.image_grid(tiles, cols=len(tiles), labels=labels,
+                                                                          tile=SHEET_TILE))
+
+
 def earlier_table(dest: Path, cols: int) -> tuple[dict[str, dict], dict[str, list]]:
-    """The committed table's rows (the ceiling among them) and each row's ``cols`` tiles cut from
-    the committed sheet; empty when there is none. ValueError naming the files when the sheet does
-    not hold one strip per row."""
+    """The committed table's rows (the ceiling among them) and each row's ``cols`` tiles read back
+    from its committed strip; empty when there is no table. ValueError naming the file when a
+    row's strip is missing or not one strip of ``cols`` tiles."""
     import cv2
 
     from normface.utils import pictures
 
-    table, sheet = dest / "picture.json", dest / "picture.png"
+    table = dest / "picture.json"
     if not table.is_file():
         return {}, {}
     rows = json.loads(table.read_text())["rows"]
-    names = [n for n in rows if n != CEILING]
-    image = cv2.imread(str(sheet), cv2.IMREAD_COLOR) if sheet.is_file() else None
-    if image is None:
-        raise ValueError(f"{sheet}: missing or unreadable, while {table} holds {len(names)} rows")
-    strips = pictures.grid_tiles(image[..., ::-1], cols, SHEET_TILE)
-    if len(strips) != (len(names) + 1) * cols:
-        raise ValueError(f"{sheet}: {len(strips) // cols} strips of {cols} tiles, while {table} holds "
-                         f"{len(names)} rows (+ the inputs' strip)")
-    return rows, {n: strips[(i + 1) * cols:(i + 2) * cols] for i, n in enumerate(names)}
+    tiles = {}
+    for name in (n for n in rows if n != CEILING):
+        strip = strip_path(dest, name)
+        image = cv2.imread(str(strip), cv2.IMREAD_COLOR) if strip.is_file() else None
+        if image is None:
+            raise ValueError(f"{strip}: missing or unreadable, while {table} holds the row {name!r}")
+        tiles[name] = pictures.grid_tiles(image[..., ::-1], cols, SHEET_TILE)
+        if len(tiles[name]) != cols:
+            raise ValueError(f"{strip}: {len(tiles[name])} tiles, expected one strip of {cols}")
+    return rows, tiles
 
 
 def main(argv):
@@ -424,7 +444,7 @@ def main(argv):
     from normface.evaluation import recipe
     from normface.serving import export_format
     from normface.serving.normalizer import FaceNormalizer
-    from normface.utils import io_utils, paths, pictures
+    from normface.utils import io_utils, paths
     from normface.utils.tables import markdown_table
 
     if not FLAGS.records or not FLAGS.pairs:
@@ -481,11 +501,12 @@ def main(argv):
     # committed scores and their tiles of the committed sheet.
     results = recipe.merge_earlier_rows(list(ROWS), results, earlier, ceiling, earlier.get(CEILING))
     tiles = {n: tiles[n] if n in tiles else earlier_tiles[n] for n in results}
-    grid, labels = list(london.photos.images[shown]), ["smiling input"] * len(shown)
+    write_strip(dest, INPUTS, list(london.photos.images[shown]), "smiling input")
+    gallery = [f"![smiling inputs]({STRIPS}/{folder_name(INPUTS)}.png)"]
     for number, name in enumerate(results, 1):
-        grid += tiles[name]
         # The row's number (its place in the table) and its whole name, read across its tiles.
-        labels += pictures.spread_label(f"{number}. {name}", len(shown), SHEET_TILE)
+        write_strip(dest, name, tiles[name], f"{number}. {name}")
+        gallery.append(f"{number}. `{name}`\n\n   ![row {number}]({STRIPS}/{folder_name(name)}.png)")
     results[CEILING] = ceiling
     budget = {"steps": FLAGS.steps, "batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "seed_repeat": 1,
               "init_from": FLAGS.init_from, "recipe": RECIPE, "rows": {n: ROWS[n] for n in results if n in ROWS},
@@ -499,10 +520,9 @@ def main(argv):
             f"Validation: {first.get('validation_photos')} photos of {first.get('validation_people')} people; "
             f"London: {first.get('london_people')} held-out people. Judge: "
             f"{judge.identity if judge else 'none'}. Wall time on the 2 shared cores.\n\n{table}\n"
-            "![London outputs per row](picture.png)\n\n`picture.png`: six held-out London people smiling (top) "
-            "and each row's outputs, in the table's order, the row's number and name written across its tiles.\n")
+            f"## London outputs per row\n\nSix held-out London people smiling, then each row's outputs "
+            f"(`{STRIPS}/<row>.png`), in the table's order.\n\n" + "\n\n".join(gallery) + "\n")
     io_utils.write_report(dest, "picture", text, {"budget": paths.portable_values(budget), "rows": results})
-    io_utils.save_image_atomic(dest / "picture.png", pictures.image_grid(grid, cols=len(shown), labels=labels, tile=SHEET_TILE))
     print(text)
 
 

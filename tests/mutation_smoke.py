@@ -414,6 +414,13 @@ MUTATIONS = (
         (f"{TRAINING}::test_exaggerate_perceptual_gives_the_perceptual_term_the_photo_plus_the_placed_exaggeration",),
     ),
     Mutation(
+        "strip_channels_swapped", "a committed row strip is read back in BGR order",
+        "experiments/picture_ablation.py",
+        (("tiles[name] = pictures.grid_tiles(image[..., ::-1], cols, SHEET_TILE)",
+          "tiles[name] = pictures.grid_tiles(image, cols, SHEET_TILE)"),),
+        ("tests/evaluation/test_recipe.py::test_picture_ablation_reads_back_each_rows_strip",),
+    ),
+    Mutation(
         "texture_spread_about_zero", "the texture spread is measured about zero, not about the batch's mean face",
         "normface/training/losses.py",
         (("return tf.sqrt(tf.math.reduce_variance(x, axis=0) + 1e-8)",
