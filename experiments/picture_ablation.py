@@ -374,6 +374,10 @@ ROWS = {
     # finest detail octave on it.
     PIXEL1_ROW + "+geometry_lattice30": PIXEL1_FLAGS + ["--geometry_lattice_weight=30"],
     PIXEL1_ROW + "+finest": PIXEL1_FLAGS + FINEST,
+    # Only the deviation's coarse part (Gaussian low-pass, sigma 2 px) exaggerated, further:
+    # the person's tone, shape and shading larger, the detail the target's own.
+    PIXEL1_ROW + "+coarse_exaggeration1.6": PIXEL1_FLAGS + ["--target_exaggeration=1.6", "--target_exaggeration_sigma=2"],
+    PIXEL1_ROW + "+coarse_exaggeration2": PIXEL1_FLAGS + ["--target_exaggeration=2.0", "--target_exaggeration_sigma=2"],
 }
 PICTURE_COLUMNS = ("sharpness_ratio", "hair_band_sharpness_ratio", "grid_ratio_p16", "grid_ratio_max",
                    "grid_ratio_matched_p16", "grid_ratio_matched_max", "grid_ratio_geometry_p16",

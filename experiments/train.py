@@ -121,6 +121,7 @@ TRAIN_HELP = {
     "texture_spread_weight": "Weight of the batch's texture spread (sd per pixel) against the targets' (0 = off).",
     "texture_deviation_weight": "Weight of each texture's distance from the batch's mean output against its target's (0 = off).",
     "target_exaggeration": "Scale of each training target's deviation from the batch's mean target inside the face and hair (1 = off).",
+    "target_exaggeration_sigma": "Exaggerate only the Gaussian low-pass (this sigma, pixels) of each target's deviation (0 = all of it).",
     "exaggerate_perceptual": "Exaggerate the perceptual term's photo as the targets are (needs --target_exaggeration != 1).",
     "detail_weight": "Weight of the texture's local fine-detail amplitude against the target's (0 = off).",
     "detail_quantile": "Detail loss: missing detail costs 2q per unit, excess 2(1-q) (0.5 = alike).",

@@ -402,6 +402,12 @@ MUTATIONS = (
         (f"{TRAINING}::test_target_exaggeration_scales_each_targets_deviation_inside_the_face",),
     ),
     Mutation(
+        "target_exaggeration_sigma_ignored", "the whole deviation is exaggerated when only its low-pass should be",
+        "normface/training/trainer.py",
+        (("deviation = gaussian_blur(deviation, self.config.target_exaggeration_sigma)", "pass"),),
+        (f"{TRAINING}::test_target_exaggeration_sigma_scales_only_the_deviations_coarse_part",),
+    ),
+    Mutation(
         "perceptual_exaggeration_ignored", "exaggerate_perceptual leaves the perceptual term's photo as it is",
         "normface/training/trainer.py",
         (("return tf.cast(photo, tf.float32) + exaggeration", "return tf.cast(photo, tf.float32)"),),

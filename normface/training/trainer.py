@@ -73,7 +73,7 @@ TRAJECTORY_FIELDS = ("steps", "batch_size", "learning_rate", "lr_schedule", "war
                      "background_weight", "calm_background_sigma", "lattice_weight", "lattice_period",
                      "lattice2_weight", "lattice2_period", "geometry_lattice_weight", "geometry_lattice_period",
                      "landmark_spread_weight", "texture_spread_weight", "texture_deviation_weight",
-                     "target_exaggeration", "exaggerate_perceptual",
+                     "target_exaggeration", "target_exaggeration_sigma", "exaggerate_perceptual",
                      "detail_weight", "detail_quantile", "detail_quantile_region", "detail_bands",
                      "spectrum_weight")
 
@@ -198,7 +198,8 @@ class Trainer:
     def _training_target(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """The decoder's target in training: the texture (or image), its background outside the
         face and hair blurred when ``calm_background_sigma`` > 0, and inside them each target's
-        deviation from the batch's mean target scaled by ``target_exaggeration`` when it is not 1."""
+        deviation from the batch's mean target (its Gaussian low-pass when
+        ``target_exaggeration_sigma`` > 0) scaled by ``target_exaggeration`` when it is not 1."""
         target, exaggeration = self._target_parts(batch)
         return target if exaggeration is None else target + exaggeration
 
@@ -220,6 +221,10 @@ class Trainer:
         with tf.name_scope("target_exaggeration"):
             # The batch's mean target stands in for the mean face (each replica's own batch).
             deviation = target - tf.reduce_mean(target, axis=0, keepdims=True)
+            if self.config.target_exaggeration_sigma > 0:
+                # Only the deviation's coarse part (tone, shape, shading) scaled: the fine detail
+                # stays the target's own amount.
+                deviation = gaussian_blur(deviation, self.config.target_exaggeration_sigma)
             return target, (scale - 1.0) * mask * deviation
 
     def _perceptual_photo(self, batch: dict[str, tf.Tensor], exaggeration: tf.Tensor | None) -> tf.Tensor:

@@ -245,6 +245,18 @@ def test_target_exaggeration_scales_each_targets_deviation_inside_the_face(tmp_p
     assert plain._training_target(batch) is batch[TEXTURE]  # 1: the targets as they are
 
 
+def test_target_exaggeration_sigma_scales_only_the_deviations_coarse_part(tmp_path):
+    trainer = make_trainer(tmp_path, target_exaggeration=1.5, target_exaggeration_sigma=2.0)
+    batch = next(iter(data(shuffle=False, n=BATCH)))
+    texture = batch[TEXTURE].numpy().astype(np.float32)
+    mask = trainer.face_mask[None, :, :, None]
+    deviation = texture - texture.mean(axis=0, keepdims=True)
+    coarse = losses.gaussian_blur(tf.constant(deviation), 2.0).numpy()
+    added = trainer._training_target(batch).numpy() - texture
+    assert np.abs(added - 0.5 * mask * coarse).max() < 1e-5
+    assert np.abs(added - 0.5 * mask * deviation).max() > 1e-2  # not the whole deviation
+
+
 def test_exaggerate_perceptual_gives_the_perceptual_term_the_photo_plus_the_placed_exaggeration(tmp_path):
     """With exaggerate_perceptual the perceptual term's photo is the batch's image plus the target
     exaggeration (texture frame) placed by the model's warp on the photo's own landmarks; without
@@ -740,6 +752,7 @@ def test_train_config_names_a_bad_detail_setting():
                        (dict(geometry_lattice_weight=-1.0), "geometry_lattice_weight"),
                        (dict(landmark_spread_weight=-1.0), "landmark_spread_weight"),
                        (dict(target_exaggeration=0.0), "target_exaggeration"),
+                       (dict(target_exaggeration_sigma=-1.0), "target_exaggeration_sigma"),
                        (dict(exaggerate_perceptual=True, perceptual_weight=1.0), "exaggerate_perceptual"),
                        (dict(exaggerate_perceptual=True, target_exaggeration=1.3), "exaggerate_perceptual"),
                        (dict(detail_quantile_region="hair"), "detail_quantile_region"), (dict(detail_bands=(2.0, 1.0)), "detail_bands"), (dict(detail_bands=()), "detail_bands"),
