@@ -150,8 +150,8 @@ ROWS = {
     "lattice+originals": LATTICE + ORIGINALS,
     "lattice+originals+strong_discriminator": LATTICE + ORIGINALS + STRONG_DISCRIMINATOR,
     # Capacity where the detail is: a residual refiner at full size (3 dilated 3x3 convolutions of
-    # 32; its correction starts at zero, so the row starts at the shipped model's output).
-    "lattice+originals+refiner": LATTICE + ORIGINALS + ["--refine_channels=32,32,32"],
+    # 32; its correction starts at zero, so the row starts at the shipped model's output), trained
+    # beside the strong discriminator only.
     "lattice+originals+refiner+strong_discriminator": LATTICE + ORIGINALS + ["--refine_channels=32,32,32"]
     + STRONG_DISCRIMINATOR,
     # The warp's bilinear sampling takes about 40% of a decoded texture's face-box Laplacian
