@@ -18,10 +18,11 @@ the held-out London people (smiling -> neutral landmark error of all and of the 
 pixel L1, SSIM, colour difference; ``normface adjust``'s Delta E). ``<results>/picture.md`` and
 ``picture.json`` hold the table and the budget (steps, batch, wall time per row, seeds);
 ``rows/<row>.png`` shows each row's outputs for six held-out London people (never LFW faces in
-committed figures), ``rows/inputs.png`` their smiling photos. No output is post-processed: the measures read the decoder's output.
-Rows scored before a picture measure was added get only their picture measures redone. Rows not in
-the workspace (trained on an earlier machine) keep their scores from the committed ``picture.json``
-and their tiles from their committed strips, once the ceiling row shows the same held-out photos and judge.
+committed figures), ``rows/inputs.png`` their smiling photos. No output is post-processed: the
+measures read the decoder's output. Rows scored before a picture measure was added get only their
+picture measures redone. Rows not in the workspace (trained on an earlier machine) keep their
+scores from the committed ``picture.json`` and their tiles from their committed strips, once the
+ceiling row shows the same held-out photos and judge.
 """
 
 from __future__ import annotations
